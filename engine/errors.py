@@ -1,0 +1,41 @@
+"""One exception hierarchy for batsight.
+
+Every error is a :class:`BatsightError` and also subclasses the matching builtin, so callers
+that only know the standard library (``except OSError``) still catch it. Messages name the
+expected and the actual value. Pattern from PyAV's ``av/error.pyi``
+(``class InvalidDataError(FFmpegError, builtins.ValueError)``).
+"""
+
+from __future__ import annotations
+
+
+class BatsightError(Exception):
+    """Base class of every error batsight raises on purpose."""
+
+
+class ConfigError(BatsightError, ValueError):
+    """A configuration value or command-line option is invalid (refused before start)."""
+
+
+class SourceError(BatsightError, OSError):
+    """A source cannot be opened or read (missing file, no video stream, unreachable URL)."""
+
+
+class ModelError(BatsightError, RuntimeError):
+    """A model cannot be built or its weights cannot be found or loaded."""
+
+
+class WireFormatError(BatsightError, ValueError):
+    """A ZeroMQ message does not follow the wire format (version, dtype, sizes)."""
+
+
+class SinkError(BatsightError, RuntimeError):
+    """A sink cannot be found, configured, opened or written."""
+
+
+class PluginError(BatsightError, LookupError):
+    """A plugin name is not registered in its entry-point group, or has the wrong type."""
+
+
+class PublishError(BatsightError, OSError):
+    """The ZeroMQ publisher cannot bind its endpoint or send."""

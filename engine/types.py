@@ -1,0 +1,193 @@
+"""Values passed between pipeline stages: frozen dataclasses of validated numpy arrays.
+
+Coordinates are pixels in the original frame (``0 <= x < W``, ``0 <= y < H``, origin top-left,
+x right, y down) unless a name says ``_norm`` (divided by frame width / height, so in [0, 1]).
+Times are seconds (``_s``), milliseconds (``_ms``) or nanoseconds (``_ns``) as named.
+Pattern: supervision ``KeyPoints`` (``supervision/key_points/core.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: The 17 COCO person keypoints, in COCO order (index = position in this tuple).
+COCO_KEYPOINT_NAMES: tuple[str, ...] = (
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+)
+NUM_KEYPOINTS = len(COCO_KEYPOINT_NAMES)
+KEYPOINT_INDEX: dict[str, int] = {name: i for i, name in enumerate(COCO_KEYPOINT_NAMES)}
+
+#: COCO OKS per-keypoint constants sigma_k (cocoapi ``COCOeval.computeOks``), COCO order.
+COCO_OKS_SIGMAS = np.array(
+    [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89],
+    dtype=np.float32,
+) / 10.0
+
+#: COCO skeleton edges as 0-based keypoint index pairs (for drawing).
+COCO_SKELETON: tuple[tuple[int, int], ...] = (
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7),
+    (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+)
+
+
+def _check_array(name: str, value: np.ndarray, shape: tuple[int | None, ...], dtype: type) -> None:
+    """Raise ``ValueError`` unless ``value`` is an ndarray of ``dtype`` whose shape matches ``shape``.
+
+    ``None`` in ``shape`` matches any size. The message gives expected and actual shape / dtype.
+    """
+    if not isinstance(value, np.ndarray):
+        msg = f"`{name}` must be a numpy.ndarray, got {type(value).__name__}"
+        raise TypeError(msg)
+    if value.ndim != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape)):
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        msg = f"`{name}` must have shape {want}, got {value.shape}"
+        raise ValueError(msg)
+    if value.dtype != np.dtype(dtype):
+        msg = f"`{name}` must have dtype {np.dtype(dtype)}, got {value.dtype}"
+        raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded video frame.
+
+    Attributes:
+        source_id: Name of the source that produced the frame (``[A-Za-z0-9_.-]+``).
+        frame_index: 0-based index of the frame among the frames this source delivered
+            (decoded frames, counting skipped corrupt ones is the source's job: they get no index).
+        pts_s: Presentation time in seconds on the source's timeline: ``pts * time_base`` from
+            PyAV, or ``frame_index / fps`` when the stream gives no PTS.
+        capture_time_ns: ``time.time_ns()`` (Unix epoch, ns) when the reader thread got the frame.
+        image: ``uint8`` array ``[H, W, 3]``, BGR channel order (OpenCV / Ultralytics convention).
+    """
+
+    source_id: str
+    frame_index: int
+    pts_s: float
+    capture_time_ns: int
+    image: np.ndarray = field(repr=False)
+
+    def __post_init__(self) -> None:
+        _check_array("image", self.image, (None, None, 3), np.uint8)
+
+    @property
+    def height(self) -> int:
+        """Frame height in pixels."""
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        """Frame width in pixels."""
+        return int(self.image.shape[1])
+
+
+@dataclass(frozen=True)
+class EndOfStream:
+    """Marker a source sends after its last frame (or when it fails).
+
+    Attributes:
+        source_id: The source that ended.
+        frames: Frames delivered by the source.
+        dropped: Frames dropped by the live drop-oldest policy.
+        corrupt: Frames or packets skipped because they could not be decoded.
+        error: The exception that ended the source, or ``None`` for a normal end.
+    """
+
+    source_id: str
+    frames: int = 0
+    dropped: int = 0
+    corrupt: int = 0
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class Persons:
+    """All persons found in one frame, as parallel arrays (N persons, K = 17 keypoints).
+
+    Attributes:
+        xyxy: ``float32 [N, 4]`` boxes ``x1, y1, x2, y2`` in frame pixels, ``x1 < x2``, ``y1 < y2``.
+        conf: ``float32 [N]`` detection confidence in [0, 1].
+        track_id: ``int64 [N]`` tracker identity, ``-1`` where the tracker gave none.
+        keypoints_xy: ``float32 [N, K, 2]`` keypoint x, y in frame pixels.
+        keypoints_conf: ``float32 [N, K]`` per-keypoint confidence in [0, 1].
+    """
+
+    xyxy: np.ndarray
+    conf: np.ndarray
+    track_id: np.ndarray
+    keypoints_xy: np.ndarray
+    keypoints_conf: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.xyxy) if isinstance(self.xyxy, np.ndarray) and self.xyxy.ndim == 2 else None
+        _check_array("xyxy", self.xyxy, (n, 4), np.float32)
+        _check_array("conf", self.conf, (n,), np.float32)
+        _check_array("track_id", self.track_id, (n,), np.int64)
+        _check_array("keypoints_xy", self.keypoints_xy, (n, NUM_KEYPOINTS, 2), np.float32)
+        _check_array("keypoints_conf", self.keypoints_conf, (n, NUM_KEYPOINTS), np.float32)
+
+    def __len__(self) -> int:
+        return int(self.xyxy.shape[0])
+
+    @classmethod
+    def empty(cls) -> Persons:
+        """No persons, with every dimension kept (``xyxy`` is ``[0, 4]``, keypoints ``[0, 17, 2]``)."""
+        return cls(
+            xyxy=np.zeros((0, 4), np.float32),
+            conf=np.zeros((0,), np.float32),
+            track_id=np.zeros((0,), np.int64),
+            keypoints_xy=np.zeros((0, NUM_KEYPOINTS, 2), np.float32),
+            keypoints_conf=np.zeros((0, NUM_KEYPOINTS), np.float32),
+        )
+
+    def take(self, index: np.ndarray | list[int]) -> Persons:
+        """Return the persons at ``index`` (integer positions), keeping all arrays parallel."""
+        idx = np.asarray(index, dtype=np.int64)
+        return Persons(
+            xyxy=self.xyxy[idx],
+            conf=self.conf[idx],
+            track_id=self.track_id[idx],
+            keypoints_xy=self.keypoints_xy[idx],
+            keypoints_conf=self.keypoints_conf[idx],
+        )
+
+
+@dataclass(frozen=True)
+class PoseResult:
+    """What the inference stage hands to analytics for one frame.
+
+    Attributes:
+        frame: The frame (its image is kept for sinks that draw; analytics do not read it).
+        persons: Every tracked person in the frame.
+        batter: Index into ``persons`` of the selected batter, or ``None`` when no batter was found.
+        heatmaps: ``float32 [K, S, S]`` heatmap logits of the batter on its box grid (model output
+            or rendered), or ``None``.
+        heatmap_source: ``"model"`` when ``heatmaps`` came from the network, ``"rendered"`` when drawn
+            from keypoints, ``"none"`` when there is no batter.
+        inference_ms: Model time for this frame's share of its batch, milliseconds.
+    """
+
+    frame: Frame
+    persons: Persons
+    batter: int | None
+    heatmaps: np.ndarray | None = field(default=None, repr=False)
+    heatmap_source: str = "none"
+    inference_ms: float = 0.0
