@@ -1,0 +1,232 @@
+"""The ``batsight`` command line.
+
+``batsight run [SOURCE ...] [--config FILE] [--set key=value ...] [--sink NAME[:ARG] ...]``
+runs the pipeline (no SOURCE and no ``sources`` in the config: the built-in default input).
+``batsight sink NAME --connect ENDPOINT [--path P] [-o key=value ...]`` runs one sink as its own
+process. Errors are one line on stderr (``--debug`` shows the traceback); exit status 0 success,
+1 runtime failure, 2 bad usage / config, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from typing import Any
+
+from engine.config import Config, load_config
+from engine.errors import BatsightError, ConfigError, PluginError, SinkError
+from engine.plugins import MODELS, SINKS, load
+
+log = logging.getLogger("batsight")
+
+
+def _sink_from_spec(spec: str, extra: dict[str, Any] | None = None) -> Any:
+    """Create a sink plugin from ``NAME[:ARG]``; ARG fills the sink's ``primary_option``.
+
+    Raises:
+        PluginError: unknown sink name (lists the available ones).
+        SinkError: bad options.
+    """
+    name, sep, arg = spec.partition(":")
+    cls = load(SINKS, name)
+    options: dict[str, Any] = dict(extra or {})
+    if sep:
+        primary = getattr(cls, "primary_option", None)
+        if primary is None:
+            msg = f"sink {name!r} takes no NAME:ARG short form, got {spec!r}"
+            raise SinkError(msg)
+        options[primary] = arg
+    return cls(**options)
+
+
+def _parse_options(pairs: list[str]) -> dict[str, Any]:
+    import yaml
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            msg = f"-o expects key=value, got {pair!r}"
+            raise ConfigError(msg)
+        options[key] = yaml.safe_load(value)
+    return options
+
+
+def _install_signal_handlers(on_first: Any) -> None:
+    state = {"count": 0}
+
+    def handler(signum: int, _frame: Any) -> None:
+        state["count"] += 1
+        if state["count"] == 1:
+            log.warning("%s received: finishing in-flight frames (again to exit at once)", signal.Signals(signum).name)
+            on_first()
+        else:
+            sys.stderr.write("batsight: interrupted\n")
+            sys.stderr.flush()
+            import os
+
+            os._exit(130)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _progress_bar(pipeline: Any, enabled: bool) -> Any:
+    totals = [s.total_frames for s in pipeline.sources if not s.live]
+    if not enabled or not totals or any(t is None for t in totals):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=sum(totals), unit="frame", desc="batsight", dynamic_ncols=True, leave=True)
+
+
+def _print_summary(summary: Any, out: Any = None) -> None:
+    out = out or sys.stdout
+    lines = [
+        f"batsight: {summary.frames} frames in {summary.wall_s:.2f} s -> {summary.fps:.2f} fps "
+        f"(model only {summary.model_fps:.2f} fps), dropped {summary.dropped}, corrupt {summary.corrupt}",
+    ]
+    for source_id, st in summary.per_source.items():
+        pct = 100.0 * st["batter_frames"] / st["frames"] if st["frames"] else 0.0
+        line = (
+            f"  {source_id}: {st['frames']} frames, batter found {pct:.1f}%, "
+            f"dropped {st['dropped']}, corrupt {st['corrupt']}"
+        )
+        if st["error"]:
+            line += f", error: {st['error']}"
+        lines.append(line)
+    if summary.publisher_dropped:
+        lines.append(f"  publisher dropped {summary.publisher_dropped} messages at the high-water mark")
+    out.write("\n".join(lines) + "\n")
+    out.flush()
+
+
+def run_pipeline(
+    config: Config,
+    sinks: list[Any],
+    progress: bool = False,
+    install_signals: bool = False,
+) -> Any:
+    """Build sources and model, start in-process sinks and the pipeline, wait, return the summary.
+
+    Raises:
+        BatsightError: bad source spec, missing weights, publisher bind failure, or a failed stage.
+    """
+    from engine.pipeline import Pipeline
+    from engine.sources import build_sources
+
+    sources = build_sources(list(config.sources), config.source)
+    model = load(MODELS, config.model.name).from_config(config.model)
+    model.build()
+    pipeline = Pipeline(config, sources, model)
+    source_ids = {s.source_id for s in sources}
+    threads = [sink.run_in_thread(config.publisher.endpoint, expected_sources=source_ids) for sink in sinks]
+    try:
+        pipeline.start(expected_subscribers=len(threads))
+    except BaseException:
+        for t in threads:
+            t.stop()
+        raise
+    if install_signals:
+        _install_signal_handlers(pipeline.stop)
+    bar = _progress_bar(pipeline, progress)
+    try:
+        while not pipeline.join(timeout_s=0.2):
+            if bar is not None:
+                bar.n = sum(st.frames_out for st in pipeline.stats.values())
+                bar.refresh()
+    finally:
+        if bar is not None:
+            bar.n = sum(st.frames_out for st in pipeline.stats.values())
+            bar.close()
+        deadline = time.monotonic() + 10.0
+        for t in threads:
+            t.join(max(0.1, deadline - time.monotonic()))
+            if t.is_alive():
+                t.stop()
+                t.join(2.0)
+    errors = [f"{t.name}: {t.error}" for t in threads if t.error is not None]
+    if errors:
+        msg = "sink failed: " + "; ".join(errors)
+        raise SinkError(msg)
+    return pipeline.summary()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    overrides = list(args.set or [])
+    config = load_config(args.config, overrides)
+    if args.sources:
+        config = config.model_copy(update={"sources": list(args.sources)})
+    sink_specs = list(args.sink) if args.sink else list(config.sinks)
+    sinks = [_sink_from_spec(spec) for spec in sink_specs]  # refuse unknown sinks before start
+    summary = run_pipeline(config, sinks, progress=config.progress and not args.no_progress, install_signals=True)
+    _print_summary(summary)
+    failed = [sid for sid, st in summary.per_source.items() if st["error"]]
+    return 1 if failed else 0
+
+
+def _cmd_sink(args: argparse.Namespace) -> int:
+    options = _parse_options(args.option or [])
+    cls = load(SINKS, args.name)
+    if args.path is not None:
+        options["path"] = args.path
+    sink = cls(**options)
+    topics = tuple(args.topic) if args.topic else ("",)
+    return sink.run_forever(args.connect, topics=topics, exit_on_stop=not args.keep_running)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by the README's usage text)."""
+    parser = argparse.ArgumentParser(prog="batsight", description=__doc__.split("\n")[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the pipeline on sources (default: the built-in demo input)")
+    run.add_argument("sources", nargs="*", metavar="SOURCE", help="file, rtsp://..., /dev/videoN, ID=SPEC, default")
+    run.add_argument("--config", "-c", help="YAML config file (see configs/default.yaml)")
+    run.add_argument("--set", "-s", action="append", metavar="KEY=VALUE", help="override a config key")
+    run.add_argument("--sink", action="append", metavar="NAME[:ARG]", help="in-process sink, e.g. jsonl:out.jsonl")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(func=_cmd_run)
+
+    sink = sub.add_parser("sink", help="run one sink as a separate subscriber process")
+    sink.add_argument("name", help="sink name (entry point in batsight.sinks)")
+    sink.add_argument("--connect", default="tcp://127.0.0.1:5556", help="publisher endpoint")
+    sink.add_argument("--path", help="output path (sinks that write files)")
+    sink.add_argument("--topic", action="append", help="topic prefix to subscribe (default all)")
+    sink.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="sink option")
+    sink.add_argument("--keep-running", action="store_true", help="do not exit when the engine stops")
+    sink.set_defaults(func=_cmd_sink)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``batsight`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="batsight: %(levelname)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, PluginError) as exc:
+        if args.debug:
+            raise
+        sys.stderr.write(f"batsight: error: {exc}\n")
+        return 2
+    except BatsightError as exc:
+        if args.debug:
+            raise
+        sys.stderr.write(f"batsight: error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("batsight: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

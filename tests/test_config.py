@@ -1,0 +1,80 @@
+"""Config loading: defaults file agrees with the models, bad values refused with dotted paths."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from engine.config import Config, load_config
+from engine.errors import ConfigError
+from tests.conftest import REPO_ROOT
+
+DEFAULT_YAML = REPO_ROOT / "configs" / "default.yaml"
+
+
+def _keys(model: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for key, value in model.items():
+        path = f"{prefix}{key}"
+        out.add(path)
+        if isinstance(value, dict):
+            out |= _keys(value, path + ".")
+    return out
+
+
+def test_default_yaml_documents_every_key_with_the_model_defaults():
+    from_file = load_config(DEFAULT_YAML)
+    assert from_file == Config()
+    raw = yaml.safe_load(DEFAULT_YAML.read_text())
+    assert _keys(raw) == _keys(Config().model_dump(mode="json"))
+    # every key line carries a comment (unit / meaning)
+    for line in DEFAULT_YAML.read_text().splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith(("#", "-")) and ":" in stripped:
+            key = stripped.split(":")[0]
+            if key in {"source", "model", "batch", "batter", "analytics", "publisher", "sinks", "sources"}:
+                continue
+            assert "#" in line, f"no comment on {line!r}"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        (["batch.max_batch=0"], "batch.max_batch"),
+        (["model.imgsz=100"], "model.imgsz: must be a multiple of 32"),
+        (["model.device=tpu"], "model.device"),
+        (["analytics.wrist=kp9"], "analytics.wrist: must be a COCO keypoint name"),
+        (["analytics.windw_s=2"], "analytics.windw_s: unknown key"),
+        (["publisher.health_period_s=-1"], "publisher.health_period_s"),
+        (["analytics.shoulder=left_wrist"], "analytics.wrist and analytics.shoulder must differ"),
+        (["nosuchsection.x=1"], "nosuchsection: unknown key"),
+    ],
+)
+def test_bad_values_are_refused_with_dotted_path(overrides, fragment):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, overrides)
+    assert fragment in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_set_overrides_parse_yaml_scalars():
+    config = load_config(None, ["batch.max_batch=4", "model.half=false", "analytics.window_s=1.5", "sinks=[jsonl:x]"])
+    assert config.batch.max_batch == 4
+    assert config.model.half is False
+    assert config.analytics.window_s == 1.5
+    assert config.sinks == ["jsonl:x"]
+
+
+def test_unreadable_and_non_mapping_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping at the top level"):
+        load_config(bad)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("batch: {max_batch: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["batch.max_batch"])
