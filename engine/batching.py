@@ -68,9 +68,9 @@ class SourceReader:
         """Whether the reader thread is still running."""
         return self._thread.is_alive()
 
-    def _put(self, item: Item, force: bool = False) -> bool:
-        """Queue ``item`` with the source's policy; returns False when stopped while waiting."""
-        if self.source.live or force:
+    def _put(self, item: Item, drop_oldest: bool) -> bool:
+        """Queue ``item``, dropping the oldest frame or blocking; False when stopped while blocked."""
+        if drop_oldest:
             while True:
                 try:
                     self.queue.put_nowait(item)
@@ -102,7 +102,7 @@ class SourceReader:
                 if self._stop.is_set():
                     break
                 self.frames_in += 1
-                if not self._put(frame):
+                if not self._put(frame, drop_oldest=self.source.live):
                     break
         except SourceError as exc:
             error = exc
@@ -119,8 +119,9 @@ class SourceReader:
                 corrupt=self.source.corrupt,
                 error=error,
             )
-            if not self._put(eos):  # stopped while a file queue was full: stop is lossy by request
-                self._put(eos, force=True)
+            # The end marker waits for room (so no frame is dropped for it) unless stopped meanwhile.
+            if not self._put(eos, drop_oldest=False):
+                self._put(eos, drop_oldest=True)
 
 
 class Batcher:

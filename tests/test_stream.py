@@ -1,0 +1,422 @@
+"""Tests of the source plugins in ``stream/``: PyAV files, URLs, webcams and the default source.
+
+Synthetic videos are written with PyAV into ``tmp_path`` at test time (pattern: PyAV
+``examples/numpy/generate_video.py``); real clips are read in place through ``shared_file``.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import socket
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from engine.config import SourceConfig
+from engine.errors import SourceError
+from engine.sources import build_sources
+from stream.default import DefaultSource
+from stream.pyav import FileSource, UrlSource, WebcamSource, redact_url
+from tests.conftest import shared_file
+
+W, H = 64, 48
+
+
+def gray_level(i: int, n: int) -> int:
+    """Gray level of synthetic frame ``i`` of ``n``: 16 .. 236, far enough apart to check order."""
+    return 16 + round(i * 220 / max(n - 1, 1))
+
+
+#: Fixed zero-mean texture added to every synthetic frame, so keyframes carry real data.
+TEXTURE = np.random.default_rng(1).integers(-20, 21, (H, W, 1)).astype(np.int16)
+
+
+def write_video(path: Path, codec: str, n: int, fps: int = 25, fmt: str | None = None) -> Path:
+    """Write ``n`` textured frames of mean ``gray_level(i, n)``, ``W x H`` pixels, at ``fps``; return ``path``."""
+    if codec not in av.codecs_available:
+        pytest.skip(f"codec {codec} not in this PyAV build")
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = W, H
+        stream.pix_fmt = "gray" if codec == "gif" else "yuv420p"
+        if codec != "gif":
+            stream.bit_rate = 4_000_000  # near-lossless, so frame means identify frames
+            stream.codec_context.gop_size = 10  # a keyframe at least every 10 frames
+        for i in range(n):
+            image = np.clip(gray_level(i, n) + TEXTURE, 0, 255).astype(np.uint8).repeat(3, axis=2)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def read_all(source) -> list:
+    """Open ``source``, return every frame it yields, close it."""
+    source.open()
+    try:
+        return list(source.frames())
+    finally:
+        source.close()
+
+
+def file_source(path: Path, source_id: str = "clip") -> FileSource:
+    return FileSource.from_spec(str(path), source_id, SourceConfig())
+
+
+# -- files: synthetic ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("codec", "ext", "fmt"),
+    [("mpeg4", "mp4", None), ("libx264", "mp4", None), ("mpeg4", "avi", None), ("libx264", "mov", None),
+     ("gif", "gif", None), ("mpeg4", "ts", "mpegts")],
+)
+def test_synthetic_file_frames_in_order(tmp_path: Path, codec: str, ext: str, fmt: str | None) -> None:
+    n, fps = 24, 25
+    path = write_video(tmp_path / f"v.{ext}", codec, n, fps, fmt)
+    source = file_source(path)
+    assert source.live is False
+    source.open()
+    assert (source.width, source.height) == (W, H)
+    if ext != "ts":  # MPEG-TS carries no frame count
+        assert source.total_frames == n
+    frames = list(source.frames())
+    source.close()
+
+    assert len(frames) == n
+    assert [f.frame_index for f in frames] == list(range(n))
+    assert all(f.source_id == "clip" for f in frames)
+    pts = np.array([f.pts_s for f in frames])
+    np.testing.assert_allclose(pts - pts[0], np.arange(n) / fps, atol=1e-3)
+    for i, f in enumerate(frames):
+        assert f.image.shape == (H, W, 3)
+        assert f.image.dtype == np.uint8
+        assert abs(float(f.image.mean()) - gray_level(i, n)) < 4, f"frame {i} out of order"
+    assert all(f.capture_time_ns > 0 for f in frames)
+    assert source.corrupt == 0
+
+
+def test_missing_pts_falls_back_to_index_over_fps(tmp_path: Path) -> None:
+    # A raw H.264 elementary stream has no PTS and no frame count.
+    n, fps = 12, 25
+    path = write_video(tmp_path / "v.h264", "libx264", n, fps, fmt="h264")
+    source = file_source(path)
+    source.open()
+    assert source.total_frames is None
+    frames = list(source.frames())
+    assert len(frames) == n
+    np.testing.assert_allclose([f.pts_s for f in frames], np.arange(n) / fps, atol=1e-9)
+
+
+# -- files: real clips ----------------------------------------------------------------------------
+
+
+def independent_count(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+@pytest.mark.parametrize(
+    ("relative", "expected_frames", "hw"),
+    [("clips/cricket/cover_drive_04_nets.mp4", 272, (1280, 720)), ("clips/cricket/pull_03.gif", 25, (240, 320))],
+)
+def test_real_clips(relative: str, expected_frames: int, hw: tuple[int, int]) -> None:
+    path = shared_file(relative)
+    frames = read_all(file_source(path, "real"))
+    assert len(frames) == independent_count(path) == expected_frames  # expected: SOURCES.md
+    assert [f.frame_index for f in frames] == list(range(expected_frames))
+    assert {f.image.shape for f in frames} == {(*hw, 3)}
+    pts = [f.pts_s for f in frames]
+    assert all(b > a for a, b in zip(pts, pts[1:])), "pts_s must increase"
+
+
+# -- files: errors ------------------------------------------------------------------------------
+
+
+def _audio_only(path: Path) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _bad_input(kind: str, d: Path) -> Path:
+    """A path in ``d`` that cannot be read as video, of the given ``kind``."""
+    if kind == "missing":
+        return d / "missing.mp4"
+    if kind == "zero-length":
+        (d / "empty.mp4").write_bytes(b"")
+        return d / "empty.mp4"
+    if kind == "text":
+        (d / "text.mp4").write_text("not a video\n" * 20)
+        return d / "text.mp4"
+    if kind == "audio-only":
+        return _audio_only(d / "audio.wav")
+    return d  # a directory
+
+
+@pytest.mark.parametrize(
+    ("kind", "fragment"),
+    [
+        ("missing", "file not found: "),
+        ("zero-length", "file is empty"),
+        ("text", "not a readable media file"),
+        ("audio-only", "no video stream in "),
+        ("directory", "got a directory"),
+    ],
+)
+def test_file_open_errors(tmp_path: Path, kind: str, fragment: str) -> None:
+    path = _bad_input(kind, tmp_path)
+    source = file_source(path)
+    with pytest.raises(SourceError, match=fragment) as info:
+        source.open()
+    assert isinstance(info.value, OSError)
+    assert str(path) in str(info.value)
+    source.close()  # still fine after a failed open
+
+
+def test_frames_before_open_raises(tmp_path: Path) -> None:
+    source = file_source(tmp_path / "x.mp4")
+    with pytest.raises(SourceError, match="before open"):
+        next(source.frames())
+
+
+def source_index(frame, n: int) -> int:
+    """Index of the synthetic frame whose gray level is nearest to ``frame``'s mean."""
+    return int(np.argmin([abs(float(frame.image.mean()) - gray_level(i, n)) for i in range(n)]))
+
+
+@pytest.mark.parametrize("ext", ["mp4", "avi"])
+@pytest.mark.parametrize("where", ["packet-payload", "file-middle"])
+def test_corrupt_middle_is_skipped_and_rest_delivered(tmp_path: Path, ext: str, where: str) -> None:
+    n = 60
+    path = write_video(tmp_path / f"v.{ext}", "mpeg4", n)
+    with av.open(str(path)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
+    assert len(packets) == n
+    data = bytearray(path.read_bytes())
+    if where == "packet-payload":  # garbage inside one packet, container structure intact
+        start, length = packets[n // 2][0] + 4, packets[n // 2][1] - 8
+    else:  # 300 bytes at the middle of the file, whatever they hit
+        start, length = len(data) // 2, 300
+    data[start:start + length] = np.random.default_rng(0).integers(0, 256, length, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    damaged = [i for i, (pos, size) in enumerate(packets) if pos < start + length and pos + size > start]
+    assert damaged, "the garbage must hit at least one video packet"
+    first_bad = min(damaged)
+
+    source = file_source(path)
+    frames = read_all(source)  # must not raise
+
+    assert [f.frame_index for f in frames] == list(range(len(frames)))
+    content = [source_index(f, n) for f in frames]
+    assert content[:first_bad] == list(range(first_bad)), "frames before the damage come first, in order"
+    after = len(frames) - first_bad
+    assert after > (n - first_bad) // 2, f"only {after} frames delivered after the damage at frame {first_bad}"
+    assert after > first_bad // 2
+    assert content[-1] == n - 1, "decoding must recover and reach the last frame"
+    assert source.corrupt >= 0
+
+
+# -- close / threads ----------------------------------------------------------------------------
+
+
+def test_close_from_another_thread_stops_frames(tmp_path: Path) -> None:
+    n = 200
+    source = file_source(write_video(tmp_path / "long.mp4", "mpeg4", n))
+    source.open()
+    got: list[int] = []
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            for frame in source.frames():
+                got.append(frame.frame_index)
+                time.sleep(0.005)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while len(got) < 5 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    t0 = time.monotonic()
+    source.close()
+    thread.join(timeout=2)
+    assert not thread.is_alive()
+    assert time.monotonic() - t0 < 1.0
+    assert errors == []
+    assert 5 <= len(got) < n
+    source.close()  # idempotent
+    assert list(source.frames()) == []
+
+
+def test_close_before_frames_and_twice(tmp_path: Path) -> None:
+    source = file_source(write_video(tmp_path / "v.mp4", "mpeg4", 5))
+    source.close()  # never opened
+    source.close()
+    with pytest.raises(SourceError, match="closed"):
+        source.open()
+    other = file_source(tmp_path / "v.mp4")
+    other.open()
+    other.close()
+    assert list(other.frames()) == []
+
+
+# -- URLs and cameras -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("rtsp://user:pw@10.0.0.1:554/x", "rtsp://***@10.0.0.1:554/x"),
+        ("rtsp://admin@cam.local/stream", "rtsp://***@cam.local/stream"),
+        ("http://u:p@ss@host/a.ts", "http://***@host/a.ts"),
+        ("rtmp://host/live?token=abc123&x=1", "rtmp://host/live?token=***&x=1"),
+        ("rtsp://10.0.0.1:554/x", "rtsp://10.0.0.1:554/x"),
+        ("/dev/video0", "/dev/video0"),
+    ],
+)
+def test_redact_url(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+
+
+def test_redact_url_hides_user_and_password() -> None:
+    out = redact_url("rtsp://user:pw@10.0.0.1:554/x")
+    assert "pw" not in out and "user" not in out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("scheme", ["rtsp", "http"])
+def test_url_open_failure_is_redacted(scheme: str) -> None:
+    url = f"{scheme}://user:secretpw@127.0.0.1:{_free_port()}/x"
+    source = UrlSource.from_spec(url, "cam", SourceConfig(open_timeout_s=2, read_timeout_s=1))
+    assert source.live is True
+    with pytest.raises(SourceError, match=r"cannot open .*://\*\*\*@127\.0\.0\.1") as info:
+        source.open()
+    assert "secretpw" not in str(info.value) and "user" not in str(info.value)
+    assert "secretpw" not in repr(source)
+
+
+def test_url_open_timeout() -> None:
+    with socket.socket() as server:  # accepts connections, never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/x.ts"
+        source = UrlSource.from_spec(url, "cam", SourceConfig(open_timeout_s=0.5, read_timeout_s=0.5))
+        t0 = time.monotonic()
+        with pytest.raises(SourceError, match="cannot open http://127.0.0.1"):
+            source.open()
+        assert time.monotonic() - t0 < 5
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+def test_url_stream_over_http_then_ends_with_error(tmp_path: Path) -> None:
+    n = 20
+    write_video(tmp_path / "live.ts", "mpeg4", n, fmt="mpegts")
+    handler = functools.partial(_QuietHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://user:pw@127.0.0.1:{server.server_address[1]}/live.ts"
+        source = UrlSource.from_spec(url, "cam", SourceConfig(open_timeout_s=5, read_timeout_s=5))
+        source.open()
+        assert source.total_frames is None
+        got = []
+        with pytest.raises(SourceError, match=r"stream ended: http://\*\*\*@127") as info:
+            for frame in source.frames():
+                got.append(frame)
+        assert ":pw@" not in str(info.value)
+        assert len(got) == n
+        assert [f.frame_index for f in got] == list(range(n))
+        source.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_webcam_missing_device() -> None:
+    source = WebcamSource.from_spec("/dev/video987", "video987", SourceConfig())
+    assert source.live is True
+    with pytest.raises(SourceError, match="camera not found: /dev/video987"):
+        source.open()
+
+
+# -- default source -------------------------------------------------------------------------------
+
+
+def test_default_source_frames() -> None:
+    source = DefaultSource.from_spec("default", "default", SourceConfig())
+    assert source.live is False and source.total_frames == 90
+    frames = read_all(source)
+    assert len(frames) == 90
+    assert [f.frame_index for f in frames] == list(range(90))
+    assert {f.image.shape for f in frames} == {(480, 640, 3)}
+    assert all(f.image.dtype == np.uint8 for f in frames)
+    np.testing.assert_allclose([f.pts_s for f in frames], np.arange(90) / 30)
+    for a, b in zip(frames, frames[1:]):
+        assert np.abs(a.image.astype(np.int16) - b.image).mean() > 1.0, f"camera still at {a.frame_index}"
+    again = read_all(DefaultSource.from_spec("default", "default", SourceConfig()))
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(frames, again))
+
+
+@pytest.mark.parametrize("count", [1, 2, 7])
+def test_default_source_frame_count_follows_config(count: int) -> None:
+    frames = read_all(DefaultSource.from_spec("default", "d", SourceConfig(default_frames=count)))
+    assert [f.frame_index for f in frames] == list(range(count))
+
+
+def test_default_source_missing_asset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ultralytics.utils
+
+    monkeypatch.setattr(ultralytics.utils, "ASSETS", tmp_path)
+    source = DefaultSource.from_spec("default", "default", SourceConfig())
+    with pytest.raises(SourceError, match=f"not found: {tmp_path / 'bus.jpg'}"):
+        source.open()
+
+
+def test_default_source_close_stops_and_before_open_raises() -> None:
+    source = DefaultSource.from_spec("default", "default", SourceConfig())
+    with pytest.raises(SourceError, match="before open"):
+        next(source.frames())
+    source.open()
+    it = source.frames()
+    next(it)
+    source.close()
+    assert list(it) == []
+    source.close()
+
+
+# -- build_sources ------------------------------------------------------------------------------
+
+
+def test_build_sources_picks_plugins_and_ids(tmp_path: Path) -> None:
+    clip = tmp_path / "net session.mp4"
+    sources = build_sources([str(clip), "default", "cam1=rtsp://user:pw@10.0.0.1/x", "/dev/video3"], SourceConfig())
+    assert [type(s) for s in sources] == [FileSource, DefaultSource, UrlSource, WebcamSource]
+    assert [s.source_id for s in sources] == ["net_session", "default", "cam1", "video3"]
+    assert sources[2].spec == "rtsp://user:pw@10.0.0.1/x"
+    assert [s.live for s in sources] == [False, False, True, True]
