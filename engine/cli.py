@@ -23,23 +23,14 @@ from engine.plugins import MODELS, SINKS, load
 log = logging.getLogger("batsight")
 
 
-def _sink_from_spec(spec: str, extra: dict[str, Any] | None = None) -> Any:
-    """Create a sink plugin from ``NAME[:ARG]``; ARG fills the sink's ``primary_option``.
+def _sink_from_spec(spec: str) -> Any:
+    """Create a sink plugin from ``NAME[:ARG]`` via the plugin's own ``from_spec``.
 
     Raises:
         PluginError: unknown sink name (lists the available ones).
         SinkError: bad options.
     """
-    name, sep, arg = spec.partition(":")
-    cls = load(SINKS, name)
-    options: dict[str, Any] = dict(extra or {})
-    if sep:
-        primary = getattr(cls, "primary_option", None)
-        if primary is None:
-            msg = f"sink {name!r} takes no NAME:ARG short form, got {spec!r}"
-            raise SinkError(msg)
-        options[primary] = arg
-    return cls(**options)
+    return load(SINKS, spec.partition(":")[0].strip()).from_spec(spec)
 
 
 def _parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -136,11 +127,10 @@ def run_pipeline(
     try:
         while not pipeline.join(timeout_s=0.2):
             if bar is not None:
-                bar.n = sum(st.frames_out for st in pipeline.stats.values())
-                bar.refresh()
+                bar.update(sum(st.frames_out for st in pipeline.stats.values()) - bar.n)
     finally:
         if bar is not None:
-            bar.n = sum(st.frames_out for st in pipeline.stats.values())
+            bar.update(sum(st.frames_out for st in pipeline.stats.values()) - bar.n)
             bar.close()
         deadline = time.monotonic() + 10.0
         for t in threads:

@@ -1,0 +1,212 @@
+"""ZeroMQ XPUB publisher of wire-format messages (:mod:`engine.wire`).
+
+The publisher never blocks the engine: every send is non-blocking and a message that cannot be
+queued is dropped and counted in :attr:`Publisher.dropped`. Subscribers see the drop as a jump in
+``seq``. Pattern: pyzmq ``examples/pubsub/publisher.py`` (XPUB, waiting for subscribers).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import zmq
+
+from engine.config import PublisherConfig
+from engine.errors import PublishError
+from engine.wire import encode
+
+_SUBSCRIBE = 1
+
+
+class Publisher:
+    """Binds an XPUB socket and publishes one message per :meth:`publish` call.
+
+    Threading: a publisher is used by exactly one thread (ZeroMQ sockets are not thread-safe); the
+    engine's publishing thread calls :meth:`open`, :meth:`publish`, :meth:`wait_for_subscribers` and
+    :meth:`close`. No method blocks for longer than its timeout; :meth:`close` waits at most
+    ``config.linger_ms`` for queued messages to flush.
+
+    Drops: the socket sets ``XPUB_NODROP``, so when a subscriber's queue holds ``config.sndhwm``
+    messages a send fails with ``EAGAIN`` instead of being discarded silently; the message is then
+    dropped for every subscriber and counted in :attr:`dropped`. ``SNDHWM`` is per subscriber.
+    Messages published while no subscriber is connected are discarded by ZeroMQ and not counted.
+
+    Args:
+        config: Endpoint, high-water mark and linger.
+        context: ZeroMQ context to create the socket in; when ``None`` the publisher creates its own
+            in :meth:`open` and terminates it in :meth:`close`.
+        now_ns: Clock giving Unix epoch ns for ``publish_time_ns`` (injectable for tests).
+
+    Attributes:
+        dropped: Messages dropped because a subscriber queue was full.
+        sent: Messages handed to ZeroMQ.
+    """
+
+    def __init__(
+        self,
+        config: PublisherConfig,
+        context: zmq.Context | None = None,
+        now_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        if not isinstance(config, PublisherConfig):
+            msg = f"config must be a PublisherConfig, got {type(config).__name__}"
+            raise TypeError(msg)
+        self._config = config
+        self._context = context
+        self._owns_context = False
+        self._now_ns = now_ns
+        self._socket: zmq.Socket | None = None
+        self._seq: dict[tuple[str, str], int] = {}
+        self._closed = False
+        self.dropped = 0
+        self.sent = 0
+
+    @property
+    def config(self) -> PublisherConfig:
+        """The publisher's configuration."""
+        return self._config
+
+    @property
+    def endpoint(self) -> str:
+        """The bound endpoint once open (``tcp://127.0.0.1:*`` reports its port), else ``config.endpoint``."""
+        if self._socket is None:
+            return self._config.endpoint
+        return self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def open(self) -> None:
+        """Create the XPUB socket and bind ``config.endpoint``.
+
+        Raises:
+            PublishError: already open or closed, or the bind fails (address in use, malformed
+                endpoint, unsupported transport); the message names the endpoint and the reason.
+        """
+        if self._socket is not None or self._closed:
+            msg = "publisher can be opened once: expected a new publisher, got one already opened"
+            raise PublishError(msg)
+        context = self._context
+        owns = context is None
+        if context is None:
+            context = zmq.Context()
+        socket = context.socket(zmq.XPUB)
+        try:
+            socket.setsockopt(zmq.SNDHWM, self._config.sndhwm)
+            socket.setsockopt(zmq.LINGER, self._config.linger_ms)
+            # Pass every subscription up (not only the first per topic) so wait_for_subscribers
+            # counts two sinks that both subscribe to "".
+            socket.setsockopt(zmq.XPUB_VERBOSE, 1)
+            # EAGAIN at the HWM instead of a silent discard, so drops are counted.
+            socket.setsockopt(zmq.XPUB_NODROP, 1)
+            socket.bind(self._config.endpoint)
+        except zmq.ZMQError as exc:
+            socket.close(linger=0)
+            if owns:
+                context.term()
+            msg = f"cannot bind publisher to {self._config.endpoint!r}: {exc.strerror}"
+            raise PublishError(msg) from exc
+        self._socket = socket
+        if owns:
+            self._context = context
+            self._owns_context = True
+
+    def _require_socket(self) -> zmq.Socket:
+        if self._socket is None:
+            state = "closed" if self._closed else "not opened"
+            msg = f"publisher must be open, got {state}"
+            raise PublishError(msg)
+        return self._socket
+
+    def publish(
+        self,
+        kind: str,
+        source_id: str,
+        fields: Mapping[str, Any],
+        arrays: Mapping[str, np.ndarray] | None = None,
+    ) -> int:
+        """Encode and send one message without blocking.
+
+        Args:
+            kind: One of :data:`engine.wire.KINDS`.
+            source_id: Source name, ``""`` for ``health``.
+            fields: Header fields (see :func:`engine.wire.encode`).
+            arrays: ``name -> ndarray`` sent as raw buffers. ZeroMQ copies them before this returns.
+
+        Returns:
+            The ``seq`` given to the message: 0, 1, 2, ... per ``(kind, source_id)``. A dropped message
+            still consumes its ``seq``, so subscribers see the gap.
+
+        Raises:
+            PublishError: the publisher is not open.
+            WireFormatError: the message cannot be encoded (nothing sent, no ``seq`` consumed).
+        """
+        socket = self._require_socket()
+        key = (kind, source_id)
+        seq = self._seq.get(key, 0)
+        parts = encode(kind, source_id, seq, fields, arrays, publish_time_ns=self._now_ns())
+        self._seq[key] = seq + 1
+        try:
+            # copy=True: ZeroMQ copies each buffer once, so callers may reuse their arrays at once.
+            # With XPUB_NODROP, EAGAIN can only come from the first part, so no message is half sent.
+            socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=True)
+        except zmq.Again:
+            self.dropped += 1
+        else:
+            self.sent += 1
+        return seq
+
+    def wait_for_subscribers(self, count: int, timeout_s: float) -> int:
+        """Wait until ``count`` subscriptions have arrived, or ``timeout_s`` has passed.
+
+        Subscriptions that arrived before this call (queued in the socket) are counted too;
+        unsubscriptions are ignored. Each call counts from zero.
+
+        Args:
+            count: Subscriptions to wait for (a sink subscribed to two topics sends two).
+            timeout_s: Upper bound on the wait, seconds (``>= 0``).
+
+        Returns:
+            Subscriptions seen during this call, at most ``count``; less when the wait timed out.
+
+        Raises:
+            PublishError: the publisher is not open.
+        """
+        socket = self._require_socket()
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        seen = 0
+        while seen < count:
+            remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            if not socket.poll(remaining_ms, zmq.POLLIN):
+                break
+            try:
+                frame = socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                continue
+            if frame[:1] == bytes([_SUBSCRIBE]):
+                seen += 1
+        return seen
+
+    def close(self) -> None:
+        """Close the socket (waiting at most ``config.linger_ms``) and an owned context. Idempotent."""
+        self._closed = True
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            socket.close(linger=self._config.linger_ms)
+        if self._owns_context and self._context is not None:
+            self._context.term()
+            self._context = None
+            self._owns_context = False
+
+    def __enter__(self) -> Publisher:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

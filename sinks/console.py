@@ -1,0 +1,207 @@
+"""``console`` sink: a live status line per interval, and a summary per source at the end.
+
+Reads ``pose`` messages (frames, arrival rate, ``batter_found``), ``health`` messages (per-source
+``dropped``, ``corrupt``, ``state``) and ``eos`` messages (final counts, reason). Its job is terminal
+output, so it writes to a stream (standard error by default), not to :mod:`logging`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any, ClassVar
+
+from engine.errors import SinkError
+from engine.wire import Message
+from sinks.base import Sink
+
+
+@dataclass
+class _SourceStats:
+    frames: int = 0
+    batter: int = 0
+    frames_since_status: int = 0
+    first_arrival_s: float | None = None
+    last_arrival_s: float | None = None
+    dropped: int = 0
+    corrupt: int = 0
+    state: str = ""
+    eos_reason: str | None = None
+    error: str | None = None
+
+
+def _int_or(value: object, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+class ConsoleSink(Sink):
+    """Print ``cam1: 120 frames, 29.9 fps, batter 95%, dropped 0 | cam2: ...`` every interval.
+
+    On a terminal the line is rewritten in place (carriage return); otherwise one line per interval. fps is
+    the number of ``pose`` messages that arrived since the previous status line divided by the time
+    since then (arrival clock, seconds).
+
+    Args:
+        interval_s: Seconds between status lines, ``> 0``; a string (``--sink console:0.5``) is
+            converted.
+        stream: Text stream written to; ``sys.stderr`` (looked up at :meth:`open`) when ``None``.
+        now_fn: Monotonic clock in seconds (injectable for tests).
+
+    Raises:
+        SinkError: ``interval_s`` is not a positive number, or an unknown option is given.
+    """
+
+    primary_option: ClassVar[str | None] = "interval_s"
+
+    def __init__(
+        self,
+        interval_s: float | str = 1.0,
+        stream: IO[str] | None = None,
+        now_fn: Callable[[], float] = time.monotonic,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        try:
+            value = float(interval_s)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if isinstance(interval_s, bool) or not value > 0 or value == float("inf"):
+            msg = f"console option 'interval_s' must be a positive number of seconds, got {interval_s!r}"
+            raise SinkError(msg)
+        self.interval_s = value
+        self._stream_option = stream
+        self._now_fn = now_fn
+        self._stream: IO[str] | None = None
+        self._tty = False
+        self._last_status_s = 0.0
+        self._engine_state = ""
+        self._sources: dict[str, _SourceStats] = {}
+
+    def open(self) -> None:
+        """Select the stream and start the interval clock."""
+        self._stream = self._stream_option if self._stream_option is not None else sys.stderr
+        isatty = getattr(self._stream, "isatty", None)
+        self._tty = bool(isatty()) if callable(isatty) else False
+        self._last_status_s = self._now_fn()
+
+    def _source(self, source_id: str) -> _SourceStats:
+        stats = self._sources.get(source_id)
+        if stats is None:
+            stats = self._sources[source_id] = _SourceStats()
+        return stats
+
+    def _update(self, message: Message, now_s: float) -> None:
+        header = message.header
+        if message.kind == "pose":
+            stats = self._source(message.source_id)
+            stats.frames += 1
+            stats.frames_since_status += 1
+            stats.batter += header.get("batter_found") is True
+            if stats.first_arrival_s is None:
+                stats.first_arrival_s = now_s
+            stats.last_arrival_s = now_s
+        elif message.kind == "health":
+            state = header.get("engine_state")
+            self._engine_state = state if isinstance(state, str) else ""
+            sources = header.get("sources")
+            if isinstance(sources, dict):
+                for source_id, info in sources.items():
+                    if not isinstance(info, dict):
+                        continue
+                    stats = self._source(source_id)
+                    stats.dropped = _int_or(info.get("dropped"), stats.dropped)
+                    stats.corrupt = _int_or(info.get("corrupt"), stats.corrupt)
+                    source_state = info.get("state")
+                    stats.state = source_state if isinstance(source_state, str) else stats.state
+        elif message.kind == "eos":
+            stats = self._source(message.source_id)
+            stats.dropped = _int_or(header.get("dropped"), stats.dropped)
+            stats.corrupt = _int_or(header.get("corrupt"), stats.corrupt)
+            reason, error = header.get("reason"), header.get("error")
+            stats.eos_reason = str(reason) if reason is not None else "eos"
+            stats.error = str(error) if error is not None else None
+
+    def _write(self, text: str) -> None:
+        if self._stream is None:
+            msg = "console sink must be open to write"
+            raise SinkError(msg)
+        try:
+            self._stream.write(text)
+            self._stream.flush()
+        except (OSError, ValueError) as exc:  # ValueError: write to a closed stream
+            msg = f"cannot write console output: {exc}"
+            raise SinkError(msg) from exc
+
+    def status_line(self, now_s: float) -> str:
+        """The live status text for ``now_s`` (seconds on ``now_fn``'s clock); resets nothing."""
+        elapsed_s = max(now_s - self._last_status_s, 1e-9)
+        parts = []
+        for source_id in sorted(self._sources):
+            stats = self._sources[source_id]
+            fps = stats.frames_since_status / elapsed_s
+            batter = f"{100.0 * stats.batter / stats.frames:.0f}%" if stats.frames else "-"
+            parts.append(f"{source_id}: {stats.frames} frames, {fps:.1f} fps, batter {batter}, dropped {stats.dropped}")
+        return " | ".join(parts) if parts else "waiting for messages"
+
+    def _emit_status(self, now_s: float) -> None:
+        line = self.status_line(now_s)
+        if self._tty:
+            # tqdm.write clears and redraws any progress bar of this process (the CLI's), so the
+            # status lines and the bar never overwrite each other.
+            from tqdm import tqdm
+
+            tqdm.write(line, file=self._stream)
+        else:
+            self._write(line + "\n")
+        self._last_status_s = now_s
+        for stats in self._sources.values():
+            stats.frames_since_status = 0
+
+    def write_batch(self, messages: list[Message]) -> None:
+        """Update per-source counters and write a status line when ``interval_s`` has passed.
+
+        Raises:
+            SinkError: the sink is not open or the stream cannot be written.
+        """
+        if self._stream is None:
+            msg = "console sink must be open to write"
+            raise SinkError(msg)
+        now_s = self._now_fn()
+        for message in messages:
+            self._update(message, now_s)
+        if now_s - self._last_status_s >= self.interval_s:
+            self._emit_status(now_s)
+
+    def summary_lines(self) -> list[str]:
+        """One final line per source: frames, mean arrival fps, batter %, drops, end reason."""
+        lines = []
+        for source_id in sorted(self._sources):
+            stats = self._sources[source_id]
+            span_s = (
+                stats.last_arrival_s - stats.first_arrival_s
+                if stats.first_arrival_s is not None and stats.last_arrival_s is not None
+                else 0.0
+            )
+            fps = f"{(stats.frames - 1) / span_s:.1f} fps" if stats.frames > 1 and span_s > 0 else "- fps"
+            batter = f"{100.0 * stats.batter / stats.frames:.1f}%" if stats.frames else "-"
+            end = stats.eos_reason or "no eos"
+            if stats.error:
+                end += f", error: {stats.error}"
+            lines.append(
+                f"{source_id}: {stats.frames} frames, {fps}, batter found {batter}, "
+                f"dropped {stats.dropped}, corrupt {stats.corrupt} ({end})"
+            )
+        return lines
+
+    def close(self) -> None:
+        """Write the summary lines; the stream itself is left open. Idempotent."""
+        if self._stream is None:
+            return
+        text = "".join(line + "\n" for line in self.summary_lines())
+        try:
+            if text:
+                self._write(text)
+        finally:
+            self._stream = None

@@ -1,0 +1,527 @@
+"""Publisher, subscriber runtime and the jsonl / console sinks, over real ZeroMQ on loopback TCP."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zmq
+
+from engine.config import PublisherConfig
+from engine.errors import PluginError, PublishError, SinkError
+from engine.publisher import Publisher
+from engine.wire import Message, decode, encode
+from sinks.base import Sink, create_sink, parse_sink_spec
+from sinks.console import ConsoleSink
+from sinks.jsonl import JsonlSink
+from sinks.runtime import SinkRunner, SinkThread, Subscriber, run_standalone
+
+pytestmark = pytest.mark.timeout(30)
+
+ANY_PORT = "tcp://127.0.0.1:*"
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+class RecordingSink(Sink):
+    """Test double: keeps every batch; counts open/close; optionally fails."""
+
+    def __init__(self, fail_on_write: bool = False, fail_on_open: bool = False, **options: Any) -> None:
+        super().__init__(**options)
+        self.fail_on_write = fail_on_write
+        self.fail_on_open = fail_on_open
+        self.batches: list[list[Message]] = []
+        self.opened = 0
+        self.closed = 0
+        self.thread_ids: set[int] = set()
+
+    def open(self) -> None:
+        self.thread_ids.add(threading.get_ident())
+        if self.fail_on_open:
+            msg = "cannot open recording sink"
+            raise SinkError(msg)
+        self.opened += 1
+
+    def write_batch(self, messages: list[Message]) -> None:
+        self.thread_ids.add(threading.get_ident())
+        if self.closed:
+            msg = "write_batch after close"
+            raise AssertionError(msg)
+        if self.fail_on_write:
+            msg = "disk full"
+            raise SinkError(msg)
+        self.batches.append(list(messages))
+
+    def close(self) -> None:
+        self.thread_ids.add(threading.get_ident())
+        self.closed += 1
+
+    @property
+    def messages(self) -> list[Message]:
+        return [m for batch in self.batches for m in batch]
+
+
+@pytest.fixture
+def context() -> Iterator[zmq.Context]:
+    ctx = zmq.Context()
+    yield ctx
+    # Every socket is closed by the code under test; term() would hang otherwise (timeout fails it).
+    ctx.term()
+
+
+@pytest.fixture
+def publisher(context: zmq.Context) -> Iterator[Publisher]:
+    with Publisher(PublisherConfig(endpoint=ANY_PORT, linger_ms=500), context=context) as pub:
+        yield pub
+
+
+def _pose_fields(frame_index: int, batter_found: bool = True) -> dict[str, Any]:
+    return {
+        "frame_index": frame_index,
+        "pts_s": frame_index / 30.0,
+        "capture_time_ns": 1_000 + frame_index,
+        "batter_found": batter_found,
+        "track_id": 1 if batter_found else None,
+        "frame_width": 1280,
+        "frame_height": 720,
+        "n_persons": 2,
+        "heatmap_source": "keypoints",
+    }
+
+
+def _pose_arrays(source_index: int, frame_index: int) -> dict[str, np.ndarray]:
+    base = float(source_index * 1000 + frame_index)
+    kp = (np.arange(34, dtype=np.float32).reshape(17, 2) + base).astype(np.float32)
+    conf = np.linspace(0.0, 1.0, 17, dtype=np.float32)
+    conf[3] = np.nan
+    return {
+        "xyxy": np.array([base, base + 1, base + 100, base + 200], dtype=np.float32),
+        "keypoints_xy": kp,
+        "keypoints_conf": conf,
+    }
+
+
+def _start(runner: SinkRunner, publisher: Publisher, subscriptions: int = 1) -> SinkThread:
+    runner.connect()
+    assert publisher.wait_for_subscribers(subscriptions, timeout_s=5.0) == subscriptions
+    thread = SinkThread(runner)
+    thread.start()
+    return thread
+
+
+def _finish(thread: SinkThread, timeout_s: float = 10.0) -> None:
+    thread.join(timeout_s)
+    if thread.is_alive():
+        thread.stop()
+        thread.join(5.0)
+        pytest.fail("sink thread did not stop by itself")
+    if thread.error is not None:
+        raise thread.error
+
+
+# --- end to end -------------------------------------------------------------------------------
+
+
+def test_publisher_runner_jsonl_end_to_end(tmp_path: Path, context: zmq.Context, publisher: Publisher) -> None:
+    n = 40
+    sources = ("cam1", "cam2")
+    out = tmp_path / "out.jsonl"
+    runner = SinkRunner(JsonlSink(str(out)), publisher.endpoint, expected_sources=set(sources), context=context)
+    thread = _start(runner, publisher)
+
+    sent: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+    for frame_index in range(n):
+        for source_index, source_id in enumerate(sources):
+            arrays = _pose_arrays(source_index, frame_index)
+            sent[(source_id, frame_index)] = arrays
+            seq = publisher.publish("pose", source_id, _pose_fields(frame_index), arrays)
+            assert seq == frame_index
+    for source_id in sources:
+        fields = {"frames": n, "dropped": 0, "corrupt": 0, "error": None, "reason": "end of file"}
+        assert publisher.publish("eos", source_id, fields) == 0
+    _finish(thread)
+
+    assert runner.stop_reason == "eos from every expected source"
+    assert runner.eos_sources == set(sources)
+    assert publisher.dropped == 0
+    assert runner.gaps == 0
+    assert runner.malformed == 0
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == n * 2 + 2
+    records = [json.loads(line) for line in lines]
+    for source_id in sources:
+        poses = [r for r in records if r["kind"] == "pose" and r["source_id"] == source_id]
+        assert [r["seq"] for r in poses] == list(range(n))
+        assert [r["frame_index"] for r in poses] == list(range(n))
+        for record in poses:
+            assert record["topic"] == f"pose/{source_id}/"
+            assert record["batter_found"] is True
+            assert "arrays" in record
+            want = sent[(source_id, record["frame_index"])]
+            np.testing.assert_array_equal(np.array(record["arrays"]["xyxy"], dtype=np.float32), want["xyxy"])
+            np.testing.assert_array_equal(
+                np.array(record["arrays"]["keypoints_xy"], dtype=np.float32), want["keypoints_xy"]
+            )
+            conf = record["arrays"]["keypoints_conf"]
+            assert conf[3] is None  # NaN -> null
+            np.testing.assert_allclose(np.array(conf[4:], dtype=np.float32), want["keypoints_conf"][4:])
+        eos = [r for r in records if r["kind"] == "eos" and r["source_id"] == source_id]
+        assert len(eos) == 1
+        assert eos[0]["frames"] == n
+        assert eos[0]["topic"] == f"eos/{source_id}/"
+
+
+def test_runner_stops_on_engine_stopped_health(context: zmq.Context, publisher: Publisher) -> None:
+    sink = RecordingSink()
+    runner = SinkRunner(sink, publisher.endpoint, context=context)
+    thread = _start(runner, publisher)
+    for i in range(5):
+        publisher.publish("pose", "cam1", _pose_fields(i))
+    publisher.publish("health", "", {"engine_state": "running", "uptime_s": 1.0, "sources": {}})
+    publisher.publish("health", "", {"engine_state": "stopped", "uptime_s": 2.0, "sources": {}})
+    _finish(thread)
+
+    assert runner.stop_reason == "engine stopped"
+    assert [m.kind for m in sink.messages] == ["pose"] * 5 + ["health", "health"]
+    assert sink.messages[-1].topic == "health/"
+    assert (sink.opened, sink.closed) == (1, 1)
+    assert sink.thread_ids == {thread.ident}
+
+
+def test_runner_eos_of_some_sources_does_not_stop(context: zmq.Context, publisher: Publisher) -> None:
+    sink = RecordingSink()
+    runner = SinkRunner(sink, publisher.endpoint, expected_sources={"cam1", "cam2"}, context=context)
+    thread = _start(runner, publisher)
+    publisher.publish("eos", "cam1", {"frames": 0, "reason": "end of file"})
+    time.sleep(0.3)
+    assert thread.is_alive()
+    publisher.publish("eos", "cam2", {"frames": 0, "reason": "end of file"})
+    _finish(thread)
+    assert [m.source_id for m in sink.messages] == ["cam1", "cam2"]
+
+
+def test_stop_event_drains_queued_messages(context: zmq.Context, publisher: Publisher) -> None:
+    sink = RecordingSink()
+    runner = SinkRunner(sink, publisher.endpoint, context=context, max_batch=4)
+    runner.connect()
+    assert publisher.wait_for_subscribers(1, timeout_s=5.0) == 1
+    for i in range(10):
+        publisher.publish("pose", "cam1", _pose_fields(i))
+    time.sleep(0.3)  # let them cross loopback into the SUB queue
+    stop = threading.Event()
+    stop.set()
+    started = time.monotonic()
+    runner.run(stop)
+    assert time.monotonic() - started < 2.0
+    assert runner.stop_reason == "stop requested"
+    assert [m.frame_index for m in sink.messages] == list(range(10))
+    assert max(len(b) for b in sink.batches) <= 4
+    assert (sink.opened, sink.closed) == (1, 1)
+
+
+def test_runner_counts_seq_gaps(context: zmq.Context) -> None:
+    xpub = context.socket(zmq.XPUB)
+    try:
+        xpub.setsockopt(zmq.LINGER, 0)
+        xpub.bind(ANY_PORT)
+        sink = RecordingSink()
+        runner = SinkRunner(sink, xpub.getsockopt_string(zmq.LAST_ENDPOINT), context=context)
+        runner.connect()
+        assert xpub.poll(5000), "subscription did not arrive"
+        assert xpub.recv()[:1] == b"\x01"
+        thread = SinkThread(runner)
+        thread.start()
+        for seq in (0, 1, 5, 6, 9):
+            xpub.send_multipart(encode("pose", "cam1", seq, {"frame_index": seq}))
+        xpub.send_multipart(encode("pose", "cam2", 3, {}))  # first of a stream: not a gap
+        xpub.send_multipart(encode("health", "", 0, {"engine_state": "stopped"}))
+        _finish(thread)
+    finally:
+        xpub.close(linger=0)
+    assert runner.gaps == 2
+    assert runner.missing == 3 + 2
+    assert len(sink.messages) == 7
+
+
+def test_sink_open_failure_is_stored_and_close_not_called(context: zmq.Context, publisher: Publisher) -> None:
+    sink = RecordingSink(fail_on_open=True)
+    runner = SinkRunner(sink, publisher.endpoint, context=context)
+    thread = SinkThread(runner)
+    thread.start()
+    thread.join(5.0)
+    assert not thread.is_alive()
+    assert isinstance(thread.error, SinkError)
+    assert "cannot open recording sink" in str(thread.error)
+    assert sink.closed == 0
+
+
+def test_sink_write_failure_closes_sink_once(context: zmq.Context, publisher: Publisher) -> None:
+    sink = RecordingSink(fail_on_write=True)
+    runner = SinkRunner(sink, publisher.endpoint, context=context)
+    thread = _start(runner, publisher)
+    publisher.publish("pose", "cam1", _pose_fields(0))
+    thread.join(5.0)
+    assert not thread.is_alive()
+    assert isinstance(thread.error, SinkError)
+    assert (sink.opened, sink.closed) == (1, 1)
+
+
+def test_run_standalone_until_engine_stop(tmp_path: Path, context: zmq.Context, publisher: Publisher) -> None:
+    out = tmp_path / "standalone.jsonl"
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        result["rc"] = run_standalone("jsonl", {"path": str(out)}, publisher.endpoint, ("pose/", "health/"))
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    assert publisher.wait_for_subscribers(2, timeout_s=5.0) == 2
+    publisher.publish("pose", "cam1", _pose_fields(0))
+    publisher.publish("fit", "cam1", {"degree": 3})  # not subscribed
+    publisher.publish("health", "", {"engine_state": "stopped"})
+    thread.join(10.0)
+    assert not thread.is_alive()
+    assert result["rc"] == 0
+    kinds = [json.loads(line)["kind"] for line in out.read_text(encoding="utf-8").splitlines()]
+    assert kinds == ["pose", "health"]
+
+
+def test_run_standalone_stops_on_sigterm(tmp_path: Path) -> None:
+    original = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "sig.jsonl"
+
+    def send_sigterm() -> None:
+        deadline = time.monotonic() + 5.0
+        while signal.getsignal(signal.SIGTERM) is original and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if signal.getsignal(signal.SIGTERM) is not original:  # never kill pytest itself
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=send_sigterm, daemon=True)
+    killer.start()
+    started = time.monotonic()
+    rc = run_standalone("jsonl", {"path": str(out)}, "tcp://127.0.0.1:1", exit_on_stop=True)
+    killer.join(5.0)
+    assert rc == 0
+    assert time.monotonic() - started < 5.0
+    assert signal.getsignal(signal.SIGTERM) is original
+    assert out.read_text(encoding="utf-8") == ""
+
+
+# --- plugin lookup and options ----------------------------------------------------------------
+
+
+def test_unknown_sink_name_lists_available() -> None:
+    with pytest.raises(PluginError, match="nope") as info:
+        create_sink("nope", {})
+    assert "jsonl" in str(info.value)
+    assert "console" in str(info.value)
+    with pytest.raises(PluginError, match="available: .*console.*jsonl"):
+        parse_sink_spec("nope:out.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("jsonl:out.jsonl", ("jsonl", {"path": "out.jsonl"})),
+        ("jsonl:/tmp/a:b.jsonl", ("jsonl", {"path": "/tmp/a:b.jsonl"})),
+        ("console", ("console", {})),
+        ("console:0.5", ("console", {"interval_s": "0.5"})),
+    ],
+)
+def test_parse_sink_spec(spec: str, expected: tuple[str, dict[str, str]]) -> None:
+    assert parse_sink_spec(spec) == expected
+
+
+def test_create_sink_from_spec() -> None:
+    name, options = parse_sink_spec("console:0.25")
+    sink = create_sink(name, options)
+    assert isinstance(sink, ConsoleSink)
+    assert sink.interval_s == 0.25
+    jsonl = create_sink(*parse_sink_spec("jsonl:x.jsonl"))
+    assert isinstance(jsonl, JsonlSink)
+    assert jsonl.path == "x.jsonl"
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda: parse_sink_spec(":x"), "sink spec must be NAME or NAME:ARG"),
+        (lambda: create_sink("jsonl", {}), "sink 'jsonl' requires option 'path'"),
+        (lambda: create_sink("jsonl", {"path": "a", "bogus": 1}), "unknown option 'bogus' for sink 'jsonl'"),
+        (lambda: JsonlSink("a", bogus=1), "unknown option 'bogus' for sink JsonlSink; expected one of: path"),
+        (lambda: JsonlSink(""), "jsonl option 'path' must be a file path"),
+        (lambda: ConsoleSink(interval_s="abc"), "interval_s' must be a positive number of seconds, got 'abc'"),
+        (lambda: ConsoleSink(interval_s=0), "must be a positive number"),
+        (lambda: ConsoleSink(interval_s=-1.0), "must be a positive number"),
+    ],
+)
+def test_bad_sink_options(make: Any, fragment: str) -> None:
+    with pytest.raises(SinkError, match=fragment):
+        make()
+
+
+def test_jsonl_bad_directory_raises_sink_error(tmp_path: Path) -> None:
+    sink = JsonlSink(str(tmp_path / "missing" / "out.jsonl"))  # constructing touches nothing
+    with pytest.raises(SinkError, match="expected an existing directory"):
+        sink.open()
+
+
+def test_jsonl_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    sink = JsonlSink("-")
+    sink.open()
+    sink.write_batch([decode(encode("pose", "cam1", 0, {"frame_index": 0, "score": float("nan")}))])
+    sink.close()
+    sink.close()
+    record = json.loads(capsys.readouterr().out)
+    assert record["score"] is None
+    assert record["topic"] == "pose/cam1/"
+
+
+# --- publisher --------------------------------------------------------------------------------
+
+
+def test_publisher_bind_conflict_raises_publish_error(context: zmq.Context, publisher: Publisher) -> None:
+    endpoint = publisher.endpoint
+    assert endpoint.startswith("tcp://127.0.0.1:") and not endpoint.endswith("*")
+    second = Publisher(PublisherConfig(endpoint=endpoint), context=context)
+    with pytest.raises(PublishError, match="cannot bind publisher to") as info:
+        second.open()
+    assert endpoint in str(info.value)
+    assert "in use" in str(info.value).lower()
+    second.close()
+
+
+def test_publisher_bad_endpoint_and_lifecycle() -> None:
+    with pytest.raises(PublishError, match="cannot bind publisher to 'bogus://x'"):
+        Publisher(PublisherConfig(endpoint="bogus://x")).open()
+    pub = Publisher(PublisherConfig(endpoint=ANY_PORT, linger_ms=0))
+    with pytest.raises(PublishError, match="publisher must be open, got not opened"):
+        pub.publish("pose", "cam1", {})
+    with pub:
+        assert pub.publish("pose", "cam1", {}) == 0
+        assert pub.publish("pose", "cam1", {}) == 1
+        assert pub.publish("pose", "cam2", {}) == 0
+        assert pub.publish("fit", "cam1", {}) == 0
+        assert pub.wait_for_subscribers(1, timeout_s=0.05) == 0
+    pub.close()  # idempotent
+    with pytest.raises(PublishError, match="got closed"):
+        pub.publish("pose", "cam1", {})
+
+
+def test_publish_never_blocks_with_stalled_subscriber(context: zmq.Context) -> None:
+    config = PublisherConfig(endpoint=ANY_PORT, sndhwm=10, linger_ms=0)
+    total = 200_000
+    with Publisher(config, context=context) as pub:
+        sub = context.socket(zmq.SUB)
+        try:
+            sub.setsockopt(zmq.LINGER, 0)
+            sub.setsockopt(zmq.RCVHWM, 10)
+            sub.setsockopt(zmq.RCVBUF, 4096)
+            sub.connect(pub.endpoint)
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            assert pub.wait_for_subscribers(1, timeout_s=5.0) == 1
+            started = time.monotonic()
+            for i in range(total):
+                last = pub.publish("pose", "cam1", {"frame_index": i})
+            elapsed = time.monotonic() - started
+        finally:
+            sub.close(linger=0)
+    assert last == total - 1
+    assert pub.dropped > 0
+    assert pub.sent + pub.dropped == total
+    assert elapsed < 15.0
+
+
+# --- console ----------------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now_s = 100.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def _pose(source_id: str, seq: int, batter_found: bool) -> Message:
+    return decode(encode("pose", source_id, seq, _pose_fields(seq, batter_found)))
+
+
+def test_console_sink_status_line_and_summary() -> None:
+    stream = io.StringIO()
+    clock = FakeClock()
+    sink = ConsoleSink(interval_s=1.0, stream=stream, now_fn=clock)
+    sink.open()
+    clock.now_s = 100.5
+    sink.write_batch([_pose("cam1", i, batter_found=i % 4 != 0) for i in range(15)])
+    assert stream.getvalue() == ""  # interval not yet passed
+    clock.now_s = 101.0
+    sink.write_batch([_pose("cam1", i, batter_found=i % 4 != 0) for i in range(15, 30)] + [_pose("cam2", 0, False)])
+    first = stream.getvalue().splitlines()
+    assert len(first) == 1
+    assert "cam1: 30 frames, 30.0 fps, batter 73%, dropped 0" in first[0]
+    assert "cam2: 1 frames, 1.0 fps, batter 0%, dropped 0" in first[0]
+
+    health = decode(
+        encode(
+            "health",
+            "",
+            0,
+            {
+                "engine_state": "running",
+                "uptime_s": 2.0,
+                "sources": {"cam1": {"state": "running", "dropped": 7, "corrupt": 1, "frames_in": 38}},
+            },
+        )
+    )
+    clock.now_s = 103.0
+    sink.write_batch([health, *[_pose("cam1", i, batter_found=True) for i in range(30, 40)]])
+    second = stream.getvalue().splitlines()[1]
+    assert "cam1: 40 frames, 5.0 fps, batter 80%, dropped 7" in second
+
+    eos = decode(encode("eos", "cam1", 0, {"frames": 40, "dropped": 8, "corrupt": 1, "error": None, "reason": "eof"}))
+    sink.write_batch([eos])
+    sink.close()
+    summary = stream.getvalue().splitlines()[-2:]
+    assert summary[0].startswith("cam1: 40 frames, ")
+    assert "batter found 80.0%" in summary[0]
+    assert "dropped 8, corrupt 1 (eof)" in summary[0]
+    assert summary[1].startswith("cam2: 1 frames")
+    assert "(no eos)" in summary[1]
+    sink.close()  # idempotent
+
+
+def test_console_sink_writes_whole_lines_on_tty_through_tqdm() -> None:
+    class TtyStream(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = TtyStream()
+    clock = FakeClock()
+    sink = ConsoleSink(interval_s=0.5, stream=stream, now_fn=clock)
+    sink.open()
+    clock.now_s += 1.0
+    sink.write_batch([_pose("cam1", 0, True)])
+    assert stream.getvalue().startswith("cam1: 1 frames, 1.0 fps, batter 100%")
+    assert stream.getvalue().endswith("\n")
+    sink.close()
+    assert "\ncam1: 1 frames" in stream.getvalue()
+
+
+def test_subscriber_recv_requires_open() -> None:
+    subscriber = Subscriber("tcp://127.0.0.1:1")
+    with pytest.raises(SinkError, match="must be open"):
+        subscriber.recv(0)
+    with pytest.raises(SinkError, match="cannot connect subscriber to 'nope'"):
+        Subscriber("nope").open()
