@@ -154,7 +154,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     sinks = [_sink_from_spec(spec) for spec in sink_specs]  # refuse unknown sinks before start
     summary = run_pipeline(config, sinks, progress=config.progress and not args.no_progress, install_signals=True)
     _print_summary(summary)
-    failed = [sid for sid, st in summary.per_source.items() if st["error"]]
+    failed = {sid: st["error"] for sid, st in summary.per_source.items() if st["error"]}
+    for source_id, error in failed.items():
+        sys.stderr.write(f"batsight: error: source {source_id}: {error}\n")
     return 1 if failed else 0
 
 

@@ -23,7 +23,7 @@ from engine.models.base import KeypointModel
 from engine.publisher import Publisher
 from engine.sources import Source
 from engine.tracking import BatterSelector, PersonTracker
-from engine.types import COCO_KEYPOINT_NAMES, EndOfStream, Frame, PoseResult
+from engine.types import EndOfStream, Frame, PoseResult
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,6 @@ def pose_message(result: PoseResult) -> tuple[dict, dict[str, np.ndarray]]:
         "track_id": None if b is None else int(persons.track_id[b]),
         "heatmap_source": result.heatmap_source if b is not None else "none",
         "inference_ms": round(result.inference_ms, 3),
-        "keypoint_names": list(COCO_KEYPOINT_NAMES),
     }
     arrays = {"persons_xyxy": _f32(persons.xyxy), "persons_track_id": np.ascontiguousarray(persons.track_id)}
     if b is not None:
@@ -205,16 +204,26 @@ class Pipeline:
 
     # ----------------------------------------------------------------------------------- lifecycle
     def start(self, expected_subscribers: int = 0) -> None:
-        """Open the publisher, wait for in-process sinks, start every thread.
+        """Open the publisher, wait for subscribers, start every thread.
+
+        ``expected_subscribers`` in-process sinks (their marker subscriptions) and
+        ``config.publisher.min_subscribers`` external subscriptions are awaited for at most
+        ``config.publisher.wait_subscribers_s``, so they see the run from its first message.
 
         Raises:
             PublishError: before any source is opened, so nothing is half-started.
         """
         self.publisher.open()
-        if expected_subscribers:
-            got = self.publisher.wait_for_subscribers(expected_subscribers, self.config.publisher.wait_subscribers_s)
-            if got < expected_subscribers:
-                log.warning("only %d of %d in-process sinks subscribed in time", got, expected_subscribers)
+        pub = self.config.publisher
+        if expected_subscribers or pub.min_subscribers:
+            ready, others = self.publisher.wait_for_subscribers(
+                pub.min_subscribers, pub.wait_subscribers_s, ready_topics=expected_subscribers
+            )
+            if ready < expected_subscribers or others < pub.min_subscribers:
+                log.warning(
+                    "starting after %.1f s with %d of %d in-process sinks and %d of %d external subscriptions",
+                    pub.wait_subscribers_s, ready, expected_subscribers, others, pub.min_subscribers,
+                )
         self._start_ns = self.now_ns()
         for reader in self.readers:
             reader.start()

@@ -17,7 +17,7 @@ import zmq
 
 from engine.config import PublisherConfig
 from engine.errors import PublishError
-from engine.wire import encode
+from engine.wire import READY_TOPIC_PREFIX, encode
 
 _SUBSCRIBE = 1
 
@@ -157,26 +157,37 @@ class Publisher:
             self.sent += 1
         return seq
 
-    def wait_for_subscribers(self, count: int, timeout_s: float) -> int:
-        """Wait until ``count`` subscriptions have arrived, or ``timeout_s`` has passed.
+    def wait_for_subscribers(
+        self, count: int, timeout_s: float, ready_topics: int = 0, ready_sink_topics: int | None = None
+    ) -> tuple[int, int]:
+        """Wait for subscriptions: ``ready_topics`` in-process sink markers plus ``count`` others.
 
-        Subscriptions that arrived before this call (queued in the socket) are counted too;
-        unsubscriptions are ignored. Each call counts from zero.
+        In-process sinks additionally subscribe to a marker topic starting with
+        :data:`engine.wire.READY_TOPIC_PREFIX`, which no message ever matches; waiting for those
+        markers means every in-process sink is connected, whatever external subscribers do.
+        Their ordinary subscriptions (``ready_sink_topics`` in all, default one per sink) are not
+        counted among the ``count`` others. Subscriptions queued before this call are counted too;
+        unsubscriptions are ignored.
 
         Args:
-            count: Subscriptions to wait for (a sink subscribed to two topics sends two).
+            count: Other subscriptions to wait for (a subscriber subscribed to two topics sends two).
             timeout_s: Upper bound on the wait, seconds (``>= 0``).
+            ready_topics: Marker subscriptions to wait for (one per in-process sink).
+            ready_sink_topics: Ordinary subscriptions the in-process sinks make, in all.
 
         Returns:
-            Subscriptions seen during this call, at most ``count``; less when the wait timed out.
+            ``(ready_seen, others_seen)``, others excluding the in-process sinks' ordinary
+            subscriptions; less than asked when the wait timed out.
 
         Raises:
             PublishError: the publisher is not open.
         """
         socket = self._require_socket()
         deadline = time.monotonic() + max(0.0, timeout_s)
-        seen = 0
-        while seen < count:
+        ready = others = 0
+        own = ready_topics if ready_sink_topics is None else ready_sink_topics
+        marker = bytes([_SUBSCRIBE]) + READY_TOPIC_PREFIX
+        while ready < ready_topics or others < count + own:
             remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
             if not socket.poll(remaining_ms, zmq.POLLIN):
                 break
@@ -184,9 +195,11 @@ class Publisher:
                 frame = socket.recv(zmq.NOBLOCK)
             except zmq.Again:
                 continue
-            if frame[:1] == bytes([_SUBSCRIBE]):
-                seen += 1
-        return seen
+            if frame.startswith(marker):
+                ready += 1
+            elif frame[:1] == bytes([_SUBSCRIBE]):
+                others += 1
+        return ready, max(0, others - own)
 
     def close(self) -> None:
         """Close the socket (waiting at most ``config.linger_ms``) and an owned context. Idempotent."""

@@ -87,7 +87,8 @@ class FakeKeypointModel(KeypointModel):
 
     The box is the central half of the frame; keypoint ``k`` sits at a fixed offset that drifts
     right by ``value / 255`` of the box width, so wrist-vs-shoulder offsets change over time.
-    ``delay_s`` sleeps per call to simulate a slow model. ``calls`` records batch sizes.
+    ``delay_s`` sleeps per call to simulate a slow model. ``calls`` records batch sizes and
+    ``batch_shapes`` the set of image shapes of each call.
     """
 
     heatmap_source = "rendered"
@@ -96,6 +97,7 @@ class FakeKeypointModel(KeypointModel):
         self.delay_s = delay_s
         self.no_person_every = no_person_every
         self.calls: list[int] = []
+        self.batch_shapes: list[set[tuple[int, ...]]] = []
         self.built = False
 
     @classmethod
@@ -110,6 +112,7 @@ class FakeKeypointModel(KeypointModel):
     def infer(self, images: list[np.ndarray]) -> list[Persons]:
         """See :meth:`KeypointModel.infer`."""
         self.calls.append(len(images))
+        self.batch_shapes.append({image.shape for image in images})
         if self.delay_s:
             time.sleep(self.delay_s)
         out = []

@@ -50,6 +50,11 @@ WIRE_VERSION = 1
 #: Message kinds, in pipeline order. ``health`` is engine-wide; every other kind is per source.
 KINDS: tuple[str, ...] = ("pose", "sim", "fit", "shot", "health", "eos")
 
+#: Topic prefix of the marker subscription each in-process sink adds (``READY_TOPIC_PREFIX +
+#: unique id``). No message topic starts with a NUL byte, so the marker never receives anything; it
+#: only lets the publisher tell its in-process sinks' subscriptions from external ones.
+READY_TOPIC_PREFIX = b"\x00ready/"
+
 #: Array dtypes allowed on the wire (names as in ``numpy.dtype(...).name``).
 DTYPES: tuple[str, ...] = ("float32", "float64", "int32", "int64", "uint8", "bool")
 

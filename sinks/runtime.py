@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Iterable
 from types import FrameType, TracebackType
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import zmq
 
 from engine.errors import SinkError, WireFormatError
-from engine.wire import MAX_HEADER_BYTES, MAX_MESSAGE_BYTES, Message, decode
+from engine.wire import READY_TOPIC_PREFIX, MAX_HEADER_BYTES, MAX_MESSAGE_BYTES, Message, decode
 from sinks.base import Sink, create_sink
 
 logger = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ class Subscriber:
             socket.setsockopt(zmq.MAXMSGSIZE, self._max_message_bytes)
             socket.connect(self.endpoint)
             for topic in self.topics:
-                socket.setsockopt(zmq.SUBSCRIBE, topic.encode("utf-8"))
+                socket.setsockopt(zmq.SUBSCRIBE, topic.encode("latin-1" if topic.startswith("\x00") else "utf-8"))
         except zmq.ZMQError as exc:
             socket.close(linger=0)
             if owns:
@@ -494,7 +495,8 @@ def start_thread(
     The thread stops after ``eos/`` of every id in ``expected_sources`` or the engine's ``stopped``
     health message, whichever comes first.
     """
-    runner = SinkRunner(sink, endpoint, topics, expected_sources=expected_sources)
+    marker = (READY_TOPIC_PREFIX + uuid.uuid4().hex.encode()).decode("latin-1")
+    runner = SinkRunner(sink, endpoint, (*topics, marker), expected_sources=expected_sources)
     runner.connect()
     thread = SinkThread(runner)
     thread.start()

@@ -113,7 +113,7 @@ def _pose_arrays(source_index: int, frame_index: int) -> dict[str, np.ndarray]:
 
 def _start(runner: SinkRunner, publisher: Publisher, subscriptions: int = 1) -> SinkThread:
     runner.connect()
-    assert publisher.wait_for_subscribers(subscriptions, timeout_s=5.0) == subscriptions
+    assert publisher.wait_for_subscribers(subscriptions, timeout_s=5.0) == (0, subscriptions)
     thread = SinkThread(runner)
     thread.start()
     return thread
@@ -214,7 +214,7 @@ def test_stop_event_drains_queued_messages(context: zmq.Context, publisher: Publ
     sink = RecordingSink()
     runner = SinkRunner(sink, publisher.endpoint, context=context, max_batch=4)
     runner.connect()
-    assert publisher.wait_for_subscribers(1, timeout_s=5.0) == 1
+    assert publisher.wait_for_subscribers(1, timeout_s=5.0) == (0, 1)
     for i in range(10):
         publisher.publish("pose", "cam1", _pose_fields(i))
     time.sleep(0.3)  # let them cross loopback into the SUB queue
@@ -285,7 +285,7 @@ def test_run_standalone_until_engine_stop(tmp_path: Path, context: zmq.Context, 
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
-    assert publisher.wait_for_subscribers(2, timeout_s=5.0) == 2
+    assert publisher.wait_for_subscribers(2, timeout_s=5.0) == (0, 2)
     publisher.publish("pose", "cam1", _pose_fields(0))
     publisher.publish("fit", "cam1", {"degree": 3})  # not subscribed
     publisher.publish("health", "", {"engine_state": "stopped"})
@@ -413,7 +413,7 @@ def test_publisher_bad_endpoint_and_lifecycle() -> None:
         assert pub.publish("pose", "cam1", {}) == 1
         assert pub.publish("pose", "cam2", {}) == 0
         assert pub.publish("fit", "cam1", {}) == 0
-        assert pub.wait_for_subscribers(1, timeout_s=0.05) == 0
+        assert pub.wait_for_subscribers(1, timeout_s=0.05) == (0, 0)
     pub.close()  # idempotent
     with pytest.raises(PublishError, match="got closed"):
         pub.publish("pose", "cam1", {})
@@ -430,7 +430,7 @@ def test_publish_never_blocks_with_stalled_subscriber(context: zmq.Context) -> N
             sub.setsockopt(zmq.RCVBUF, 4096)
             sub.connect(pub.endpoint)
             sub.setsockopt(zmq.SUBSCRIBE, b"")
-            assert pub.wait_for_subscribers(1, timeout_s=5.0) == 1
+            assert pub.wait_for_subscribers(1, timeout_s=5.0) == (0, 1)
             started = time.monotonic()
             for i in range(total):
                 last = pub.publish("pose", "cam1", {"frame_index": i})

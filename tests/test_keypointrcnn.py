@@ -1,0 +1,291 @@
+"""Keypoint R-CNN top-down backend: equivalence with torchvision's full forward, weights, edge cases.
+
+Random-init weights (``torch.manual_seed(0)``, no download) at ``min_size=320`` keep this file fast
+on CPU. ``box_score_thresh=0.0`` makes the random network output boxes at all.
+
+Tolerances of the equivalence checks: the full model decodes keypoints from its boxes in resized-image
+coordinates, the top-down path gets the same boxes in frame pixels (what ``postprocess`` returned) and
+scales them back, so each box coordinate carries a float32 round-trip error of ~1 ulp (~6e-5 px at
+x ~ 1000). RoIAlign then samples ~1e-5 px apart, which moves the logits (|logit| up to ~50) by ~1e-4
+and the decoded keypoints by ~1e-4 px. A wrong box scale, a wrong feature level or a flipped argmax
+cell would move a keypoint by at least one heatmap cell (>= 1 px), so 1e-2 px separates the two.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from engine.config import ModelConfig
+from engine.errors import ConfigError, ModelError
+from engine.models.keypointrcnn import (
+    COCO_V1,
+    HEATMAP_SIZE,
+    KeypointHeatmaps,
+    KeypointRCNNTopDown,
+    coco_v1_checkpoint_path,
+)
+from engine.types import NUM_KEYPOINTS
+from tests.conftest import shared_file
+
+KP_ATOL_PX = 1e-2
+LOGIT_ATOL = 1e-3
+LOGIT_RTOL = 1e-4
+SMALL = {"min_size": 320, "max_size": 512, "box_score_thresh": 0.0, "box_detections_per_img": 4}
+
+
+def _devices() -> list:
+    cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+    return ["cpu", pytest.param("cuda", marks=cuda)]
+
+
+@pytest.fixture(scope="module")
+def kp() -> KeypointRCNNTopDown:
+    torch.manual_seed(0)
+    model = KeypointRCNNTopDown(weights=None, device="cpu", **SMALL)
+    model.build()
+    return model
+
+
+@pytest.fixture(scope="module")
+def coco_image() -> np.ndarray:
+    return cv2.imread(str(shared_file("keypoints/coco17_gt/000000196141.jpg")))
+
+
+@pytest.fixture(scope="module")
+def nets_frame() -> np.ndarray:
+    """Frame 100 of the nets clip (a batter mid cover drive), ``uint8 [1280, 720, 3]`` BGR."""
+    import av
+
+    path = shared_file("clips/cricket/cover_drive_04_nets.mp4")
+    with av.open(str(path)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index == 100:
+                return frame.to_ndarray(format="bgr24")
+    pytest.fail(f"{path} has fewer than 101 frames")
+
+
+def _full_forward(model, image: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """torchvision's own forward on a BGR frame; returns its detections and the hooked logits."""
+    captured = []
+    handle = model.roi_heads.keypoint_predictor.register_forward_hook(lambda m, i, o: captured.append(o))
+    try:
+        with torch.inference_mode():
+            rgb = torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1))).float() / 255
+            det = model([rgb])[0]
+    finally:
+        handle.remove()
+    return {k: v.numpy() for k, v in det.items()}, torch.cat(captured).numpy()
+
+
+@pytest.mark.parametrize("image_name", ["coco_image", "nets_frame"])
+def test_topdown_equals_full_model_on_its_own_boxes(kp, image_name, request):
+    image = request.getfixturevalue(image_name)
+    det, logits = _full_forward(kp.model, image)
+    assert len(det["boxes"]) == SMALL["box_detections_per_img"]
+
+    out = kp.infer_boxes([image], [det["boxes"]])[0]
+
+    np.testing.assert_allclose(out.keypoints_xy, det["keypoints"][:, :, :2], rtol=0, atol=KP_ATOL_PX)
+    np.testing.assert_allclose(out.heatmaps, logits, rtol=LOGIT_RTOL, atol=LOGIT_ATOL)
+    np.testing.assert_allclose(out.keypoints_score, det["keypoints_scores"], rtol=LOGIT_RTOL, atol=LOGIT_ATOL)
+    np.testing.assert_array_equal(out.heatmap_xyxy, det["boxes"])
+    assert out.heatmaps.shape == (len(det["boxes"]), NUM_KEYPOINTS, HEATMAP_SIZE, HEATMAP_SIZE)
+    np.testing.assert_allclose(out.keypoints_conf, 1 / (1 + np.exp(-out.keypoints_score)), rtol=1e-6)
+    # keypoints are decoded inside their RoI
+    x, y = out.keypoints_xy[..., 0], out.keypoints_xy[..., 1]
+    b = out.heatmap_xyxy[:, None, :]
+    assert ((x >= b[..., 0] - 1e-3) & (x <= b[..., 2] + 1e-3) & (y >= b[..., 1] - 1e-3) & (y <= b[..., 3] + 1e-3)).all()
+
+
+def test_batch_with_empty_and_differently_sized_frames(kp, coco_image, nets_frame):
+    boxes = np.array([[200.0, 300.0, 520.0, 1100.0], [10.0, 20.0, 200.0, 400.0]], np.float32)
+    single = kp.infer_boxes([nets_frame], [boxes])[0]
+    out = kp.infer_boxes([coco_image, nets_frame, coco_image], [np.zeros((0, 4), np.float32), boxes, []])
+    assert [len(r) for r in out] == [0, 2, 0]
+    empty = out[0]
+    assert empty.keypoints_xy.shape == (0, NUM_KEYPOINTS, 2)
+    assert empty.keypoints_score.shape == empty.keypoints_conf.shape == (0, NUM_KEYPOINTS)
+    assert empty.heatmaps.shape == (0, NUM_KEYPOINTS, HEATMAP_SIZE, HEATMAP_SIZE)
+    assert empty.heatmap_xyxy.shape == (0, 4)
+    # the empty frames are not run at all, so the batch equals the single-frame call
+    np.testing.assert_allclose(out[1].keypoints_xy, single.keypoints_xy, atol=KP_ATOL_PX)
+    x, y = out[1].keypoints_xy[..., 0], out[1].keypoints_xy[..., 1]
+    assert ((x >= boxes[:, None, 0]) & (x <= boxes[:, None, 2]) & (y >= boxes[:, None, 1]) & (y <= boxes[:, None, 3])).all()
+    assert kp.infer_boxes([coco_image], [np.zeros((0, 4), np.float32)])[0].heatmaps.shape[0] == 0
+    assert kp.infer_boxes([], []) == []
+
+
+def test_full_mode_keeps_the_best_detection_of_each_crop(kp, coco_image, nets_frame):
+    margin = kp.crop_margin
+    frames = [nets_frame, coco_image]
+    boxes = [
+        np.array([[200.0, 300.0, 520.0, 1100.0], [0.0, 0.0, 300.0, 500.0]], np.float32),
+        np.array([[120.0, 60.0, 400.0, 429.0]], np.float32),
+    ]
+    out = kp.infer_full(frames, boxes)
+    assert [len(r) for r in out] == [2, 1]
+    for frame, frame_boxes, result in zip(frames, boxes, out):
+        h, w = frame.shape[:2]
+        for row, (x1, y1, x2, y2) in enumerate(frame_boxes.astype(np.float64)):
+            mx, my = margin * (x2 - x1), margin * (y2 - y1)
+            cx1, cy1 = max(0, math.floor(x1 - mx)), max(0, math.floor(y1 - my))
+            cx2, cy2 = min(w, math.ceil(x2 + mx)), min(h, math.ceil(y2 + my))
+            crop = frame[cy1:cy2, cx1:cx2]
+            det, logits = _full_forward(kp.model, crop)
+            best = int(np.argmax(det["scores"]))
+            shift = np.array([cx1, cy1], np.float32)
+            np.testing.assert_allclose(result.keypoints_xy[row], det["keypoints"][best, :, :2] + shift, atol=KP_ATOL_PX)
+            np.testing.assert_allclose(result.heatmaps[row], logits[best], rtol=LOGIT_RTOL, atol=LOGIT_ATOL)
+            np.testing.assert_allclose(result.heatmap_xyxy[row], det["boxes"][best] + np.tile(shift, 2), atol=1e-3)
+            # and the top-down path on that detection box reproduces it (checks the crop offsets)
+            again = kp.infer_boxes([crop], [det["boxes"][best : best + 1]])[0]
+            np.testing.assert_allclose(again.keypoints_xy[0] + shift, result.keypoints_xy[row], atol=KP_ATOL_PX)
+
+
+def test_full_mode_without_detection_gives_nan_and_zero_conf(kp, coco_image):
+    heads = kp.model.roi_heads
+    saved = heads.score_thresh
+    heads.score_thresh = 1.0  # torchvision keeps scores > thresh: nothing passes
+    try:
+        out = kp.infer_full([coco_image], [np.array([[120.0, 60.0, 400.0, 429.0]], np.float32)])[0]
+    finally:
+        heads.score_thresh = saved
+    assert len(out) == 1
+    assert np.isnan(out.keypoints_xy).all() and np.isnan(out.heatmaps).all() and np.isnan(out.heatmap_xyxy).all()
+    assert (out.keypoints_conf == 0).all()
+
+
+def test_state_dict_round_trip(kp, coco_image, tmp_path):
+    boxes = np.array([[120.0, 60.0, 400.0, 429.0], [500.0, 150.0, 630.0, 429.0]], np.float32)
+    ref = kp.infer_boxes([coco_image], [boxes])[0]
+    path = tmp_path / "kprcnn.pth"
+    torch.save(kp.model.state_dict(), path)
+    loaded = KeypointRCNNTopDown(weights=str(path), device="cpu", **SMALL)
+    loaded.build()
+    got = loaded.infer_boxes([coco_image], [boxes])[0]
+    for name in ("keypoints_xy", "keypoints_score", "keypoints_conf", "heatmaps", "heatmap_xyxy"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(ref, name), err_msg=name)
+
+
+def test_frozen_batchnorm_checkpoint_loads_like_torchvision_files(kp, coco_image, tmp_path):
+    """torchvision's COCO files come from FrozenBatchNorm2d models: no ``num_batches_tracked`` keys."""
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    state = {k: v for k, v in kp.model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    path = coco_v1_checkpoint_path().name  # the COCO_V1 file name selects torchvision's eps = 0
+    torch.save(state, tmp_path / path)
+    loaded = KeypointRCNNTopDown(weights=tmp_path / path, device="cpu", **SMALL)
+    loaded.build()
+    frozen = [m for m in loaded.model.modules() if isinstance(m, FrozenBatchNorm2d)]
+    assert len(frozen) == 53 and all(m.eps == 0.0 for m in frozen)
+    boxes = np.array([[120.0, 60.0, 400.0, 429.0]], np.float32)
+    got = loaded.infer_boxes([coco_image], [boxes])[0]
+    ref = kp.infer_boxes([coco_image], [boxes])[0]
+    # eps 1e-5 -> 0 in 53 norm layers with running_var = 1: relative change ~5e-6 per layer
+    np.testing.assert_allclose(got.heatmaps, ref.heatmaps, rtol=1e-2, atol=1e-2)
+
+
+def test_missing_state_dict_path_names_it(tmp_path):
+    missing = tmp_path / "nowhere" / "kprcnn.pth"
+    model = KeypointRCNNTopDown(weights=str(missing), device="cpu")
+    with pytest.raises(ModelError, match="nowhere/kprcnn.pth"):
+        model.build()
+
+
+def test_not_a_state_dict_is_a_model_error(tmp_path):
+    path = tmp_path / "yolo11n-pose.pt"
+    path.write_bytes(b"not a torch file")
+    with pytest.raises(ModelError, match="yolo11n-pose.pt"):
+        KeypointRCNNTopDown(weights=path, device="cpu").build()
+
+
+def _online(host: str = "download.pytorch.org") -> bool:
+    try:
+        with socket.create_connection((host, 443), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.timeout(60)
+def test_coco_v1_offline_names_the_cache_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    if _online():
+        pytest.skip("online: COCO_V1 would really be downloaded (~226 MB)")
+    expected = tmp_path / "torch" / "hub" / "checkpoints" / "keypointrcnn_resnet50_fpn_coco-fc266e95.pth"
+    assert coco_v1_checkpoint_path() == expected
+    with pytest.raises(ModelError) as info:
+        KeypointRCNNTopDown(weights=COCO_V1, device="cpu").build()
+    assert str(expected) in str(info.value)
+    assert "state-dict path" in str(info.value)
+
+
+def test_from_config_maps_weights_and_device(tmp_path):
+    model = KeypointRCNNTopDown.from_config(ModelConfig(weights="COCO_V1", device="cpu"))
+    assert model.weights == COCO_V1 and model.requested_device == "cpu" and model.mode == "topdown"
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "mine.pth").write_bytes(b"")
+    model = KeypointRCNNTopDown.from_config(ModelConfig(weights="mine.pth", weights_dir=str(tmp_path / "w")))
+    assert model.weights == tmp_path / "w" / "mine.pth"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "text"),
+    [
+        ({"mode": "bottomup"}, "mode"),
+        ({"crop_margin": -0.1}, "crop_margin"),
+        ({"min_size": 900, "max_size": 800}, "min_size"),
+        ({"box_score_thresh": 1.5}, "box_score_thresh"),
+        ({"num_keypoints": 0}, "num_keypoints"),
+    ],
+)
+def test_bad_options_are_refused(kwargs, text):
+    with pytest.raises(ConfigError, match=text):
+        KeypointRCNNTopDown(weights=None, **kwargs)
+
+
+def test_bad_inputs_and_use_before_build(kp, coco_image):
+    with pytest.raises(ModelError, match="before build"):
+        KeypointRCNNTopDown(weights=None).infer_boxes([coco_image], [np.zeros((0, 4), np.float32)])
+    with pytest.raises(ValueError, match="one box array per image"):
+        kp.infer_boxes([coco_image], [])
+    with pytest.raises(ValueError, match="dtype uint8"):
+        kp.infer_boxes([coco_image.astype(np.float32)], [np.zeros((0, 4))])
+    with pytest.raises(ValueError, match=r"shape \(N, 4\)"):
+        kp.infer_boxes([coco_image], [np.zeros((2, 5), np.float32)])
+    with pytest.raises(ValueError, match="x1 < x2"):
+        kp.infer_boxes([coco_image], [np.array([[10, 10, 5, 20]], np.float32)])
+
+
+def test_heatmaps_type_validates_shapes():
+    empty = KeypointHeatmaps.empty()
+    assert len(empty) == 0 and empty.heatmaps.shape == (0, NUM_KEYPOINTS, HEATMAP_SIZE, HEATMAP_SIZE)
+    with pytest.raises(ValueError, match="`keypoints_score` must have shape"):
+        KeypointHeatmaps(
+            keypoints_xy=np.zeros((1, 17, 2), np.float32),
+            keypoints_score=np.zeros((1, 16), np.float32),
+            keypoints_conf=np.zeros((1, 17), np.float32),
+            heatmaps=np.zeros((1, 17, 56, 56), np.float32),
+            heatmap_xyxy=np.zeros((1, 4), np.float32),
+        )
+
+
+@pytest.mark.parametrize("device", _devices())
+def test_device_path_agrees_with_cpu_fp32(kp, coco_image, device):
+    """On CUDA (fp16 autocast, pinned uploads) keypoints stay within a heatmap cell of CPU fp32."""
+    boxes = np.array([[120.0, 60.0, 400.0, 429.0], [500.0, 150.0, 630.0, 429.0]], np.float32)
+    ref = kp.infer_boxes([coco_image], [boxes])[0]
+    other = KeypointRCNNTopDown(weights=None, device=device, **SMALL)
+    other.build()
+    other.model.load_state_dict(kp.model.state_dict())
+    got = other.infer_boxes([coco_image, coco_image], [boxes, boxes])
+    cell_px = float((boxes[:, 2:] - boxes[:, :2]).max()) / HEATMAP_SIZE
+    for result in got:
+        assert np.median(np.abs(result.keypoints_xy - ref.keypoints_xy)) <= cell_px
+        np.testing.assert_allclose(result.heatmaps, ref.heatmaps, rtol=0.05, atol=0.5 if device == "cuda" else 1e-4)

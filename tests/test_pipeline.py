@@ -1,0 +1,190 @@
+"""The pipeline with test doubles (in-memory sources, deterministic model) over real ZeroMQ."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+from engine.config import load_config
+from engine.errors import ModelError
+from engine.pipeline import Pipeline
+from engine.testing import FakeKeypointModel, ListSource
+from engine.wire import decode
+from sinks.jsonl import JsonlSink
+from sinks.runtime import Subscriber
+
+
+def free_endpoint() -> str:
+    """A loopback TCP endpoint whose port was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+class Collector:
+    """Independent test subscriber: collects every decoded message until the engine stops."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.subscriber = Subscriber(endpoint, ("",))
+        self.subscriber.open()
+        self.messages = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            message = self.subscriber.recv(5000)
+            if message is None:
+                return
+            self.messages.append(message)
+            if message.kind == "health" and message.header["engine_state"] == "stopped":
+                return
+
+    def join(self) -> list:
+        self.thread.join(30)
+        self.subscriber.close()
+        return self.messages
+
+
+def _run(sources, model, tmp_path, overrides=(), sinks=()):
+    endpoint = free_endpoint()
+    config = load_config(None, [f"publisher.endpoint={endpoint}", "publisher.min_subscribers=1", *overrides])
+    collector = Collector(endpoint)
+    model.build()
+    pipeline = Pipeline(config, sources, model)
+    threads = [sink.run_in_thread(endpoint, expected_sources={s.source_id for s in sources}) for sink in sinks]
+    pipeline.start(expected_subscribers=len(threads))
+    error = None
+    try:
+        assert pipeline.join(timeout_s=60)
+    except Exception as exc:  # noqa: BLE001 - returned to the test
+        error = exc
+    for t in threads:
+        t.join(10)
+    return pipeline, collector.join(), error
+
+
+def _by(messages, kind, source_id=None):
+    return [m for m in messages if m.kind == kind and (source_id is None or m.source_id == source_id)]
+
+
+def test_two_file_sources_are_lossless_ordered_and_batched_together(tmp_path):
+    sources = [ListSource("a", n_frames=40), ListSource("b", n_frames=25, fps=25.0, size=(40, 80))]
+    model = FakeKeypointModel(no_person_every=7)
+    jsonl = tmp_path / "out.jsonl"
+    pipeline, messages, error = _run(sources, model, tmp_path, ["batch.max_batch=4"], [JsonlSink(str(jsonl))])
+    assert error is None
+    for source_id, n, fps in (("a", 40, 30.0), ("b", 25, 25.0)):
+        poses = _by(messages, "pose", source_id)
+        assert [m.frame_index for m in poses] == list(range(n))
+        assert [m.seq for m in poses] == list(range(n))
+        np.testing.assert_allclose([m.pts_s for m in poses], np.arange(n) / fps)
+        found = [m.header["batter_found"] for m in poses]
+        assert found == [i % 7 != 0 for i in range(n)]  # FakeKeypointModel: no person every 7th frame
+        assert all("keypoints_xy" not in m.arrays for m in poses if not m.header["batter_found"])
+        assert all(m.arrays["keypoints_xy"].shape == (17, 2) for m in poses if m.header["batter_found"])
+        sims = _by(messages, "sim", source_id)
+        assert len(sims) == sum(found)
+        eos = _by(messages, "eos", source_id)
+        assert len(eos) == 1 and eos[0].header["frames"] == n and eos[0].header["error"] is None
+    assert max(model.calls) == 4 and sum(model.calls) == 65
+    assert any(len(shapes) == 2 for shapes in model.batch_shapes)  # one forward pass, both sources
+    health = _by(messages, "health")
+    assert health[-1].header["engine_state"] == "stopped"
+    assert health[-1].header["sources"]["a"]["frames_out"] == 40
+    # the in-process jsonl sink saw exactly what the independent subscriber saw
+    lines = jsonl.read_text().splitlines()
+    assert len(lines) == len(messages)
+    summary = pipeline.summary()
+    assert summary.frames == 65 and summary.per_source["b"]["batter_frames"] == sum(i % 7 != 0 for i in range(25))
+
+
+def test_similarity_and_fit_messages_hold_valid_values(tmp_path):
+    pipeline, messages, error = _run([ListSource("a", n_frames=30)], FakeKeypointModel(), tmp_path)
+    assert error is None
+    for m in _by(messages, "sim"):
+        sim = m.arrays["cosine_similarity"]
+        assert sim.shape == (17, 17) and sim.dtype == np.float32
+        assert np.all((sim >= 0) & (sim <= 1)) and np.allclose(np.diag(sim), 1) and np.allclose(sim, sim.T)
+        assert m.header["pairs"]["left_wrist/left_shoulder"] == pytest.approx(float(sim[9, 5]), abs=1e-6)
+        assert np.all((m.arrays["window_mean"] >= 0) & (m.arrays["window_mean"] <= 1))
+    fits = _by(messages, "fit")
+    assert len(fits) == 29  # the first frame alone cannot be fitted
+    last = fits[-1]
+    assert last.header["n_points"] == 30 and last.header["degree_xy"] == 10
+    assert last.arrays["dx_coef"].shape == (11,) and last.arrays["r_coef"].shape == (3,)
+
+
+def test_a_failing_source_ends_alone_and_the_other_finishes(tmp_path):
+    sources = [ListSource("ok", n_frames=30), ListSource("bad", n_frames=30, fail_after=5)]
+    pipeline, messages, error = _run(sources, FakeKeypointModel(), tmp_path)
+    assert error is None
+    assert len(_by(messages, "pose", "ok")) == 30
+    assert [m.frame_index for m in _by(messages, "pose", "bad")] == [0, 1, 2, 3, 4]
+    (eos,) = _by(messages, "eos", "bad")
+    assert eos.header["reason"] == "error" and "simulated failure" in eos.header["error"]
+    assert pipeline.summary().per_source["bad"]["error"]
+
+
+class _ExplodingModel(FakeKeypointModel):
+    def infer(self, images):
+        if len(self.calls) >= 2:
+            msg = "simulated CUDA out of memory"
+            raise ModelError(msg)
+        return super().infer(images)
+
+
+def test_a_model_failure_is_re_raised_and_every_source_gets_eos(tmp_path):
+    sources = [ListSource("a", n_frames=200), ListSource("b", n_frames=200)]
+    pipeline, messages, error = _run(sources, _ExplodingModel(), tmp_path, ["batch.max_batch=2"])
+    assert isinstance(error, ModelError) and "out of memory" in str(error)
+    published = _by(messages, "pose")
+    assert 0 < len(published) <= 4
+    for source_id in ("a", "b"):
+        (eos,) = _by(messages, "eos", source_id)
+        assert eos.header["reason"] == "error"
+    assert _by(messages, "health")[-1].header["engine_state"] == "stopped"
+
+
+def test_stop_finishes_in_flight_frames_and_sends_eos(tmp_path):
+    endpoint = free_endpoint()
+    config = load_config(None, [f"publisher.endpoint={endpoint}", "publisher.min_subscribers=1"])
+    collector = Collector(endpoint)
+    source = ListSource("cam", n_frames=100_000, delay_s=0.001)
+    pipeline = Pipeline(config, [source], FakeKeypointModel())
+    pipeline.start()
+    threading.Timer(0.3, pipeline.stop).start()
+    assert pipeline.join(timeout_s=20)
+    messages = collector.join()
+    poses = _by(messages, "pose", "cam")
+    assert 0 < len(poses) < 100_000
+    assert [m.frame_index for m in poses] == list(range(len(poses)))
+    (eos,) = _by(messages, "eos", "cam")
+    assert eos.header["frames"] == len(poses)
+
+
+def test_wire_messages_decode_with_the_public_decoder(tmp_path):
+    """Raw multipart frames from the publisher decode with engine.wire.decode (header keys of DESIGN §5)."""
+    import zmq
+
+    endpoint = free_endpoint()
+    config = load_config(None, [f"publisher.endpoint={endpoint}", "publisher.min_subscribers=1"])
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.connect(endpoint)
+    sub.setsockopt(zmq.SUBSCRIBE, b"pose/")
+    pipeline = Pipeline(config, [ListSource("x", n_frames=3)], FakeKeypointModel())
+    pipeline.start()
+    parts = [sub.recv_multipart() for _ in range(3)]
+    assert pipeline.join(timeout_s=20)
+    sub.close(0)
+    ctx.term()
+    for i, frames in enumerate(parts):
+        assert frames[0] == b"pose/x/"
+        message = decode(frames)
+        for key in ("v", "kind", "source_id", "seq", "frame_index", "pts_s", "capture_time_ns", "arrays"):
+            assert key in message.header
+        assert message.frame_index == i
