@@ -114,8 +114,10 @@ def run_pipeline(
     model.build()
     pipeline = Pipeline(config, sources, model)
     source_ids = {s.source_id for s in sources}
-    threads = [sink.run_in_thread(config.publisher.endpoint, expected_sources=source_ids) for sink in sinks]
+    threads: list[Any] = []
     try:
+        for sink in sinks:  # each returns once its sink opened, or raises: refused before any frame
+            threads.append(sink.run_in_thread(config.publisher.endpoint, expected_sources=source_ids))
         pipeline.start(expected_subscribers=len(threads))
     except BaseException:
         for t in threads:

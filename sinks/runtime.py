@@ -263,6 +263,7 @@ class SinkRunner:
         self.missing = 0
         self.eos_sources: set[str] = set()
         self.stop_reason: str | None = None
+        self.opened = threading.Event()
 
     @property
     def malformed(self) -> int:
@@ -350,6 +351,7 @@ class SinkRunner:
         try:
             self.connect()
             self.sink.open()
+            self.opened.set()
             try:
                 self.stop_reason = self._loop(stop_event)
             finally:
@@ -420,7 +422,7 @@ class SinkThread(threading.Thread):
         # re-raise, not swallowed.
         except Exception as exc:  # noqa: BLE001
             self.error = exc
-            logger.error("sink thread %s failed: %s", self.name, exc, exc_info=exc)
+            logger.debug("sink thread %s failed: %s", self.name, exc, exc_info=exc)
 
     def stop(self) -> None:
         """Ask the runner to stop after draining what is queued (returns at once)."""
@@ -489,15 +491,29 @@ def start_thread(
     endpoint: str,
     topics: Iterable[str] = ("",),
     expected_sources: set[str] | None = None,
+    open_timeout_s: float = 10.0,
 ) -> SinkThread:
     """Subscribe ``sink`` (synchronously, so the publisher can wait for it) and run it on a thread.
 
-    The thread stops after ``eos/`` of every id in ``expected_sources`` or the engine's ``stopped``
-    health message, whichever comes first.
+    Returns once the sink's ``open()`` succeeded on its thread. The thread stops after ``eos/`` of
+    every id in ``expected_sources`` or the engine's ``stopped`` health message, whichever first.
+
+    Raises:
+        SinkError: (or whatever the sink raised) ``open()`` failed or took over ``open_timeout_s``;
+            nothing has been published yet, so the engine can refuse to start.
     """
     marker = (READY_TOPIC_PREFIX + uuid.uuid4().hex.encode()).decode("latin-1")
     runner = SinkRunner(sink, endpoint, (*topics, marker), expected_sources=expected_sources)
     runner.connect()
     thread = SinkThread(runner)
     thread.start()
+    deadline = time.monotonic() + open_timeout_s
+    while not runner.opened.is_set() and thread.is_alive() and time.monotonic() < deadline:
+        runner.opened.wait(0.01)
+    if thread.error is not None:
+        raise thread.error
+    if not runner.opened.is_set():
+        thread.stop()
+        msg = f"sink {type(sink).__name__} did not open within {open_timeout_s} s"
+        raise SinkError(msg)
     return thread

@@ -1,0 +1,108 @@
+"""The command line: one-line errors with the right exit status, no tracebacks, no hangs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from tests.test_pipeline import free_endpoint
+
+
+def batsight(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
+
+
+def _one_error_line(stderr: str, fragment: str) -> None:
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("batsight: error:")]
+    assert len(errors) == 1, stderr
+    assert fragment in errors[0], stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "fragment"),
+    [
+        (["run", "--sink", "nosuch"], 2, "unknown sink 'nosuch'; available: console, jsonl"),
+        (["run", "--set", "model.imgsz=100"], 2, "model.imgsz: must be a multiple of 32"),
+        (["run", "--set", "analytics.wrist=kp9"], 2, "analytics.wrist"),
+        (["run", "--config", "nothere.yaml"], 2, "cannot read config file nothere.yaml"),
+        (["run", "--set", "model.weights=nothere-pose.pt"], 1, "cannot load YOLO weights 'nothere-pose.pt'"),
+        (["run", "--sink", "jsonl:no/such/dir/out.jsonl"], 1, "no/such/dir"),
+    ],
+)
+def test_bad_usage_gives_one_clear_line(tmp_path, args, status, fragment):
+    result = batsight(*args, "--set", f"publisher.endpoint={free_endpoint()}", cwd=tmp_path, timeout=120)
+    assert result.returncode == status, result.stderr
+    _one_error_line(result.stderr, fragment)
+
+
+def test_missing_and_unreadable_files_fail_cleanly(tmp_path):
+    text_file = tmp_path / "notes.mp4"
+    text_file.write_text("this is not a video\n")
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    out = tmp_path / "out.jsonl"
+    result = batsight(
+        "run", "missing.mp4", str(text_file), str(empty), "--no-progress", "--sink", f"jsonl:{out}",
+        "--set", f"publisher.endpoint={free_endpoint()}", cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("batsight: error:")]
+    assert len(errors) == 3
+    assert any("missing: file not found: missing.mp4" in e for e in errors)
+    assert any("notes:" in e and "notes.mp4" in e for e in errors)
+    assert any("empty:" in e and "empty.mp4" in e for e in errors)
+    eos = [json.loads(line) for line in out.read_text().splitlines() if '"kind":"eos"' in line]
+    assert sorted(e["source_id"] for e in eos) == ["empty", "missing", "notes"]
+    assert all(e["reason"] == "error" and e["error"] for e in eos)
+
+
+def _blank_video(path: Path, n: int = 12) -> None:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for i in range(n):
+            image = np.full((240, 320, 3), 90 + i, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_no_person_gives_explicit_no_batter_results(tmp_path):
+    clip = tmp_path / "empty_nets.mp4"
+    _blank_video(clip)
+    out = tmp_path / "out.jsonl"
+    result = batsight(
+        "run", str(clip), "--no-progress", "--sink", f"jsonl:{out}",
+        "--set", f"publisher.endpoint={free_endpoint()}", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    poses = [r for r in records if r["kind"] == "pose"]
+    assert [r["frame_index"] for r in poses] == list(range(12))
+    assert all(r["batter_found"] is False and r["track_id"] is None and r["n_persons"] == 0 for r in poses)
+    assert not [r for r in records if r["kind"] in ("sim", "fit")]
+    assert "batter found 0.0%" in result.stdout
+
+
+def test_default_source_runs_end_to_end(tmp_path):
+    out = tmp_path / "out.jsonl"
+    result = batsight(
+        "run", "--no-progress", "--sink", f"jsonl:{out}", "--set", "source.default_frames=12",
+        "--set", f"publisher.endpoint={free_endpoint()}", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    poses = [json.loads(line) for line in out.read_text().splitlines() if '"kind":"pose"' in line]
+    assert len(poses) == 12 and all(p["source_id"] == "default" for p in poses)
+    assert sum(p["batter_found"] for p in poses) == 12  # real photos of people
+    assert "default: 12 frames, batter found 100.0%" in result.stdout
