@@ -106,3 +106,25 @@ def test_default_source_runs_end_to_end(tmp_path):
     assert len(poses) == 12 and all(p["source_id"] == "default" for p in poses)
     assert sum(p["batter_found"] for p in poses) == 12  # real photos of people
     assert "default: 12 frames, batter found 100.0%" in result.stdout
+
+
+def test_standalone_sink_process_receives_the_run_and_exits_when_the_engine_stops(tmp_path):
+    endpoint = free_endpoint()
+    out = tmp_path / "separate.jsonl"
+    sink = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "sink", "jsonl", "--connect", endpoint, "--path", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    try:
+        result = batsight(
+            "run", "--no-progress", "--sink", "console", "--set", "source.default_frames=6",
+            "--set", f"publisher.endpoint={endpoint}", "--set", "publisher.min_subscribers=1", cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr
+        _, sink_err = sink.communicate(timeout=30)
+    finally:
+        sink.kill()
+    assert sink.returncode == 0, sink_err
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["frame_index"] for r in records if r["kind"] == "pose"] == list(range(6))
+    assert records[-1]["kind"] == "health" and records[-1]["engine_state"] == "stopped"

@@ -139,13 +139,14 @@ def test_full_mode_keeps_the_best_detection_of_each_crop(kp, coco_image, nets_fr
     runs that same batch: padding to the batch's largest crop changes the (random-init) detections.
     """
     margin = kp.crop_margin
-    frames = [nets_frame, coco_image]
+    frames = [coco_image, nets_frame]
     boxes = [
+        np.zeros((0, 4), np.float32),
         np.array([[200.0, 300.0, 520.0, 1100.0], [0.0, 0.0, 300.0, 500.0]], np.float32),
-        np.array([[120.0, 60.0, 400.0, 429.0]], np.float32),
     ]
     out = kp.infer_full(frames, boxes)
-    assert [len(r) for r in out] == [2, 1]
+    assert [len(r) for r in out] == [0, 2]
+    assert out[0].heatmaps.shape == (0, NUM_KEYPOINTS, HEATMAP_SIZE, HEATMAP_SIZE)
     crops, shifts, where = [], [], []
     for i, (frame, frame_boxes) in enumerate(zip(frames, boxes)):
         h, w = frame.shape[:2]
