@@ -89,8 +89,6 @@ def _print_summary(summary: Any, out: Any = None) -> None:
         if st["error"]:
             line += f", error: {st['error']}"
         lines.append(line)
-    if summary.publisher_dropped:
-        lines.append(f"  publisher dropped {summary.publisher_dropped} messages at the high-water mark")
     out.write("\n".join(lines) + "\n")
     out.flush()
 

@@ -63,7 +63,6 @@ class RunSummary:
         model_fps: ``frames / model_s``: model-only throughput at the same image size.
         dropped, corrupt: Sums over sources.
         per_source: ``{source_id: {"frames", "batter_frames", "dropped", "corrupt", "error"}}``.
-        publisher_dropped: Messages ZeroMQ refused at the high-water mark.
     """
 
     frames: int = 0
@@ -74,7 +73,6 @@ class RunSummary:
     dropped: int = 0
     corrupt: int = 0
     per_source: dict[str, dict] = field(default_factory=dict)
-    publisher_dropped: int = 0
 
 
 def _f32(value: np.ndarray) -> np.ndarray:
@@ -464,5 +462,4 @@ class Pipeline:
             dropped=sum(r.dropped for r in self.readers),
             corrupt=sum(r.source.corrupt for r in self.readers),
             per_source=per_source,
-            publisher_dropped=getattr(self.publisher, "dropped", 0),
         )

@@ -1,8 +1,8 @@
 """ZeroMQ XPUB publisher of wire-format messages (:mod:`engine.wire`).
 
-The publisher never blocks the engine: every send is non-blocking and a message that cannot be
-queued is dropped and counted in :attr:`Publisher.dropped`. Subscribers see the drop as a jump in
-``seq``. Pattern: pyzmq ``examples/pubsub/publisher.py`` (XPUB, waiting for subscribers).
+The publisher never blocks the engine: every send is non-blocking, and a message that a slow
+subscriber's full queue cannot take is discarded for that subscriber only, which sees the drop as a
+jump in ``seq``. Pattern: pyzmq ``examples/pubsub/publisher.py`` (XPUB, waiting for subscribers).
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ class Publisher:
     :meth:`close`. No method blocks for longer than its timeout; :meth:`close` waits at most
     ``config.linger_ms`` for queued messages to flush.
 
-    Drops: the socket sets ``XPUB_NODROP``, so when a subscriber's queue holds ``config.sndhwm``
-    messages a send fails with ``EAGAIN`` instead of being discarded silently; the message is then
-    dropped for every subscriber and counted in :attr:`dropped`. ``SNDHWM`` is per subscriber.
-    Messages published while no subscriber is connected are discarded by ZeroMQ and not counted.
+    Drops: ``SNDHWM`` is per subscriber. When one subscriber's queue holds ``config.sndhwm``
+    messages, ZeroMQ discards further messages *for that subscriber only*; the engine and every
+    other subscriber are unaffected, and the slow subscriber sees the loss as a jump in ``seq``.
+    (``XPUB_NODROP`` is deliberately not set: it would make one stalled subscriber refuse each
+    message for all of them.) Messages published while no subscriber is connected are discarded.
 
     Args:
         config: Endpoint, high-water mark and linger.
@@ -42,7 +43,6 @@ class Publisher:
         now_ns: Clock giving Unix epoch ns for ``publish_time_ns`` (injectable for tests).
 
     Attributes:
-        dropped: Messages dropped because a subscriber queue was full.
         sent: Messages handed to ZeroMQ.
     """
 
@@ -62,7 +62,6 @@ class Publisher:
         self._socket: zmq.Socket | None = None
         self._seq: dict[tuple[str, str], int] = {}
         self._closed = False
-        self.dropped = 0
         self.sent = 0
 
     @property
@@ -98,8 +97,6 @@ class Publisher:
             # Pass every subscription up (not only the first per topic) so wait_for_subscribers
             # counts two sinks that both subscribe to "".
             socket.setsockopt(zmq.XPUB_VERBOSE, 1)
-            # EAGAIN at the HWM instead of a silent discard, so drops are counted.
-            socket.setsockopt(zmq.XPUB_NODROP, 1)
             socket.bind(self._config.endpoint)
         except zmq.ZMQError as exc:
             socket.close(linger=0)
@@ -135,8 +132,8 @@ class Publisher:
             arrays: ``name -> ndarray`` sent as raw buffers. ZeroMQ copies them before this returns.
 
         Returns:
-            The ``seq`` given to the message: 0, 1, 2, ... per ``(kind, source_id)``. A dropped message
-            still consumes its ``seq``, so subscribers see the gap.
+            The ``seq`` given to the message: 0, 1, 2, ... per ``(kind, source_id)``. A message a
+            subscriber misses still consumes its ``seq``, so that subscriber sees the gap.
 
         Raises:
             PublishError: the publisher is not open.
@@ -147,14 +144,10 @@ class Publisher:
         seq = self._seq.get(key, 0)
         parts = encode(kind, source_id, seq, fields, arrays, publish_time_ns=self._now_ns())
         self._seq[key] = seq + 1
-        try:
-            # copy=True: ZeroMQ copies each buffer once, so callers may reuse their arrays at once.
-            # With XPUB_NODROP, EAGAIN can only come from the first part, so no message is half sent.
-            socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=True)
-        except zmq.Again:
-            self.dropped += 1
-        else:
-            self.sent += 1
+        # copy=True: ZeroMQ copies each buffer once, so callers may reuse their arrays at once.
+        # An XPUB socket without XPUB_NODROP never blocks nor raises EAGAIN at the high-water mark.
+        socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=True)
+        self.sent += 1
         return seq
 
     def wait_for_subscribers(
