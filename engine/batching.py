@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 Item = Frame | EndOfStream
 
+#: Seconds the end-of-stream marker waits for room in a full queue before dropping a frame.
+EOS_WAIT_S = 10.0
+
 
 class SourceReader:
     """Owns one source and the thread that reads it into a bounded queue.
@@ -68,8 +71,12 @@ class SourceReader:
         """Whether the reader thread is still running."""
         return self._thread.is_alive()
 
-    def _put(self, item: Item, drop_oldest: bool) -> bool:
-        """Queue ``item``, dropping the oldest frame or blocking; False when stopped while blocked."""
+    def _put(self, item: Item, drop_oldest: bool, deadline: float | None = None) -> bool:
+        """Queue ``item``, dropping the oldest frame or blocking.
+
+        Blocking gives up (returns False) when ``stop()`` is called or, with ``deadline``
+        (``time.monotonic()`` seconds), only at that deadline.
+        """
         if drop_oldest:
             while True:
                 try:
@@ -83,7 +90,7 @@ class SourceReader:
                     self.dropped += 1
         else:
             while True:
-                if self._stop.is_set():
+                if self._stop.is_set() if deadline is None else time.monotonic() > deadline:
                     return False
                 try:
                     self.queue.put(item, timeout=0.1)
@@ -119,8 +126,10 @@ class SourceReader:
                 corrupt=self.source.corrupt,
                 error=error,
             )
-            # The end marker waits for room (so no frame is dropped for it) unless stopped meanwhile.
-            if not self._put(eos, drop_oldest=False):
+            # The end marker waits for room, also after stop() (the batcher keeps draining until it
+            # sees the marker), so no queued frame is dropped for it; only a consumer gone for
+            # EOS_WAIT_S makes it push out the oldest frame.
+            if not self._put(eos, drop_oldest=False, deadline=time.monotonic() + EOS_WAIT_S):
                 self._put(eos, drop_oldest=True)
 
 

@@ -46,14 +46,18 @@ def _parse_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
-def _install_signal_handlers(on_first: Any) -> None:
+def _install_signal_handlers(stop: dict[str, Any]) -> None:
+    """SIGINT / SIGTERM: the first calls ``stop["fn"]`` (graceful), or interrupts start-up when it is
+    still ``None``; the second exits at once with status 130."""
     state = {"count": 0}
 
     def handler(signum: int, _frame: Any) -> None:
         state["count"] += 1
         if state["count"] == 1:
+            if stop["fn"] is None:
+                raise KeyboardInterrupt
             log.warning("%s received: finishing in-flight frames (again to exit at once)", signal.Signals(signum).name)
-            on_first()
+            stop["fn"]()
         else:
             sys.stderr.write("batsight: interrupted\n")
             sys.stderr.flush()
@@ -107,6 +111,9 @@ def run_pipeline(
     from engine.pipeline import Pipeline
     from engine.sources import build_sources
 
+    stop: dict[str, Any] = {"fn": None}
+    if install_signals:
+        _install_signal_handlers(stop)
     sources = build_sources(list(config.sources), config.source)
     model = load(MODELS, config.model.name).from_config(config.model)
     model.build()
@@ -121,8 +128,7 @@ def run_pipeline(
         for t in threads:
             t.stop()
         raise
-    if install_signals:
-        _install_signal_handlers(pipeline.stop)
+    stop["fn"] = pipeline.stop
     bar = _progress_bar(pipeline, progress)
     try:
         while not pipeline.join(timeout_s=0.2):

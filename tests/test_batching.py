@@ -56,16 +56,20 @@ def test_source_failure_reaches_the_consumer_as_end_of_stream():
     assert reader.state == "failed"
 
 
-def test_stop_unblocks_a_full_file_queue():
+def test_stop_on_a_full_file_queue_ends_promptly_without_dropping_queued_frames():
     source = ListSource("f", n_frames=10_000)
     reader = SourceReader(source, queue_size=2)
     reader.start()
     time.sleep(0.05)
     t = time.monotonic()
     reader.stop()
+    items = _drain(reader)  # the consumer keeps draining until the end marker, as the batcher does
     reader.join(2)
     assert not reader.is_alive() and time.monotonic() - t < 1.0
     assert source.closed.is_set()
+    frames = [f.frame_index for f in items if isinstance(f, Frame)]
+    assert frames == list(range(len(frames))) and len(frames) >= 2
+    assert items[-1].dropped == 0 and reader.dropped == 0
 
 
 def test_batcher_is_fair_across_sources_and_respects_max_batch():

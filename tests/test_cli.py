@@ -128,3 +128,71 @@ def test_standalone_sink_process_receives_the_run_and_exits_when_the_engine_stop
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["frame_index"] for r in records if r["kind"] == "pose"] == list(range(6))
     assert records[-1]["kind"] == "health" and records[-1]["engine_state"] == "stopped"
+
+
+def _wait_for_lines(path: Path, n: int, timeout_s: float) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists() and sum(1 for _ in path.open()) >= n:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{path} did not reach {n} lines")
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_signal_stops_cleanly_with_eos_and_a_complete_jsonl(tmp_path, signum):
+    import signal
+    import time
+
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "engine.cli", "run", "--no-progress", "--sink", f"jsonl:{out}",
+            "--set", "source.default_frames=100000", "--set", f"publisher.endpoint={free_endpoint()}",
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    try:
+        _wait_for_lines(out, 20, timeout_s=120)
+        sent = time.monotonic()
+        proc.send_signal(getattr(signal, signum))
+        stdout, stderr = proc.communicate(timeout=30)
+        exit_s = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert exit_s < 15
+    assert "Traceback" not in stderr and f"{signum} received" in stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]  # every line is valid JSON
+    poses = [r for r in records if r["kind"] == "pose"]
+    assert [r["frame_index"] for r in poses] == list(range(len(poses)))
+    (eos,) = [r for r in records if r["kind"] == "eos"]
+    assert eos["frames"] == len(poses) and eos["reason"] == "end"
+    assert records[-1]["kind"] == "health" and records[-1]["engine_state"] == "stopped"
+    assert f"default: {len(poses)} frames" in stdout
+
+
+def test_a_second_signal_exits_at_once(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "engine.cli", "run", "--no-progress", "--sink", f"jsonl:{out}",
+            "--set", "source.default_frames=100000", "--set", f"publisher.endpoint={free_endpoint()}",
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    try:
+        _wait_for_lines(out, 5, timeout_s=120)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)  # signals sent together coalesce into one
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert "interrupted" in stderr and "Traceback" not in stderr
