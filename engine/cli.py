@@ -122,7 +122,11 @@ def run_pipeline(
     threads: list[Any] = []
     try:
         for sink in sinks:  # each returns once its sink opened, or raises: refused before any frame
-            threads.append(sink.run_in_thread(config.publisher.endpoint, expected_sources=source_ids))
+            threads.append(
+                sink.run_in_thread(
+                    config.publisher.endpoint, expected_sources=source_ids, curve=pipeline.publisher.client_curve()
+                )
+            )
         pipeline.start(expected_subscribers=len(threads))
     except BaseException:
         for t in threads:
@@ -173,7 +177,15 @@ def _cmd_sink(args: argparse.Namespace) -> int:
         options["path"] = args.path
     sink = cls(**options)
     topics = tuple(args.topic) if args.topic else ("",)
-    return sink.run_forever(args.connect, topics=topics, exit_on_stop=not args.keep_running)
+    curve = None
+    if args.curve_server_key is not None:
+        from engine.security import ClientCurve
+
+        curve = ClientCurve.from_files(args.curve_server_key, args.curve_key)
+    elif args.curve_key is not None:
+        msg = "--curve-key needs --curve-server-key (the publisher's public certificate)"
+        raise ConfigError(msg)
+    return sink.run_forever(args.connect, topics=topics, exit_on_stop=not args.keep_running, curve=curve)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     sink.add_argument("--topic", action="append", help="topic prefix to subscribe (default all)")
     sink.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="sink option")
     sink.add_argument("--keep-running", action="store_true", help="do not exit when the engine stops")
+    sink.add_argument("--curve-server-key", metavar="FILE", help="publisher's CURVE certificate (.key)")
+    sink.add_argument("--curve-key", metavar="FILE", help="this sink's CURVE certificate (.key_secret)")
     sink.set_defaults(func=_cmd_sink)
     return parser
 

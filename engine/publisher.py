@@ -17,6 +17,7 @@ import zmq
 
 from engine.config import PublisherConfig
 from engine.errors import PublishError
+from engine.security import ClientCurve, CurveServer
 from engine.wire import READY_TOPIC_PREFIX, encode
 
 _SUBSCRIBE = 1
@@ -62,7 +63,22 @@ class Publisher:
         self._socket: zmq.Socket | None = None
         self._seq: dict[tuple[str, str], int] = {}
         self._closed = False
+        self._curve: CurveServer | None = None
         self.sent = 0
+
+    def _curve_server(self) -> CurveServer | None:
+        if self._curve is None and self._config.curve_secret_key_file is not None:
+            self._curve = CurveServer(self._config.curve_secret_key_file, self._config.curve_clients_dir)
+        return self._curve
+
+    def client_curve(self) -> ClientCurve | None:
+        """Client keys an in-process sink uses to connect (``None`` without CURVE).
+
+        Each call makes a new keypair that this publisher will accept; call it before :meth:`open`
+        or after. Raises :class:`~engine.errors.ConfigError` for unreadable certificates.
+        """
+        server = self._curve_server()
+        return None if server is None else server.client_for_in_process_sink()
 
     @property
     def config(self) -> PublisherConfig:
@@ -97,9 +113,14 @@ class Publisher:
             # Pass every subscription up (not only the first per topic) so wait_for_subscribers
             # counts two sinks that both subscribe to "".
             socket.setsockopt(zmq.XPUB_VERBOSE, 1)
+            curve = self._curve_server()
+            if curve is not None:
+                curve.start(context, socket)
             socket.bind(self._config.endpoint)
         except zmq.ZMQError as exc:
             socket.close(linger=0)
+            if self._curve is not None:
+                self._curve.stop()
             if owns:
                 context.term()
             msg = f"cannot bind publisher to {self._config.endpoint!r}: {exc.strerror}"
@@ -200,6 +221,8 @@ class Publisher:
         socket, self._socket = self._socket, None
         if socket is not None:
             socket.close(linger=self._config.linger_ms)
+        if self._curve is not None:
+            self._curve.stop()
         if self._owns_context and self._context is not None:
             self._context.term()
             self._context = None

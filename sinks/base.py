@@ -83,17 +83,23 @@ class Sink(ABC):
         return create_sink(name, options)
 
     # The engine runs sinks through these two methods, so it never imports ``sinks`` itself.
-    def run_in_thread(self, endpoint: str, expected_sources: set[str] | None = None, topics: tuple = ("",)) -> Any:
+    def run_in_thread(
+        self,
+        endpoint: str,
+        expected_sources: set[str] | None = None,
+        topics: tuple = ("",),
+        curve: Any = None,
+    ) -> Any:
         """Subscribe now and run on a daemon thread (:func:`sinks.runtime.start_thread`)."""
         from sinks.runtime import start_thread
 
-        return start_thread(self, endpoint, topics, expected_sources)
+        return start_thread(self, endpoint, topics, expected_sources, curve=curve)
 
-    def run_forever(self, endpoint: str, topics: tuple = ("",), exit_on_stop: bool = True) -> int:
+    def run_forever(self, endpoint: str, topics: tuple = ("",), exit_on_stop: bool = True, curve: Any = None) -> int:
         """Run in the foreground until a signal or the engine's stop (:func:`sinks.runtime.serve`)."""
         from sinks.runtime import serve
 
-        return serve(self, endpoint, topics, exit_on_stop)
+        return serve(self, endpoint, topics, exit_on_stop, curve=curve)
 
 
 def _option_names(cls: type) -> list[str]:

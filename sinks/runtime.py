@@ -20,6 +20,7 @@ from typing import Any
 import zmq
 
 from engine.errors import SinkError, WireFormatError
+from engine.security import ClientCurve
 from engine.wire import READY_TOPIC_PREFIX, MAX_HEADER_BYTES, MAX_MESSAGE_BYTES, Message, decode
 from sinks.base import Sink, create_sink
 
@@ -53,6 +54,8 @@ class Subscriber:
         rcvhwm: Messages queued before ZeroMQ drops (the publisher then counts drops).
         max_message_bytes: Largest accepted message, bytes; larger ones are dropped as malformed.
         max_header_bytes: Largest accepted header part, bytes.
+        curve: Client CURVE keys when the publisher requires CURVE authentication; a subscriber
+            with a wrong or missing key connects but receives nothing.
 
     Attributes:
         malformed: Messages skipped because they failed :func:`engine.wire.decode`.
@@ -67,6 +70,7 @@ class Subscriber:
         rcvhwm: int = DEFAULT_RCVHWM,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         max_header_bytes: int = MAX_HEADER_BYTES,
+        curve: ClientCurve | None = None,
     ) -> None:
         if not isinstance(endpoint, str) or not endpoint:
             msg = f"endpoint must be a non-empty str like 'tcp://127.0.0.1:5556', got {endpoint!r}"
@@ -82,6 +86,7 @@ class Subscriber:
         self._max_message_bytes = max_message_bytes
         self._max_header_bytes = max_header_bytes
         self._socket: zmq.Socket | None = None
+        self._curve = curve
         self.malformed = 0
         self.received = 0
 
@@ -111,6 +116,8 @@ class Subscriber:
             socket.setsockopt(zmq.LINGER, 0)
             socket.setsockopt(zmq.RCVHWM, self._rcvhwm)
             socket.setsockopt(zmq.MAXMSGSIZE, self._max_message_bytes)
+            if self._curve is not None:
+                self._curve.apply(socket)
             socket.connect(self.endpoint)
             for topic in self.topics:
                 socket.setsockopt(zmq.SUBSCRIBE, topic.encode("latin-1" if topic.startswith("\x00") else "utf-8"))
@@ -215,6 +222,7 @@ class SinkRunner:
         max_batch: Most messages per :meth:`Sink.write_batch` call.
         rcvhwm: Subscriber receive high-water mark, messages.
         drain_timeout_s: Longest final drain after ``stop_event``, seconds.
+        curve: Client CURVE keys (see :class:`Subscriber`).
 
     Attributes:
         received: Messages passed to the sink.
@@ -238,6 +246,7 @@ class SinkRunner:
         max_batch: int = 256,
         rcvhwm: int = DEFAULT_RCVHWM,
         drain_timeout_s: float = 1.0,
+        curve: ClientCurve | None = None,
     ) -> None:
         if not isinstance(sink, Sink):
             msg = f"sink must be a sinks.base.Sink, got {type(sink).__name__}"
@@ -251,7 +260,7 @@ class SinkRunner:
         self.sink = sink
         self.expected_sources = frozenset(expected_sources or ())
         self.stop_on_engine_stop = stop_on_engine_stop
-        self._subscriber = Subscriber(endpoint, topics, context=context, rcvhwm=rcvhwm)
+        self._subscriber = Subscriber(endpoint, topics, context=context, rcvhwm=rcvhwm, curve=curve)
         self._poll_ms = poll_ms
         self._max_batch = max_batch
         self._drain_timeout_s = drain_timeout_s
@@ -445,7 +454,13 @@ def run_standalone(
     return serve(create_sink(name, options), endpoint, topics, exit_on_stop)
 
 
-def serve(sink: Sink, endpoint: str, topics: Iterable[str] = ("",), exit_on_stop: bool = True) -> int:
+def serve(
+    sink: Sink,
+    endpoint: str,
+    topics: Iterable[str] = ("",),
+    exit_on_stop: bool = True,
+    curve: ClientCurve | None = None,
+) -> int:
     """Run one sink in the foreground until a signal or, with ``exit_on_stop``, the engine's stop.
 
     Runs until SIGINT / SIGTERM (a second signal raises :class:`KeyboardInterrupt` at once) or, when
@@ -464,7 +479,7 @@ def serve(sink: Sink, endpoint: str, topics: Iterable[str] = ("",), exit_on_stop
     Raises:
         SinkError: bad endpoint, or raised by the sink.
     """
-    runner = SinkRunner(sink, endpoint, topics, stop_on_engine_stop=exit_on_stop)
+    runner = SinkRunner(sink, endpoint, topics, stop_on_engine_stop=exit_on_stop, curve=curve)
     stop_event = threading.Event()
     name = type(sink).__name__
 
@@ -492,6 +507,7 @@ def start_thread(
     topics: Iterable[str] = ("",),
     expected_sources: set[str] | None = None,
     open_timeout_s: float = 10.0,
+    curve: ClientCurve | None = None,
 ) -> SinkThread:
     """Subscribe ``sink`` (synchronously, so the publisher can wait for it) and run it on a thread.
 
@@ -503,7 +519,7 @@ def start_thread(
             nothing has been published yet, so the engine can refuse to start.
     """
     marker = (READY_TOPIC_PREFIX + uuid.uuid4().hex.encode()).decode("latin-1")
-    runner = SinkRunner(sink, endpoint, (*topics, marker), expected_sources=expected_sources)
+    runner = SinkRunner(sink, endpoint, (*topics, marker), expected_sources=expected_sources, curve=curve)
     runner.connect()
     thread = SinkThread(runner)
     thread.start()

@@ -36,10 +36,14 @@ def _one_error_line(stderr: str, fragment: str) -> None:
         (["run", "--config", "nothere.yaml"], 2, "cannot read config file nothere.yaml"),
         (["run", "--set", "model.weights=nothere-pose.pt"], 1, "cannot load YOLO weights 'nothere-pose.pt'"),
         (["run", "--sink", "jsonl:no/such/dir/out.jsonl"], 1, "no/such/dir"),
+        (["run", "--set", "publisher.curve_secret_key_file=nothere.key_secret"], 2, "nothere.key_secret"),
+        (["sink", "jsonl", "--path", "x.jsonl", "--curve-key", "k.key_secret"], 2, "--curve-key needs"),
     ],
 )
 def test_bad_usage_gives_one_clear_line(tmp_path, args, status, fragment):
-    result = batsight(*args, "--set", f"publisher.endpoint={free_endpoint()}", cwd=tmp_path, timeout=120)
+    if args[0] == "run":
+        args = [*args, "--set", f"publisher.endpoint={free_endpoint()}"]
+    result = batsight(*args, cwd=tmp_path, timeout=120)
     assert result.returncode == status, result.stderr
     _one_error_line(result.stderr, fragment)
 

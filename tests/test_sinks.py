@@ -403,7 +403,7 @@ def test_publisher_bind_conflict_raises_publish_error(context: zmq.Context, publ
 
 def test_publisher_bad_endpoint_and_lifecycle() -> None:
     with pytest.raises(PublishError, match="cannot bind publisher to 'bogus://x'"):
-        Publisher(PublisherConfig(endpoint="bogus://x")).open()
+        Publisher(PublisherConfig(endpoint="bogus://x", allow_public_without_curve=True)).open()
     pub = Publisher(PublisherConfig(endpoint=ANY_PORT, linger_ms=0))
     with pytest.raises(PublishError, match="publisher must be open, got not opened"):
         pub.publish("pose", "cam1", {})
