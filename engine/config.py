@@ -32,7 +32,24 @@ class SourceConfig(_Strict):
     open_timeout_s: float = Field(10.0, gt=0, description="PyAV open timeout for URLs / devices")
     read_timeout_s: float = Field(5.0, gt=0, description="PyAV read timeout for URLs / devices")
     rtsp_transport: Literal["udp", "tcp"] = Field("tcp", description="RTSP lower transport")
+    reconnect: bool = Field(True, description="live sources reopen after an error, end or stall (files never)")
+    reconnect_initial_s: float = Field(0.5, gt=0, description="backoff before the first reopen attempt, seconds")
+    reconnect_max_s: float = Field(10.0, gt=0, description="cap of the doubling backoff between attempts, seconds")
+    reconnect_jitter: float = Field(0.2, ge=0, lt=1, description="largest random fraction cut from a backoff")
+    reconnect_max_attempts: int | None = Field(
+        None, ge=0, description="reopen attempts in a row before the source fails; None = forever"
+    )
+    max_pts_jump_s: float = Field(
+        10.0, gt=0, description="a PTS step forward larger than this (or any step back) breaks the timeline, s"
+    )
     default_frames: int = Field(90, ge=1, description="frames of the built-in default source")
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> SourceConfig:
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            msg = f"reconnect_max_s must be >= reconnect_initial_s = {self.reconnect_initial_s}, got {self.reconnect_max_s}"
+            raise ValueError(msg)
+        return self
 
 
 class ModelConfig(_Strict):
@@ -120,6 +137,28 @@ class PublisherConfig(_Strict):
     health_period_s: float = Field(1.0, gt=0, description="period of health/ messages, seconds")
     wait_subscribers_s: float = Field(5.0, ge=0, description="wait for subscribers before starting, s")
     min_subscribers: int = Field(0, ge=0, description="external subscriptions to wait for before starting")
+    curve_secret_key_file: str | None = Field(None, description="server CURVE certificate (.key_secret)")
+    curve_clients_dir: str | None = Field(None, description="allowed client CURVE certificates (*.key)")
+    allow_public_without_curve: bool = Field(False, description="allow a non-loopback bind without CURVE")
+
+    @model_validator(mode="after")
+    def _safe_bind(self) -> PublisherConfig:
+        from engine.security import is_loopback_endpoint
+
+        if self.curve_clients_dir is not None and self.curve_secret_key_file is None:
+            msg = "curve_clients_dir needs curve_secret_key_file (the server certificate)"
+            raise ValueError(msg)
+        if (
+            not is_loopback_endpoint(self.endpoint)
+            and self.curve_secret_key_file is None
+            and not self.allow_public_without_curve
+        ):
+            msg = (
+                f"endpoint {self.endpoint!r} is not loopback: set publisher.curve_secret_key_file "
+                "(CURVE authentication) or publisher.allow_public_without_curve=true"
+            )
+            raise ValueError(msg)
+        return self
 
 
 class Config(_Strict):

@@ -73,10 +73,19 @@ class Frame:
         source_id: Name of the source that produced the frame (``[A-Za-z0-9_.-]+``).
         frame_index: 0-based index of the frame among the frames this source delivered
             (decoded frames, counting skipped corrupt ones is the source's job: they get no index).
-        pts_s: Presentation time in seconds on the source's timeline: ``pts * time_base`` from
-            PyAV, or ``frame_index / fps`` when the stream gives no PTS.
+        pts_s: Presentation time in seconds on the source's own timeline, strictly increasing
+            within a source: ``pts * time_base`` from PyAV plus a per-source offset that the source
+            moves where the raw timeline breaks (PTS reset or jump back, a huge jump forward, a
+            reconnect), so the published time continues one frame interval after the previous
+            frame. Without PTS: ``frame_index / fps`` (files) or wall-clock seconds (live).
         capture_time_ns: ``time.time_ns()`` (Unix epoch, ns) when the reader thread got the frame.
         image: ``uint8`` array ``[H, W, 3]``, BGR channel order (OpenCV / Ultralytics convention).
+        raw_pts_s: The stream's own ``pts * time_base`` in seconds, before any correction, or
+            ``None`` when the frame had no PTS (or the source has no stream clock).
+        timeline_break: ``True`` on the first frame after a discontinuity of the source timeline
+            (a reconnect, a PTS reset / backwards step, a jump forward beyond the source's limit):
+            ``pts_s`` is continuous across it but the media is not, so rolling windows must restart
+            at this frame.
     """
 
     source_id: str
@@ -84,6 +93,8 @@ class Frame:
     pts_s: float
     capture_time_ns: int
     image: np.ndarray = field(repr=False)
+    raw_pts_s: float | None = None
+    timeline_break: bool = False
 
     def __post_init__(self) -> None:
         _check_array("image", self.image, (None, None, 3), np.uint8)
