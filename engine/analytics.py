@@ -354,11 +354,15 @@ class RollingMean:
 
     def reset(self) -> None:
         """Forget every sample (window and cumulative)."""
+        self.reset_window()
+        self._total = None
+        self._total_count = 0
+
+    def reset_window(self) -> None:
+        """Empty the window but keep the cumulative mean (a timeline break inside one source)."""
         self._times.clear()
         self._values.clear()
         self._sum = None
-        self._total = None
-        self._total_count = 0
         self._last_pts_s = None
 
     def update(self, pts_s: float, value: np.ndarray) -> np.ndarray:
@@ -379,11 +383,12 @@ class RollingMean:
         v = np.array(value, dtype=np.float64, copy=True)
         if self._last_pts_s is not None and t < self._last_pts_s:
             self.reset()
-        if self._sum is None or self._total is None:
-            self._sum = np.zeros_like(v)
+        if self._total is None:
             self._total = np.zeros_like(v)
-        elif v.shape != self._sum.shape:
-            msg = f"`value` must have shape {self._sum.shape} (as before), got {v.shape}"
+        if self._sum is None:
+            self._sum = np.zeros_like(v)
+        if v.shape != self._total.shape:
+            msg = f"`value` must have shape {self._total.shape} (as before), got {v.shape}"
             raise ValueError(msg)
         times, values = self._times, self._values
         while times and t - times[0] >= self._window_s:
@@ -814,6 +819,11 @@ class SourceAnalytics:
     def reset(self) -> None:
         """Forget all state (means and fit window)."""
         self._mean.reset()
+        self._fit.reset()
+
+    def reset_window(self) -> None:
+        """Restart the rolling window and the fit window; keep the cumulative mean of the source."""
+        self._mean.reset_window()
         self._fit.reset()
 
     def similarity(self, result: PoseResult) -> np.ndarray | None:

@@ -125,6 +125,7 @@ class SourceReader:
                 dropped=self.dropped,
                 corrupt=self.source.corrupt,
                 error=error,
+                stopped=self._stop.is_set(),
             )
             # The end marker waits for room, also after stop() (the batcher keeps draining until it
             # sees the marker), so no queued frame is dropped for it; only a consumer gone for

@@ -142,7 +142,7 @@ def run_pipeline(
         if bar is not None:
             bar.update(sum(st.frames_out for st in pipeline.stats.values()) - bar.n)
             bar.close()
-        deadline = time.monotonic() + 10.0
+        deadline = time.monotonic() + config.sink_close_timeout_s
         for t in threads:
             t.join(max(0.1, deadline - time.monotonic()))
             if t.is_alive():
@@ -174,7 +174,11 @@ def _cmd_sink(args: argparse.Namespace) -> int:
     options = _parse_options(args.option or [])
     cls = load(SINKS, args.name)
     if args.path is not None:
-        options["path"] = args.path
+        primary = getattr(cls, "primary_option", None)
+        if primary is None:
+            msg = f"sink {args.name!r} takes no --path"
+            raise ConfigError(msg)
+        options[primary] = args.path
     sink = cls(**options)
     topics = tuple(args.topic) if args.topic else ("",)
     curve = None
@@ -186,6 +190,15 @@ def _cmd_sink(args: argparse.Namespace) -> int:
         msg = "--curve-key needs --curve-server-key (the publisher's public certificate)"
         raise ConfigError(msg)
     return sink.run_forever(args.connect, topics=topics, exit_on_stop=not args.keep_running, curve=curve)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    # The report sink's offline entry point, found through the plugin (the engine never imports sinks).
+    report_cls = load(SINKS, "report")
+    paths = report_cls.report_files(args.files, args.out, video=args.video, labels=args.label, dpi=args.dpi)
+    for path in paths:
+        sys.stdout.write(f"{path}\n")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,13 +218,21 @@ def build_parser() -> argparse.ArgumentParser:
     sink = sub.add_parser("sink", help="run one sink as a separate subscriber process")
     sink.add_argument("name", help="sink name (entry point in batsight.sinks)")
     sink.add_argument("--connect", default="tcp://127.0.0.1:5556", help="publisher endpoint")
-    sink.add_argument("--path", help="output path (sinks that write files)")
+    sink.add_argument("--path", help="the sink's main option: output file (jsonl) or folder (report)")
     sink.add_argument("--topic", action="append", help="topic prefix to subscribe (default all)")
     sink.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="sink option")
     sink.add_argument("--keep-running", action="store_true", help="do not exit when the engine stops")
     sink.add_argument("--curve-server-key", metavar="FILE", help="publisher's CURVE certificate (.key)")
     sink.add_argument("--curve-key", metavar="FILE", help="this sink's CURVE certificate (.key_secret)")
     sink.set_defaults(func=_cmd_sink)
+
+    rep = sub.add_parser("report", help="thesis-style PNG figures (Figs. 3-6) from jsonl files of earlier runs")
+    rep.add_argument("files", nargs="+", metavar="FILE.jsonl")
+    rep.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG files")
+    rep.add_argument("--video", action="append", metavar="SOURCE_ID=PATH", help="draw keypoints on this video")
+    rep.add_argument("--label", action="append", metavar="SOURCE_ID=LABEL", help="known class of a source")
+    rep.add_argument("--dpi", type=int, default=150, help="resolution of the PNG files")
+    rep.set_defaults(func=_cmd_report)
     return parser
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from engine.errors import ConfigError
 from engine.types import KEYPOINT_INDEX
@@ -44,12 +44,14 @@ class SourceConfig(_Strict):
     )
     default_frames: int = Field(90, ge=1, description="frames of the built-in default source")
 
-    @model_validator(mode="after")
-    def _backoff_order(self) -> SourceConfig:
-        if self.reconnect_max_s < self.reconnect_initial_s:
-            msg = f"reconnect_max_s must be >= reconnect_initial_s = {self.reconnect_initial_s}, got {self.reconnect_max_s}"
+    @field_validator("reconnect_max_s")
+    @classmethod
+    def _backoff_order(cls, value: float, info: ValidationInfo) -> float:
+        initial = info.data.get("reconnect_initial_s")
+        if initial is not None and value < initial:
+            msg = f"must be >= reconnect_initial_s = {initial}, got {value}"
             raise ValueError(msg)
-        return self
+        return value
 
 
 class ModelConfig(_Strict):
@@ -172,6 +174,7 @@ class Config(_Strict):
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     publisher: PublisherConfig = Field(default_factory=PublisherConfig)
     sinks: list[str] = Field(default_factory=lambda: ["console"], description="in-process sinks, NAME[:ARG]")
+    sink_close_timeout_s: float = Field(60.0, gt=0, description="wait for in-process sinks to finish at the end, s")
     progress: bool = Field(True, description="progress bar for file sources")
 
     @model_validator(mode="after")

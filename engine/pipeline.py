@@ -193,6 +193,7 @@ class Pipeline:
         self.stats = {s.source_id: SourceStats(s.source_id, s.total_frames) for s in sources}
         self._results: queue.Queue[PoseResult | EndOfStream | _Failure] = queue.Queue(maxsize=64)
         self._stop = threading.Event()
+        self._stop_deadline: float | None = None
         self._failure: _Failure | None = None
         self._threads: list[threading.Thread] = []
         self.model_s = 0.0
@@ -233,7 +234,13 @@ class Pipeline:
             t.start()
 
     def stop(self) -> None:
-        """End early: stop the sources; queued frames still finish and ``eos/`` goes out."""
+        """End early: stop the sources; queued frames still finish and ``eos/`` goes out.
+
+        A source that has not ended ``config.source.read_timeout_s + 2`` seconds later (stuck in
+        I/O) gets its ``eos/`` anyway, with ``reason: "timeout"``, so shutdown time is bounded.
+        """
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + self.config.source.read_timeout_s + 2.0
         for reader in self.readers:
             reader.stop()
 
@@ -246,7 +253,7 @@ class Pipeline:
             if t.is_alive():
                 return False
         for reader in self.readers:
-            reader.join(1.0)
+            reader.join(0.2)  # ended already, or stuck in I/O (a daemon thread, abandoned)
         self.publisher.close()
         if self._failure is not None:
             raise self._failure.error
@@ -292,6 +299,9 @@ class Pipeline:
                     tracker = trackers.get(item.source_id)
                     if tracker is None:
                         tracker = trackers[item.source_id] = PersonTracker()
+                    if item.timeline_break:  # the media jumped: old tracks and scores no longer apply
+                        tracker.reset()
+                        selectors[item.source_id].reset()
                     persons = tracker.update(persons)
                     batter = selectors[item.source_id].update(persons, item.width, item.height)
                     self._put_result(
@@ -337,6 +347,11 @@ class Pipeline:
                 try:
                     item = self._results.get(timeout=_POLL_S)
                 except queue.Empty:
+                    if self._stop_deadline is not None and time.monotonic() > self._stop_deadline:
+                        for source_id in sorted(open_sources):
+                            log.warning("source %s did not stop in time; ending it", source_id)
+                            self._publish_eos(EndOfStream(source_id), reason="timeout")
+                        open_sources.clear()
                     continue
                 if isinstance(item, _Failure):
                     self._failure = self._failure or item
@@ -345,7 +360,7 @@ class Pipeline:
                     open_sources.clear()
                     break
                 if isinstance(item, EndOfStream):
-                    self._publish_eos(item, reason="error" if item.error else "end")
+                    self._publish_eos(item, reason="error" if item.error else "stopped" if item.stopped else "end")
                     open_sources.discard(item.source_id)
                     continue
                 self._publish_result(item, analytics[item.frame.source_id])
@@ -355,6 +370,7 @@ class Pipeline:
             self.stop()
         finally:
             self._t_end = time.perf_counter()
+            self._stop.set()  # the inference thread ends with this thread
             try:
                 self._publish_health("stopped")
             except Exception:  # noqa: BLE001 - best effort on the way out
@@ -368,7 +384,11 @@ class Pipeline:
             "capture_time_ns": frame.capture_time_ns,
         }
         fields, arrays = pose_message(result)
+        fields["raw_pts_s"] = frame.raw_pts_s
+        fields["timeline_break"] = frame.timeline_break
         self.publisher.publish("pose", frame.source_id, {**common, **fields}, arrays)
+        if frame.timeline_break:  # rolling windows restart where the source timeline broke
+            analytics.reset_window()
         stats = self.stats[frame.source_id]
         stats.frames_out += 1
         if result.batter is None:
@@ -412,8 +432,14 @@ class Pipeline:
             fps_in = (reader.frames_in - in_prev) / dt if dt > 0 else 0.0
             fps_out = (st.frames_out - out_prev) / dt if dt > 0 else 0.0
             st._fps_mark = (now, reader.frames_in, st.frames_out)
+            source = reader.source
+            if st.ended:
+                state = "failed" if st.error else "ended"
+            else:  # the source knows best (stalled, reconnecting); else the reader's view
+                state = getattr(source, "state", None) or reader.state
             out[reader.source_id] = {
-                "state": reader.state if not st.ended else ("failed" if st.error else "ended"),
+                "state": state,
+                "reconnects": int(getattr(source, "reconnects", 0)),
                 "frames_in": reader.frames_in,
                 "frames_out": st.frames_out,
                 "dropped": reader.dropped,

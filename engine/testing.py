@@ -30,6 +30,7 @@ class ListSource(Source):
         size: ``(height, width)`` of the frames.
         delay_s: Sleep before each frame (simulates a camera's frame interval).
         fail_after: Raise :class:`SourceError` after this many frames (``None``: never).
+        break_at: Frame indices flagged ``timeline_break`` (as a source does after a reconnect).
     """
 
     def __init__(
@@ -41,6 +42,7 @@ class ListSource(Source):
         size: tuple[int, int] = (48, 64),
         delay_s: float = 0.0,
         fail_after: int | None = None,
+        break_at: tuple[int, ...] = (),
     ) -> None:
         self.source_id = source_id
         self.n_frames = n_frames
@@ -49,6 +51,7 @@ class ListSource(Source):
         self.size = size
         self.delay_s = delay_s
         self.fail_after = fail_after
+        self.break_at = set(break_at)
         self.total_frames = None if live else n_frames
         self.corrupt = 0
         self.opened = False
@@ -72,10 +75,13 @@ class ListSource(Source):
             if self.fail_after is not None and i >= self.fail_after:
                 msg = f"{self.source_id}: simulated failure after {i} frames"
                 raise SourceError(msg)
-            if self.delay_s:
-                time.sleep(self.delay_s)
+            if self.delay_s and self.closed.wait(self.delay_s):
+                return
             image = np.full((h, w, 3), i % 256, np.uint8)
-            yield Frame(self.source_id, i, i / self.fps, time.time_ns(), image)
+            yield Frame(
+                self.source_id, i, i / self.fps, time.time_ns(), image, raw_pts_s=i / self.fps,
+                timeline_break=i in self.break_at,
+            )
 
     def close(self) -> None:
         """Stop yielding."""

@@ -120,6 +120,7 @@ class EndOfStream:
         dropped: Frames dropped by the live drop-oldest policy.
         corrupt: Frames or packets skipped because they could not be decoded.
         error: The exception that ended the source, or ``None`` for a normal end.
+        stopped: The source ended because it was asked to stop (signal, ``Pipeline.stop``).
     """
 
     source_id: str
@@ -127,6 +128,7 @@ class EndOfStream:
     dropped: int = 0
     corrupt: int = 0
     error: BaseException | None = None
+    stopped: bool = False
 
 
 @dataclass(frozen=True)

@@ -508,3 +508,17 @@ def test_source_analytics_model_heatmaps_and_low_conf() -> None:
         sa.update(_result(5))
     with pytest.raises(ValueError, match="min_keypoint_conf"):
         SourceAnalytics(cfg, min_keypoint_conf=1.5)
+
+
+def test_reset_window_keeps_the_cumulative_mean():
+    from engine.analytics import RollingMean
+
+    mean = RollingMean(1.0)
+    for t, v in ((0.0, 1.0), (0.5, 3.0)):
+        mean.update(t, np.array([v]))
+    window = mean.update(2.0, np.array([5.0]))  # 0.0 and 0.5 aged out
+    assert window.tolist() == [5.0]
+    mean.reset_window()
+    assert mean.count == 0 and mean.cumulative_count == 3
+    assert mean.update(0.1, np.array([7.0])).tolist() == [7.0]  # no backwards-reset of the total
+    np.testing.assert_allclose(mean.cumulative_mean, [(1 + 3 + 5 + 7) / 4])

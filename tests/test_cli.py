@@ -173,7 +173,7 @@ def test_a_signal_stops_cleanly_with_eos_and_a_complete_jsonl(tmp_path, signum):
     poses = [r for r in records if r["kind"] == "pose"]
     assert [r["frame_index"] for r in poses] == list(range(len(poses)))
     (eos,) = [r for r in records if r["kind"] == "eos"]
-    assert eos["frames"] == len(poses) and eos["reason"] == "end"
+    assert eos["frames"] == len(poses) and eos["reason"] == "stopped"
     assert records[-1]["kind"] == "health" and records[-1]["engine_state"] == "stopped"
     assert f"default: {len(poses)} frames" in stdout
 
@@ -200,3 +200,27 @@ def test_a_second_signal_exits_at_once(tmp_path):
         proc.kill()
     assert proc.returncode == 130
     assert "interrupted" in stderr and "Traceback" not in stderr
+
+
+def test_report_sink_live_and_report_command_offline_write_the_same_figures(tmp_path):
+    out = tmp_path / "out.jsonl"
+    live = tmp_path / "live"
+    result = batsight(
+        "run", "--no-progress", "--sink", f"jsonl:{out}", "--sink", f"report:{live}",
+        "--set", "source.default_frames=12", "--set", f"publisher.endpoint={free_endpoint()}", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    offline = tmp_path / "offline"
+    report = batsight("report", str(out), "--out", str(offline), "--label", "default=other", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    names = {p.name for p in live.glob("*.png")}
+    assert names == {"default_dependency_matrix.png", "default_wrist.png", "pair_similarity.png"}
+    assert {p.name for p in offline.glob("*.png")} == names
+    assert sorted(report.stdout.split()) == sorted(str(offline / n) for n in names)
+    import matplotlib.image
+
+    image = matplotlib.image.imread(live / "default_dependency_matrix.png")
+    assert image.shape[0] > 500 and image.shape[1] > 500
+    missing = batsight("report", "nothere.jsonl", "--out", str(offline), cwd=tmp_path)
+    assert missing.returncode == 1
+    _one_error_line(missing.stderr, "nothere.jsonl")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 import threading
 
 import numpy as np
@@ -163,7 +164,7 @@ def test_stop_finishes_in_flight_frames_and_sends_eos(tmp_path):
     assert 0 < len(poses) < 100_000
     assert [m.frame_index for m in poses] == list(range(len(poses)))
     (eos,) = _by(messages, "eos", "cam")
-    assert eos.header["frames"] == len(poses)
+    assert eos.header["frames"] == len(poses) and eos.header["reason"] == "stopped"
 
 
 def test_wire_messages_decode_with_the_public_decoder(tmp_path):
@@ -188,3 +189,102 @@ def test_wire_messages_decode_with_the_public_decoder(tmp_path):
         for key in ("v", "kind", "source_id", "seq", "frame_index", "pts_s", "capture_time_ns", "arrays"):
             assert key in message.header
         assert message.frame_index == i
+
+
+def test_a_timeline_break_restarts_rolling_windows_but_not_the_cumulative_mean(tmp_path):
+    pipeline, messages, error = _run([ListSource("cam", n_frames=40, break_at=(25,))], FakeKeypointModel(), tmp_path)
+    assert error is None
+    poses = _by(messages, "pose")
+    assert [m.header["timeline_break"] for m in poses] == [i == 25 for i in range(40)]
+    sims = {m.frame_index: m for m in _by(messages, "sim")}
+    assert sims[24].header["window_frames"] == 25 and sims[25].header["window_frames"] == 1
+    assert sims[39].header["window_frames"] == 15
+    fits = {m.frame_index: m for m in _by(messages, "fit")}
+    assert 25 not in fits  # one point after the break: nothing to fit yet
+    assert fits[39].header["n_points"] == 15 and fits[39].header["t_start_s"] == pytest.approx(25 / 30)
+    expected = np.mean([sims[i].arrays["cosine_similarity"] for i in range(40)], axis=0)
+    np.testing.assert_allclose(sims[39].arrays["cumulative_mean"], expected, atol=1e-6)
+
+
+def test_live_latency_stays_bounded_when_inference_is_slower_than_the_camera(tmp_path):
+    """A 200 fps camera, a model at ~40 fps: the newest frame wins, drops are counted."""
+    source = ListSource("cam", n_frames=800, live=True, delay_s=0.005)
+    pipeline, messages, error = _run([source], FakeKeypointModel(delay_s=0.025), tmp_path, ["batch.max_batch=1"])
+    assert error is None
+    poses = _by(messages, "pose")
+    latency_s = np.array([(m.header["publish_time_ns"] - m.header["capture_time_ns"]) / 1e9 for m in poses])
+    (eos,) = _by(messages, "eos")
+    assert eos.header["dropped"] > 0 and eos.header["frames"] + eos.header["dropped"] == 800
+    assert len(poses) == eos.header["frames"]
+    # latency bounded by the queue (2 frames) plus one model call, and not growing over the run
+    third = len(latency_s) // 3
+    assert np.median(latency_s[-third:]) < 0.25
+    assert np.median(latency_s[-third:]) < np.median(latency_s[:third]) + 0.1
+    assert [m.frame_index for m in poses] == sorted(m.frame_index for m in poses)
+
+
+def test_a_stuck_source_does_not_block_the_others(tmp_path):
+    endpoint = free_endpoint()
+    config = load_config(None, [f"publisher.endpoint={endpoint}", "publisher.min_subscribers=1"])
+    collector = Collector(endpoint)
+    stuck = ListSource("stuck", n_frames=5, live=True, delay_s=30.0)  # first frame after 30 s
+    fast = ListSource("fast", n_frames=60)
+    pipeline = Pipeline(config, [stuck, fast], FakeKeypointModel())
+    pipeline.start()
+    deadline = time.monotonic() + 20
+    while pipeline.stats["fast"].frames_out < 60 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pipeline.stats["fast"].frames_out == 60
+    pipeline.stop()
+    assert pipeline.join(timeout_s=5)
+    messages = collector.join()
+    assert len(_by(messages, "pose", "fast")) == 60 and len(_by(messages, "eos", "stuck")) == 1
+
+
+def test_a_late_subscriber_gets_the_state_within_one_health_period(tmp_path):
+    endpoint = free_endpoint()
+    config = load_config(None, [f"publisher.endpoint={endpoint}", "publisher.health_period_s=0.5"])
+    source = ListSource("cam", n_frames=100_000, live=True, delay_s=0.01)
+    pipeline = Pipeline(config, [source], FakeKeypointModel())
+    pipeline.start()
+    try:
+        time.sleep(1.0)
+        late = Subscriber(endpoint, ("health/",))
+        late.open()
+        t = time.monotonic()
+        message = late.recv(3000)
+        waited = time.monotonic() - t
+        late.close()
+    finally:
+        pipeline.stop()
+        pipeline.join(timeout_s=10)
+    assert message is not None and message.kind == "health"
+    assert waited < 0.5 + 0.3
+    cam = message.header["sources"]["cam"]
+    assert cam["state"] == "live" and cam["frames_out"] > 0 and "reconnects" in cam and "queue_depth" in cam
+
+
+class _DeafSource(ListSource):
+    """A source stuck in I/O that ignores close() (like a driver call without a timeout)."""
+
+    def frames(self):
+        time.sleep(60)
+        yield from ()
+
+
+def test_shutdown_is_bounded_even_when_a_source_ignores_close(tmp_path):
+    endpoint = free_endpoint()
+    config = load_config(
+        None, [f"publisher.endpoint={endpoint}", "publisher.min_subscribers=1", "source.read_timeout_s=0.5"]
+    )
+    collector = Collector(endpoint)
+    pipeline = Pipeline(config, [_DeafSource("deaf", live=True), ListSource("ok", n_frames=5)], FakeKeypointModel())
+    pipeline.start()
+    time.sleep(0.5)
+    t = time.monotonic()
+    pipeline.stop()
+    assert pipeline.join(timeout_s=10)
+    assert time.monotonic() - t < 0.5 + 2.0 + 1.5  # read timeout + grace + linger and joins
+    messages = collector.join()
+    reasons = {m.source_id: m.header["reason"] for m in _by(messages, "eos")}
+    assert reasons == {"deaf": "timeout", "ok": "end"}
