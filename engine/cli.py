@@ -87,7 +87,7 @@ def _print_summary(summary: Any, out: Any = None) -> None:
     for source_id, st in summary.per_source.items():
         pct = 100.0 * st["batter_frames"] / st["frames"] if st["frames"] else 0.0
         line = (
-            f"  {source_id}: {st['frames']} frames, batter found {pct:.1f}%, "
+            f"  {source_id}: {st['frames']} frames, batter found {pct:.1f}%, shots {st['shots']}, "
             f"dropped {st['dropped']}, corrupt {st['corrupt']}"
         )
         if st["error"]:
@@ -99,11 +99,13 @@ def _print_summary(summary: Any, out: Any = None) -> None:
 
 def run_pipeline(
     config: Config,
-    sinks: list[Any],
+    sinks: list[tuple[str, Any]],
     progress: bool = False,
     install_signals: bool = False,
 ) -> Any:
     """Build sources and model, start in-process sinks and the pipeline, wait, return the summary.
+
+    ``sinks`` holds ``(name, sink)`` pairs; the name selects the sink's error policy.
 
     Raises:
         BatsightError: bad source spec, missing weights, publisher bind failure, or a failed stage.
@@ -121,10 +123,14 @@ def run_pipeline(
     source_ids = {s.source_id for s in sources}
     threads: list[Any] = []
     try:
-        for sink in sinks:  # each returns once its sink opened, or raises: refused before any frame
+        for name, sink in sinks:  # each returns once its sink opened, or raises: refused before any frame
             threads.append(
                 sink.run_in_thread(
-                    config.publisher.endpoint, expected_sources=source_ids, curve=pipeline.publisher.client_curve()
+                    config.publisher.endpoint,
+                    expected_sources=source_ids,
+                    curve=pipeline.publisher.client_curve(),
+                    on_error=config.sink_error_policies.get(name, config.sink_error_policy),
+                    on_fail=pipeline.stop,
                 )
             )
         pipeline.start(expected_subscribers=len(threads))
@@ -148,6 +154,9 @@ def run_pipeline(
             if t.is_alive():
                 t.stop()
                 t.join(2.0)
+    for t in threads:
+        if t.runner.errors:
+            log.warning("%s skipped %d batches that raised (sink_error_policy skip)", t.name, t.runner.errors)
     errors = [f"{t.name}: {t.error}" for t in threads if t.error is not None]
     if errors:
         msg = "sink failed: " + "; ".join(errors)
@@ -161,7 +170,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.sources:
         config = config.model_copy(update={"sources": list(args.sources)})
     sink_specs = list(args.sink) if args.sink else list(config.sinks)
-    sinks = [_sink_from_spec(spec) for spec in sink_specs]  # refuse unknown sinks before start
+    sinks = [(spec.partition(":")[0], _sink_from_spec(spec)) for spec in sink_specs]  # refused before start
     summary = run_pipeline(config, sinks, progress=config.progress and not args.no_progress, install_signals=True)
     _print_summary(summary)
     failed = {sid: st["error"] for sid, st in summary.per_source.items() if st["error"]}

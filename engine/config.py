@@ -65,6 +65,10 @@ class ModelConfig(_Strict):
     iou: float = Field(0.7, ge=0.0, le=1.0, description="NMS IoU threshold")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     half: Literal["auto", True, False] = Field("auto", description="fp16 (auto = on CUDA only)")
+    keypoint_weights: str = Field("COCO_V1", description="keypointrcnn: COCO_V1 or a state-dict path")
+    keypoint_mode: Literal["topdown", "full"] = Field("topdown", description="keypointrcnn: head on boxes | crop")
+    keypoint_min_size: int = Field(800, ge=32, description="keypointrcnn: short image side after resize, px")
+    keypoint_max_size: int = Field(1333, ge=32, description="keypointrcnn: long-side cap of the resize, px")
 
     @field_validator("imgsz")
     @classmethod
@@ -130,6 +134,43 @@ class AnalyticsConfig(_Strict):
         return value
 
 
+class ShotConfig(_Strict):
+    """Shot segmentation, handedness, whole-segment fit and classification (DESIGN §4 Shots).
+
+    Speeds are in torso lengths per second (torso = shoulder midpoint to hip midpoint), so one
+    setting works for a batter filling a phone frame and for a small batter in a broadcast view.
+    """
+
+    enabled: bool = Field(True, description="segment and classify shots")
+    handedness: Literal["auto", "right", "left"] = Field("auto", description="batter handedness")
+    start_speed: float = Field(2.0, gt=0, description="hands speed that starts a shot, torso lengths/s")
+    end_speed: float = Field(1.5, gt=0, description="hands speed below which a shot may end, torso lengths/s")
+    smooth_s: float = Field(0.2, ge=0, description="speed = net displacement over this window, seconds")
+    start_hold_s: float = Field(0.05, ge=0, description="speed must stay >= start_speed this long, seconds")
+    end_hold_s: float = Field(0.3, ge=0, description="speed must stay < end_speed this long to end, seconds")
+    pre_roll_s: float = Field(0.3, ge=0, description="time kept before the motion start, seconds")
+    post_roll_s: float = Field(0.2, ge=0, description="time kept after the motion end, seconds")
+    min_duration_s: float = Field(0.15, ge=0, description="shorter motions (without padding) are discarded, s")
+    max_duration_s: float = Field(4.0, gt=0, description="a longer motion is cut here, seconds")
+    max_gap_s: float = Field(0.5, gt=0, description="a longer gap without hands ends the motion, seconds")
+    min_points: int = Field(4, ge=2, description="segments with fewer frames with visible hands are discarded")
+    max_jump: float = Field(1.0, gt=0, description="shoulder jump between frames that means a cut, torso lengths")
+    handedness_window_s: float = Field(3.0, ge=0, description="stance time before a shot used to infer handedness, s")
+    handedness_min_score: float = Field(0.02, ge=0, description="weaker handedness evidence falls back to right")
+    fit_degree: int = Field(10, ge=1, le=20, description="max degree of the whole-segment dx(t), dy(t) fits")
+    classifier: str = Field("", description="shot classifier parameters JSON; empty = the packaged file")
+
+    @model_validator(mode="after")
+    def _check(self) -> ShotConfig:
+        if self.end_speed > self.start_speed:
+            msg = f"end_speed ({self.end_speed}) must be <= start_speed ({self.start_speed})"
+            raise ValueError(msg)
+        if self.min_duration_s >= self.max_duration_s:
+            msg = f"min_duration_s ({self.min_duration_s}) must be < max_duration_s ({self.max_duration_s})"
+            raise ValueError(msg)
+        return self
+
+
 class PublisherConfig(_Strict):
     """ZeroMQ XPUB publisher."""
 
@@ -172,9 +213,14 @@ class Config(_Strict):
     batch: BatchConfig = Field(default_factory=BatchConfig)
     batter: BatterConfig = Field(default_factory=BatterConfig)
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
+    shots: ShotConfig = Field(default_factory=ShotConfig)
     publisher: PublisherConfig = Field(default_factory=PublisherConfig)
     sinks: list[str] = Field(default_factory=lambda: ["console"], description="in-process sinks, NAME[:ARG]")
     sink_close_timeout_s: float = Field(60.0, gt=0, description="wait for in-process sinks to finish at the end, s")
+    sink_error_policy: Literal["stop", "skip", "fail"] = Field("stop", description="in-process sink that raises")
+    sink_error_policies: dict[str, Literal["stop", "skip", "fail"]] = Field(
+        default_factory=dict, description="per sink name, overrides sink_error_policy"
+    )
     progress: bool = Field(True, description="progress bar for file sources")
 
     @model_validator(mode="after")

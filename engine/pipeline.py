@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from engine.batching import Batcher, SourceReader
 from engine.config import Config
 from engine.models.base import KeypointModel
 from engine.publisher import Publisher
+from engine.shots import ShotAnalyzer, ShotClassifier, ShotResult, shot_message
 from engine.sources import Source
 from engine.tracking import BatterSelector, PersonTracker
 from engine.types import EndOfStream, Frame, PoseResult
@@ -46,6 +47,7 @@ class SourceStats:
     total_frames: int | None
     frames_out: int = 0
     batter_frames: int = 0
+    shots: int = 0
     ended: bool = False
     error: str | None = None
     _fps_mark: tuple[float, int, int] = (0.0, 0, 0)
@@ -194,6 +196,7 @@ class Pipeline:
         self._results: queue.Queue[PoseResult | EndOfStream | _Failure] = queue.Queue(maxsize=64)
         self._stop = threading.Event()
         self._stop_deadline: float | None = None
+        self._classifier: ShotClassifier | None = None
         self._failure: _Failure | None = None
         self._threads: list[threading.Thread] = []
         self.model_s = 0.0
@@ -212,6 +215,8 @@ class Pipeline:
         Raises:
             PublishError: before any source is opened, so nothing is half-started.
         """
+        if self.config.shots.enabled and self._classifier is None:
+            self._classifier = ShotClassifier.load(self.config.shots.classifier or None)
         self.publisher.open()
         pub = self.config.publisher
         if expected_subscribers or pub.min_subscribers:
@@ -289,11 +294,12 @@ class Pipeline:
                     dt = time.perf_counter() - t
                     self.model_s += dt
                     per_frame_ms = dt * 1000.0 / len(frames)
+                results: list[PoseResult | EndOfStream] = []
                 persons_iter = iter(persons_list)
                 for item in batch:
                     if isinstance(item, EndOfStream):
                         open_sources.discard(item.source_id)
-                        self._put_result(item)
+                        results.append(item)
                         continue
                     persons = next(persons_iter)
                     tracker = trackers.get(item.source_id)
@@ -304,16 +310,19 @@ class Pipeline:
                         selectors[item.source_id].reset()
                     persons = tracker.update(persons)
                     batter = selectors[item.source_id].update(persons, item.width, item.height)
-                    self._put_result(
+                    results.append(
                         PoseResult(
                             frame=item,
                             persons=persons,
                             batter=batter,
-                            heatmaps=None,
                             heatmap_source=self.model.heatmap_source if batter is not None else "none",
                             inference_ms=per_frame_ms,
                         )
                     )
+                if hasattr(self.model, "refine"):
+                    results = self._refine_batters(results)
+                for result in results:
+                    self._put_result(result)
         except BaseException as exc:  # noqa: BLE001 - forwarded to join()
             log.exception("inference stage failed")
             self.stop()
@@ -321,6 +330,44 @@ class Pipeline:
         else:
             if self._stop.is_set():
                 self._put_result(_Failure("inference", KeyboardInterrupt("aborted")))
+
+    def _refine_batters(self, results: list[PoseResult | EndOfStream]) -> list[PoseResult | EndOfStream]:
+        """Run the model's keypoint refinement (Keypoint R-CNN) on every batter box of the batch.
+
+        The batter's keypoints are replaced and its heatmap logits attached (``"model"``); where
+        the refinement finds nothing (``full`` mode, NaN keypoints) the detector's keypoints stay
+        and analytics render heatmaps (``"rendered"``).
+        """
+        todo = [i for i, r in enumerate(results) if isinstance(r, PoseResult) and r.batter is not None]
+        if not todo:
+            return results
+        t = time.perf_counter()
+        refined = self.model.refine(
+            [results[i].frame.image for i in todo],
+            [results[i].persons.xyxy[results[i].batter][None] for i in todo],
+        )
+        dt = time.perf_counter() - t
+        self.model_s += dt
+        out = list(results)
+        for i, hm in zip(todo, refined):
+            result = results[i]
+            if len(hm) != 1 or not np.all(np.isfinite(hm.keypoints_xy)):
+                out[i] = replace(result, heatmap_source="rendered")
+                continue
+            b = result.batter
+            persons = result.persons
+            keypoints_xy = persons.keypoints_xy.copy()
+            keypoints_conf = persons.keypoints_conf.copy()
+            keypoints_xy[b] = hm.keypoints_xy[0]
+            keypoints_conf[b] = hm.keypoints_conf[0]
+            out[i] = replace(
+                result,
+                persons=replace(persons, keypoints_xy=keypoints_xy, keypoints_conf=keypoints_conf),
+                heatmaps=np.ascontiguousarray(hm.heatmaps[0], np.float32),
+                heatmap_source="model",
+                inference_ms=result.inference_ms + dt * 1000.0 / len(todo),
+            )
+        return out
 
     def _put_result(self, item: PoseResult | EndOfStream | _Failure) -> None:
         """Queue for the publisher thread; gives up only when that thread is gone (never hangs)."""
@@ -337,6 +384,16 @@ class Pipeline:
         analytics = {
             s.source_id: SourceAnalytics(cfg.analytics, cfg.batter.min_keypoint_conf) for s in self.sources
         }
+        shots = (
+            {
+                s.source_id: ShotAnalyzer(
+                    cfg.shots, cfg.analytics, cfg.batter.min_keypoint_conf, classifier=self._classifier
+                )
+                for s in self.sources
+            }
+            if cfg.shots.enabled
+            else {}
+        )
         open_sources = {s.source_id for s in self.sources}
         next_health = time.monotonic()
         try:
@@ -360,10 +417,12 @@ class Pipeline:
                     open_sources.clear()
                     break
                 if isinstance(item, EndOfStream):
+                    if item.source_id in shots:
+                        self._publish_shot(item.source_id, shots[item.source_id].flush())
                     self._publish_eos(item, reason="error" if item.error else "stopped" if item.stopped else "end")
                     open_sources.discard(item.source_id)
                     continue
-                self._publish_result(item, analytics[item.frame.source_id])
+                self._publish_result(item, analytics[item.frame.source_id], shots.get(item.frame.source_id))
         except BaseException as exc:  # noqa: BLE001 - forwarded to join()
             log.exception("publisher stage failed")
             self._failure = self._failure or _Failure("publisher", exc)
@@ -376,7 +435,9 @@ class Pipeline:
             except Exception:  # noqa: BLE001 - best effort on the way out
                 log.exception("final health message failed")
 
-    def _publish_result(self, result: PoseResult, analytics: SourceAnalytics) -> None:
+    def _publish_result(
+        self, result: PoseResult, analytics: SourceAnalytics, shots: ShotAnalyzer | None = None
+    ) -> None:
         frame = result.frame
         common = {
             "frame_index": frame.frame_index,
@@ -389,20 +450,44 @@ class Pipeline:
         self.publisher.publish("pose", frame.source_id, {**common, **fields}, arrays)
         if frame.timeline_break:  # rolling windows restart where the source timeline broke
             analytics.reset_window()
+            if shots is not None:  # a shot cannot span the break: end it here
+                self._publish_shot(frame.source_id, shots.flush())
+                shots.reset()
         stats = self.stats[frame.source_id]
         stats.frames_out += 1
-        if result.batter is None:
+        update = None
+        if result.batter is not None:
+            stats.batter_frames += 1
+            update = analytics.update(result)
+        if update is not None:
+            acfg = self.config.analytics
+            fields, arrays = sim_message(update, acfg.window_s, result.heatmap_source)
+            self.publisher.publish("sim", frame.source_id, {**common, **fields}, arrays)
+            fit = fit_message(update, acfg.window_s, acfg.wrist, acfg.shoulder)
+            if fit is not None:
+                self.publisher.publish("fit", frame.source_id, {**common, **fit[0]}, fit[1])
+        if shots is not None:
+            b = result.batter
+            pair = self.config.analytics.pairs[0] if self.config.analytics.pairs else None
+            shot = shots.update(
+                frame.pts_s,
+                frame.frame_index,
+                None if b is None else result.persons.keypoints_xy[b],
+                None if b is None else result.persons.keypoints_conf[b],
+                frame.width,
+                frame.height,
+                None if update is None or pair is None else update.pairs.get(f"{pair[0]}/{pair[1]}"),
+            )
+            self._publish_shot(frame.source_id, shot)
+
+    def _publish_shot(self, source_id: str, shot: ShotResult | None) -> None:
+        """Publish a finished shot (``shot/``); ``frame_index`` / ``pts_s`` are the shot's last frame."""
+        if shot is None:
             return
-        stats.batter_frames += 1
-        update = analytics.update(result)
-        if update is None:
-            return
-        acfg = self.config.analytics
-        fields, arrays = sim_message(update, acfg.window_s, result.heatmap_source)
-        self.publisher.publish("sim", frame.source_id, {**common, **fields}, arrays)
-        fit = fit_message(update, acfg.window_s, acfg.wrist, acfg.shoulder)
-        if fit is not None:
-            self.publisher.publish("fit", frame.source_id, {**common, **fit[0]}, fit[1])
+        fields, arrays = shot_message(shot)
+        fields.update(frame_index=fields["end_frame"], pts_s=fields["end_s"], capture_time_ns=None)
+        self.publisher.publish("shot", source_id, fields, arrays)
+        self.stats[source_id].shots += 1
 
     def _publish_eos(self, eos: EndOfStream, reason: str) -> None:
         stats = self.stats[eos.source_id]
@@ -475,6 +560,7 @@ class Pipeline:
             per_source[reader.source_id] = {
                 "frames": st.frames_out,
                 "batter_frames": st.batter_frames,
+                "shots": st.shots,
                 "dropped": reader.dropped,
                 "corrupt": reader.source.corrupt,
                 "error": st.error,

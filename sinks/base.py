@@ -89,11 +89,13 @@ class Sink(ABC):
         expected_sources: set[str] | None = None,
         topics: tuple = ("",),
         curve: Any = None,
+        on_error: str = "stop",
+        on_fail: Any = None,
     ) -> Any:
         """Subscribe now and run on a daemon thread (:func:`sinks.runtime.start_thread`)."""
         from sinks.runtime import start_thread
 
-        return start_thread(self, endpoint, topics, expected_sources, curve=curve)
+        return start_thread(self, endpoint, topics, expected_sources, curve=curve, on_error=on_error, on_fail=on_fail)
 
     def run_forever(self, endpoint: str, topics: tuple = ("",), exit_on_stop: bool = True, curve: Any = None) -> int:
         """Run in the foreground until a signal or the engine's stop (:func:`sinks.runtime.serve`)."""

@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 #: Default receive high-water mark of a subscriber, messages.
 DEFAULT_RCVHWM = 100_000
+
+#: Per-sink error policies (see :class:`SinkRunner`).
+SINK_ERROR_POLICIES = ("stop", "skip", "fail")
 
 
 def _check_topics(topics: Iterable[str]) -> tuple[str, ...]:
@@ -223,6 +226,11 @@ class SinkRunner:
         rcvhwm: Subscriber receive high-water mark, messages.
         drain_timeout_s: Longest final drain after ``stop_event``, seconds.
         curve: Client CURVE keys (see :class:`Subscriber`).
+        on_error: What a ``write_batch`` that raises does: ``"stop"`` ends this sink (closed, the
+            error kept for the engine's report; the engine and other sinks go on), ``"skip"`` logs
+            and drops that batch and goes on (counted in :attr:`errors`), ``"fail"`` also calls
+            ``on_fail`` (the engine's graceful stop) before ending this sink.
+        on_fail: Called by the ``"fail"`` policy.
 
     Attributes:
         received: Messages passed to the sink.
@@ -247,6 +255,8 @@ class SinkRunner:
         rcvhwm: int = DEFAULT_RCVHWM,
         drain_timeout_s: float = 1.0,
         curve: ClientCurve | None = None,
+        on_error: str = "stop",
+        on_fail: Callable[[], None] | None = None,
     ) -> None:
         if not isinstance(sink, Sink):
             msg = f"sink must be a sinks.base.Sink, got {type(sink).__name__}"
@@ -273,6 +283,12 @@ class SinkRunner:
         self.eos_sources: set[str] = set()
         self.stop_reason: str | None = None
         self.opened = threading.Event()
+        if on_error not in SINK_ERROR_POLICIES:
+            msg = f"on_error must be one of {', '.join(SINK_ERROR_POLICIES)}, got {on_error!r}"
+            raise SinkError(msg)
+        self.on_error = on_error
+        self.on_fail = on_fail
+        self.errors = 0
 
     @property
     def malformed(self) -> int:
@@ -338,7 +354,16 @@ class SinkRunner:
 
     def _write(self, batch: list[Message]) -> str | None:
         reason = self._track(batch)
-        self.sink.write_batch(batch)
+        try:
+            self.sink.write_batch(batch)
+        except Exception as exc:  # noqa: BLE001 - third-party sink code; handled by the explicit policy
+            if self.on_error != "skip":
+                if self.on_error == "fail" and self.on_fail is not None:
+                    self.on_fail()
+                raise
+            self.errors += 1
+            logger.warning("sink %s skipped a batch of %d messages: %s", type(self.sink).__name__, len(batch), exc)
+            return reason
         self.received += len(batch)
         self.batches += 1
         return reason
@@ -508,6 +533,8 @@ def start_thread(
     expected_sources: set[str] | None = None,
     open_timeout_s: float = 10.0,
     curve: ClientCurve | None = None,
+    on_error: str = "stop",
+    on_fail: Callable[[], None] | None = None,
 ) -> SinkThread:
     """Subscribe ``sink`` (synchronously, so the publisher can wait for it) and run it on a thread.
 
@@ -519,7 +546,10 @@ def start_thread(
             nothing has been published yet, so the engine can refuse to start.
     """
     marker = (READY_TOPIC_PREFIX + uuid.uuid4().hex.encode()).decode("latin-1")
-    runner = SinkRunner(sink, endpoint, (*topics, marker), expected_sources=expected_sources, curve=curve)
+    runner = SinkRunner(
+        sink, endpoint, (*topics, marker), expected_sources=expected_sources, curve=curve,
+        on_error=on_error, on_fail=on_fail,
+    )
     runner.connect()
     thread = SinkThread(runner)
     thread.start()

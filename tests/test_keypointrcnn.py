@@ -1,6 +1,6 @@
 """Keypoint R-CNN top-down backend: equivalence with torchvision's full forward, weights, edge cases.
 
-Random-init weights (``torch.manual_seed(0)``, no download) at ``min_size=320`` keep this file fast
+Random-init weights (``torch.manual_seed(0)``, no download) at ``min_size=256`` keep this file fast
 on CPU. ``box_score_thresh=0.0`` makes the random network output boxes at all.
 
 Tolerances of the equivalence checks: the full model decodes keypoints from its boxes in resized-image
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import socket
+import urllib.request
 
 import cv2
 import numpy as np
@@ -36,12 +37,7 @@ from tests.conftest import shared_file
 KP_ATOL_PX = 1e-2
 LOGIT_ATOL = 1e-3
 LOGIT_RTOL = 1e-4
-SMALL = {"min_size": 320, "max_size": 512, "box_score_thresh": 0.0, "box_detections_per_img": 4}
-
-
-def _devices() -> list:
-    cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
-    return ["cpu", pytest.param("cuda", marks=cuda)]
+SMALL = {"min_size": 256, "max_size": 448, "box_score_thresh": 0.0, "box_detections_per_img": 4}
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +72,8 @@ def _full_forward(model, images: list[np.ndarray]) -> tuple[list[dict[str, np.nd
     handle = model.roi_heads.keypoint_predictor.register_forward_hook(lambda m, i, o: captured.append(o))
     try:
         with torch.inference_mode():
-            rgb = [torch.from_numpy(np.ascontiguousarray(im[:, :, ::-1].transpose(2, 0, 1))).float() / 255 for im in images]
+            chw = [np.ascontiguousarray(im[:, :, ::-1].transpose(2, 0, 1)) for im in images]
+            rgb = [torch.from_numpy(a).float() / 255 for a in chw]
             dets = model(rgb)
     finally:
         handle.remove()
@@ -127,7 +124,8 @@ def test_batch_with_empty_and_differently_sized_frames(kp, coco_image, nets_fram
     # the empty frames are not run at all, so the batch equals the single-frame call
     np.testing.assert_allclose(out[1].keypoints_xy, single.keypoints_xy, atol=KP_ATOL_PX)
     x, y = out[1].keypoints_xy[..., 0], out[1].keypoints_xy[..., 1]
-    assert ((x >= boxes[:, None, 0]) & (x <= boxes[:, None, 2]) & (y >= boxes[:, None, 1]) & (y <= boxes[:, None, 3])).all()
+    assert ((x >= boxes[:, None, 0]) & (x <= boxes[:, None, 2])).all()
+    assert ((y >= boxes[:, None, 1]) & (y <= boxes[:, None, 3])).all()
     assert kp.infer_boxes([coco_image], [np.zeros((0, 4), np.float32)])[0].heatmaps.shape[0] == 0
     assert kp.infer_boxes([], []) == []
 
@@ -231,6 +229,8 @@ def test_not_a_state_dict_is_a_model_error(tmp_path):
 
 
 def _online(host: str = "download.pytorch.org") -> bool:
+    if urllib.request.getproxies().get("https"):
+        return True  # a download through the proxy might work: do not start one
     try:
         with socket.create_connection((host, 443), timeout=2):
             return True
@@ -249,6 +249,16 @@ def test_coco_v1_offline_names_the_cache_file(tmp_path, monkeypatch):
         KeypointRCNNTopDown(weights=COCO_V1, device="cpu").build()
     assert str(expected) in str(info.value)
     assert "state-dict path" in str(info.value)
+
+
+def test_corrupt_coco_v1_cache_file_is_a_model_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cache = coco_v1_checkpoint_path()
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(b"truncated download")
+    with pytest.raises(ModelError, match="cannot load Keypoint R-CNN weights COCO_V1") as info:
+        KeypointRCNNTopDown(weights=COCO_V1, device="cpu").build()
+    assert str(cache) in str(info.value)
 
 
 def test_from_config_maps_weights_and_device(tmp_path):
@@ -301,16 +311,16 @@ def test_heatmaps_type_validates_shapes():
         )
 
 
-@pytest.mark.parametrize("device", _devices())
-def test_device_path_agrees_with_cpu_fp32(kp, coco_image, device):
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+def test_cuda_fp16_path_agrees_with_cpu_fp32(kp, coco_image):
     """On CUDA (fp16 autocast, pinned uploads) keypoints stay within a heatmap cell of CPU fp32."""
     boxes = np.array([[120.0, 60.0, 400.0, 429.0], [500.0, 150.0, 630.0, 429.0]], np.float32)
     ref = kp.infer_boxes([coco_image], [boxes])[0]
-    other = KeypointRCNNTopDown(weights=None, device=device, **SMALL)
+    other = KeypointRCNNTopDown(weights=None, device="cuda", **SMALL)
     other.build()
     other.model.load_state_dict(kp.model.state_dict())
     got = other.infer_boxes([coco_image, coco_image], [boxes, boxes])
     cell_px = float((boxes[:, 2:] - boxes[:, :2]).max()) / HEATMAP_SIZE
     for result in got:
         assert np.median(np.abs(result.keypoints_xy - ref.keypoints_xy)) <= cell_px
-        np.testing.assert_allclose(result.heatmaps, ref.heatmaps, rtol=0.05, atol=0.5 if device == "cuda" else 1e-4)
+        np.testing.assert_allclose(result.heatmaps, ref.heatmaps, rtol=0.05, atol=0.5)

@@ -288,3 +288,47 @@ def test_shutdown_is_bounded_even_when_a_source_ignores_close(tmp_path):
     messages = collector.join()
     reasons = {m.source_id: m.header["reason"] for m in _by(messages, "eos")}
     assert reasons == {"deaf": "timeout", "ok": "end"}
+
+
+class _FlakySink(JsonlSink):
+    """A jsonl sink whose second write raises (a bug in third-party sink code)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.writes = 0
+
+    def write_batch(self, messages):
+        self.writes += 1
+        if self.writes == 2:
+            msg = "disk on fire"
+            raise OSError(msg)
+        super().write_batch(messages)
+
+
+@pytest.mark.parametrize("policy", ["stop", "skip", "fail"])
+def test_sink_error_policies(tmp_path, policy):
+    endpoint = free_endpoint()
+    config = load_config(None, [f"publisher.endpoint={endpoint}", "publisher.min_subscribers=1"])
+    collector = Collector(endpoint)
+    source = ListSource("cam", n_frames=100_000 if policy == "fail" else 200, delay_s=0.002)
+    pipeline = Pipeline(config, [source], FakeKeypointModel())
+    sink = _FlakySink(str(tmp_path / "out.jsonl"))
+    thread = sink.run_in_thread(endpoint, expected_sources={"cam"}, on_error=policy, on_fail=pipeline.stop)
+    pipeline.start(expected_subscribers=1)
+    assert pipeline.join(timeout_s=60)
+    thread.join(10)
+    messages = collector.join()
+    poses = _by(messages, "pose")
+    if policy == "fail":  # the run stopped early and cleanly
+        assert 0 < len(poses) < 100_000 and _by(messages, "eos")[0].header["reason"] == "stopped"
+        assert isinstance(thread.error, OSError)
+    else:  # the engine (and the independent subscriber) never noticed
+        assert len(poses) == 200
+    if policy == "stop":
+        assert isinstance(thread.error, OSError) and "disk on fire" in str(thread.error)
+        assert sink.writes == 2
+    if policy == "skip":
+        assert thread.error is None and thread.runner.errors == 1 and sink.writes > 2
+        lines = (tmp_path / "out.jsonl").read_text().splitlines()
+        assert 0 < len(lines) < len(messages)  # only the skipped batch is missing
+        assert '"kind":"eos"' in lines[-2] or '"kind":"eos"' in lines[-1]

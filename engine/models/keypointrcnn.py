@@ -151,8 +151,13 @@ class KeypointRCNNTopDown:
     Args:
         weights: ``"COCO_V1"`` for torchvision's ``KeypointRCNN_ResNet50_FPN_Weights.COCO_V1`` (taken
             from the torch hub cache, downloaded there when missing and online); a path to a local
-            state-dict file (``.pth``, loaded with ``torch.load(weights_only=True)``); or ``None`` for
-            random initialisation (tests, benchmarks).
+            state-dict file (``.pth``, loaded with ``torch.load(weights_only=True)``, also inside the
+            ``{"model": ...}`` checkpoints of torchvision's training scripts); or ``None`` for random
+            initialisation (tests, benchmarks). A state dict without ``num_batches_tracked`` entries was
+            saved from ``FrozenBatchNorm2d`` layers, as torchvision builds every model with trained
+            weights: it is loaded into such layers, with ``eps = 0`` when the file keeps the COCO_V1
+            file name (``keypointrcnn_resnet50_fpn_coco-fc266e95.pth``, torchvision's
+            ``overwrite_eps``), else 1e-5.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         mode: Which path :meth:`infer_keypoints` takes: ``"topdown"`` (:meth:`infer_boxes`) or
             ``"full"`` (:meth:`infer_full`).
@@ -165,6 +170,11 @@ class KeypointRCNNTopDown:
         box_detections_per_img: ``full`` mode only: detections kept per crop. ``None`` = 1, because
             only the best detection is used and the keypoint head costs ~7 GFLOP per detection;
             torchvision keeps its best-first order, so the kept one is the highest-scoring.
+
+    Attributes:
+        model: The torchvision ``KeypointRCNN`` after :meth:`build`, else ``None``.
+        device: Torch device string after :meth:`build` (``"cpu"``, ``"cuda:0"``).
+        half: Whether the network runs under fp16 autocast (on CUDA).
 
     Raises:
         ConfigError: an option is out of range.
@@ -236,6 +246,9 @@ class KeypointRCNNTopDown:
 
     def build(self) -> None:
         """Create ``keypointrcnn_resnet50_fpn``, load the weights, ``eval()``, move it to the device.
+
+        Sets :attr:`model`, :attr:`device` and :attr:`half` (fp16 autocast, CUDA only), then runs one
+        warm-up call of the ``mode``'s path on a 64 x 64 black frame.
 
         Raises:
             ModelError: the state-dict file is missing, unreadable or does not fit the model;
@@ -365,6 +378,8 @@ class KeypointRCNNTopDown:
 
         Returns:
             One :class:`KeypointHeatmaps` per image, rows in box order, ``heatmap_xyxy`` = the box.
+            Keypoints lie inside their box, except that ``heatmaps_to_keypoints`` widens a box
+            narrower or shorter than 1 pixel of the resized image to 1 such pixel.
 
         Raises:
             ModelError: called before :meth:`build`.
@@ -390,7 +405,7 @@ class KeypointRCNNTopDown:
                 if isinstance(features, torch.Tensor):
                     features = OrderedDict([("0", features)])
                 proposals = [
-                    resize_boxes(torch.from_numpy(boxes_np[i]).to(self.device), orig, new)
+                    resize_boxes(torch.tensor(boxes_np[i], device=self.device), orig, new)
                     for i, orig, new in zip(active, original_sizes, image_list.image_sizes)
                 ]
                 heads = model.roi_heads
@@ -399,9 +414,8 @@ class KeypointRCNNTopDown:
                 logits = heads.keypoint_predictor(x)
             logits = logits.float()
             keypoints, scores = keypointrcnn_inference(logits, proposals)
-            keypoints = [
-                resize_keypoints(kp, new, orig) for kp, new, orig in zip(keypoints, image_list.image_sizes, original_sizes)
-            ]
+            sizes = zip(image_list.image_sizes, original_sizes)
+            keypoints = [resize_keypoints(kp, new, orig) for kp, (new, orig) in zip(keypoints, sizes)]
             logits_cpu = logits.cpu().numpy()
             keypoints_cpu = [kp.cpu().numpy() for kp in keypoints]
             scores_cpu = [s.cpu().numpy() for s in scores]
@@ -465,7 +479,8 @@ class KeypointRCNNTopDown:
                     with self._autocast():
                         detections = model(self._upload(crops))
                     logits = torch.cat(captured).float() if captured else None
-                    results = [{k: v.float().cpu().numpy() for k, v in d.items()} for d in detections]
+                    keys = ("boxes", "scores", "keypoints", "keypoints_scores")
+                    results = [{k: d[k].float().cpu().numpy() for k in keys} for d in detections]
                     logits_cpu = logits.cpu().numpy() if logits is not None else None
             finally:
                 handle.remove()
@@ -520,8 +535,10 @@ class KeypointRCNNTopDown:
         import torch
 
         if not self.device.startswith("cuda"):
-            return [torch.from_numpy(np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))).float().div_(255.0)
-                    for img in images]
+            chw = (np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1)) for img in images)
+            return [torch.from_numpy(a).float().div_(255.0) for a in chw]
+        # The buffers may still feed a copy of a call that raised half-way: wait for it first.
+        torch.cuda.current_stream(torch.device(self.device)).synchronize()
         tensors = []
         for slot, img in enumerate(images):
             if slot >= len(self._pinned) or tuple(self._pinned[slot].shape) != img.shape:

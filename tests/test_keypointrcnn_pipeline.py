@@ -1,0 +1,58 @@
+"""Pipeline with the ``keypointrcnn`` plugin: model heatmaps drive the dependency matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.config import ModelConfig
+from engine.models.keypointrcnn import KeypointRCNNTopDown
+from engine.models.keypointrcnn_pose import KeypointRCNNPose
+from engine.plugins import MODELS, load
+from engine.testing import FakeKeypointModel, ListSource
+from tests.test_pipeline import _by, _run
+
+
+def test_plugin_is_registered_and_built_from_config():
+    cls = load(MODELS, "keypointrcnn")
+    model = cls.from_config(ModelConfig(keypoint_weights="nothere.pth", keypoint_mode="full", keypoint_min_size=320))
+    assert model.heatmap_source == "model"
+    assert model.keypoint_model.mode == "full" and model.keypoint_model.min_size == 320
+
+
+def test_batter_keypoints_and_similarity_come_from_keypoint_rcnn_heatmaps(tmp_path):
+    torch.manual_seed(0)
+    keypoint_model = KeypointRCNNTopDown(weights=None, device="cpu", min_size=256, max_size=448)
+    model = KeypointRCNNPose(FakeKeypointModel(), keypoint_model)
+    source = ListSource("cam", n_frames=4, size=(120, 160))
+    pipeline, messages, error = _run([source], model, tmp_path)
+    assert error is None
+    poses = _by(messages, "pose")
+    sims = {m.frame_index: m for m in _by(messages, "sim")}
+    assert len(poses) == 4 and all(m.header["heatmap_source"] == "model" for m in poses)
+    for pose in poses:
+        image = np.full((120, 160, 3), pose.frame_index, np.uint8)  # ListSource's frame content
+        box = pose.arrays["xyxy"][None]
+        (expected,) = keypoint_model.infer_boxes([image], [box])
+        np.testing.assert_allclose(pose.arrays["keypoints_xy"], expected.keypoints_xy[0], atol=1e-3)
+        np.testing.assert_allclose(pose.arrays["keypoints_conf"], expected.keypoints_conf[0], atol=1e-5)
+        logits = expected.heatmaps[0].reshape(17, -1).astype(np.float64)
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        unit = p / np.linalg.norm(p, axis=1, keepdims=True)
+        sim = sims[pose.frame_index]
+        assert sim.header["heatmap_source"] == "model"
+        np.testing.assert_allclose(sim.arrays["cosine_similarity"], np.clip(unit @ unit.T, 0, 1), atol=1e-4)
+    assert pipeline.summary().model_s > 0
+
+
+@pytest.mark.parametrize("mode", ["topdown", "full"])
+def test_missing_weights_name_the_file(tmp_path, mode):
+    from engine.errors import ModelError
+
+    model = KeypointRCNNPose(
+        FakeKeypointModel(), KeypointRCNNTopDown(weights=tmp_path / "kp.pth", device="cpu", mode=mode)
+    )
+    with pytest.raises(ModelError, match="kp.pth"):
+        model.build()
