@@ -35,6 +35,9 @@ class Source(ABC):
             files (blocking queue, every frame processed exactly once, in order).
         total_frames: Frame count when known in advance (files), else ``None``; for progress bars.
         corrupt: Frames or packets skipped because they could not be decoded.
+        state: Optional, read by ``health/``: ``"connecting"``, ``"live"``, ``"stalled"``,
+            ``"reconnecting"`` or ``"ended"`` (PyAV sources keep it; others leave it to the reader).
+        reconnects: Optional, successful reopenings of a live source.
     """
 
     source_id: str

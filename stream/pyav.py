@@ -5,10 +5,18 @@ packet and every packet is decoded on its own, so a packet the decoder refuses i
 in ``corrupt`` instead of ending the source. PyAV's ``Container.demux`` yields one final empty packet
 per stream; decoding it flushes the decoder, so the frames it still holds are delivered too.
 
+Live sources (URLs, cameras) reconnect: when the input errors, ends, or delivers nothing for
+``read_timeout_s`` (PyAV's read timeout), the container is closed, the source backs off per
+:class:`~stream.reconnect.ReconnectPolicy` and reopens, and the same ``frames()`` generator goes on
+yielding. Every source publishes a strictly increasing ``pts_s`` (:class:`PtsTimeline`): a PTS reset,
+a step back, a huge step forward or a reconnect moves an offset instead of the published time, and
+the first frame after such a break carries ``timeline_break=True``.
+
 References (PyAV docs): ``av.open(file, options=..., timeout=(open_s, read_s))``,
 ``InputContainer.demux``, ``Packet.decode``, ``VideoStream.thread_type = "AUTO"``,
 ``VideoFrame.to_ndarray(format="bgr24")``, ``Frame.pts`` (in ``Frame.time_base`` units) and the
 ``av.error`` hierarchy (``InvalidDataError(FFmpegError, ValueError)``, ``TimeoutError``, ``ExitError``).
+Reconnect pattern: DeepStream ``nvurisrcbin`` ``rtsp-reconnect-interval`` / ``rtsp-reconnect-attempts``.
 """
 
 from __future__ import annotations
@@ -25,13 +33,24 @@ from typing import Any
 
 import av
 import av.error
+import numpy as np
 
 from engine.config import SOURCE_ID_RE, SourceConfig
 from engine.errors import ConfigError, SourceError
 from engine.sources import Source
 from engine.types import Frame
+from stream.reconnect import ReconnectPolicy
 
-__all__ = ["FileSource", "PyAVSource", "UrlSource", "WebcamSource", "redact_url"]
+__all__ = [
+    "FileSource",
+    "PtsTimeline",
+    "PyAVSource",
+    "SOURCE_STATES",
+    "UrlSource",
+    "WebcamSource",
+    "redact_text",
+    "redact_url",
+]
 
 _LOG = logging.getLogger(__name__)
 
@@ -39,9 +58,16 @@ _LOG = logging.getLogger(__name__)
 FALLBACK_FPS = 30.0
 #: Demux errors in a row (``InvalidDataError``) tolerated before the source gives up.
 MAX_CONSECUTIVE_DEMUX_ERRORS = 32
+#: Smallest ``pts_s`` step of a live frame without PTS (frames decoded from one packet), seconds.
+MIN_WALL_STEP_S = 1e-3
+#: Values of :attr:`PyAVSource.state`, in lifecycle order.
+SOURCE_STATES = ("connecting", "live", "stalled", "reconnecting", "ended")
 
 _USERINFO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
-_SECRET_QUERY_RE = re.compile(r"([?&;](?:[^=&;#]*(?:pass|pwd|token|secret|key|auth|sig)[^=&;#]*)=)[^&;#]*", re.I)
+_USERINFO_ANYWHERE_RE = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s'\"]*@")
+_SECRET_QUERY_RE = re.compile(
+    r"([?&;](?:[^=&;#\s]*(?:pass|pwd|token|secret|key|auth|sig)[^=&;#\s]*)=)[^&;#\s'\"]*", re.I
+)
 
 
 def redact_url(url: str) -> str:
@@ -61,33 +87,150 @@ def redact_url(url: str) -> str:
     return _SECRET_QUERY_RE.sub(r"\1***", masked)
 
 
+def redact_text(text: str) -> str:
+    """Mask the credentials of every URL inside free text (an FFmpeg / OS error message, a log line).
+
+    Example: ``"Immediate exit requested: 'rtsp://u:pw@h/x'"`` -> ``"... 'rtsp://***@h/x'"``.
+    """
+    masked = _USERINFO_ANYWHERE_RE.sub(r"\1***@", text)
+    return _SECRET_QUERY_RE.sub(r"\1***", masked)
+
+
 def _reason(exc: BaseException) -> str:
-    """Short human reason of a PyAV / OS error (its ``strerror`` when it has one)."""
+    """Short human reason of a PyAV / OS error (its ``strerror`` when it has one), credentials masked."""
     reason = getattr(exc, "strerror", None)
-    return str(reason) if reason else (str(exc) or type(exc).__name__)
+    return redact_text(str(reason) if reason else (str(exc) or type(exc).__name__))
+
+
+def _is_stall(exc: BaseException) -> bool:
+    """Whether a read error is PyAV's read timeout (its interrupt callback) or a socket timeout."""
+    return isinstance(exc, (av.error.ExitError, av.error.TimeoutError, TimeoutError))
+
+
+class PtsTimeline:
+    """Turns the raw times of one source's frames into a strictly increasing ``pts_s``.
+
+    ``pts_s = raw_s + offset_s``. The offset starts at 0 (so a clean file keeps its own times) and
+    moves only where the raw timeline breaks: a step back or no step (PTS reset, concatenated
+    streams), a step forward above ``max_jump_s``, or a break announced with :meth:`mark_break` (a
+    reconnect). There the published time continues one frame interval after the previous frame
+    (``1 / fps`` when the rate is known, else the last good step) and the frame is flagged as a
+    break. Frames without PTS continue from the previous frame by a step the caller gives
+    (:meth:`extrapolate`). Used from the reader thread only.
+
+    Attributes:
+        max_jump_s: Largest forward step of the raw time that is not a break, seconds.
+        nominal_interval_s: Frame interval used to bridge a break, seconds; ``None`` = unknown.
+        breaks: Breaks flagged so far.
+    """
+
+    def __init__(self, max_jump_s: float, nominal_interval_s: float | None = None) -> None:
+        if not max_jump_s > 0:
+            msg = f"max_jump_s must be > 0, got {max_jump_s}"
+            raise ConfigError(msg)
+        self.max_jump_s = max_jump_s
+        self.nominal_interval_s = nominal_interval_s
+        self.breaks = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the past: the next frame starts the timeline again at its own raw time."""
+        self._last_s: float | None = None
+        self._offset_s: float | None = None
+        self._last_step_s: float | None = None
+        self._pending_break = False
+
+    @property
+    def last_pts_s(self) -> float | None:
+        """The last published ``pts_s``, ``None`` before the first frame."""
+        return self._last_s
+
+    @property
+    def interval_s(self) -> float:
+        """Frame interval bridging a break: nominal, else the last good step, else ``1 / FALLBACK_FPS``."""
+        return self.nominal_interval_s or self._last_step_s or 1.0 / FALLBACK_FPS
+
+    def mark_break(self) -> None:
+        """Announce a discontinuity (e.g. a reconnect): the next frame is rebased and flagged."""
+        self._pending_break = True
+
+    def update(self, raw_s: float) -> tuple[float, bool]:
+        """Publish a frame whose raw time is ``raw_s`` seconds; return ``(pts_s, timeline_break)``."""
+        if self._last_s is None:  # the very first frame: nothing to break
+            self._offset_s = 0.0
+            self._pending_break = False
+            return self._publish(raw_s, False)
+        if self._offset_s is None:  # first PTS after frames without any: join without a break
+            self._offset_s = self._last_s + self.interval_s - raw_s
+            return self._publish(raw_s + self._offset_s, self._take_pending())
+        step = raw_s + self._offset_s - self._last_s
+        if self._pending_break or not 0.0 < step <= self.max_jump_s:
+            self._offset_s = self._last_s + self.interval_s - raw_s
+            self._pending_break = False
+            return self._publish(self._last_s + self.interval_s, True)
+        self._last_step_s = step
+        return self._publish(self._last_s + step, False)
+
+    def extrapolate(self, step_s: float, first_s: float) -> tuple[float, bool]:
+        """Publish a frame without PTS: ``step_s`` after the previous frame, or ``first_s`` if it is the first."""
+        if self._last_s is None:
+            self._pending_break = False
+            return self._publish(first_s, False)
+        if not step_s > 0:
+            step_s = self.interval_s
+        is_break = self._take_pending()
+        if is_break:  # the old offset belongs to the old timeline: the next PTS re-anchors, unflagged
+            self._offset_s = None
+        return self._publish(self._last_s + step_s, is_break)
+
+    def _take_pending(self) -> bool:
+        pending, self._pending_break = self._pending_break, False
+        return pending
+
+    def _publish(self, pts_s: float, is_break: bool) -> tuple[float, bool]:
+        if self._last_s is not None and not pts_s > self._last_s:  # float rounding on huge offsets
+            pts_s = float(np.nextafter(self._last_s, np.inf))
+        self._last_s = pts_s
+        self.breaks += int(is_break)
+        return pts_s, is_break
 
 
 class PyAVSource(Source):
-    """Shared base of the PyAV sources: option storage, stream selection, decode loop, close.
+    """Shared base of the PyAV sources: option storage, stream selection, decode loop, reconnect, close.
 
     Subclasses only say how to open the container (:meth:`_open_container`) and how to name the
     input in messages (:attr:`label`). Lifecycle and threads follow :class:`~engine.sources.Source`:
-    ``open()`` and ``frames()`` run on the source's reader thread; ``close()`` may run on any thread.
-    ``close()`` never touches the container while ``frames()`` is inside a PyAV call: it sets a flag,
-    and ``frames()`` sees it before its next packet and releases the container itself. A blocking
-    network read ends within ``read_timeout_s`` (PyAV's read timeout), so ``frames()`` returns within
-    ``read_timeout_s`` of ``close()``. After ``close()``, ``frames()`` yields nothing.
+    ``open()`` and ``frames()`` run on the source's reader thread; ``close()`` and the read-only
+    health attributes (``state``, ``reconnects`` ...) may be used from any thread. ``close()`` never
+    touches the container while ``frames()`` is inside a PyAV call: it sets a flag, and ``frames()``
+    sees it before its next packet and releases the container itself. A blocking network read ends
+    within ``read_timeout_s`` (PyAV's read timeout), a reconnect backoff within 0.05 s, and a reopen
+    attempt within ``open_timeout_s``, so ``frames()`` returns at most that long after ``close()``.
+    After ``close()``, ``frames()`` yields nothing.
+
+    Reconnect (live sources with ``config.reconnect``): when a read fails, times out (state
+    ``"stalled"``) or the stream ends, the container is closed and the source backs off and reopens
+    per :attr:`policy` (state ``"reconnecting"``), then goes on yielding from the same generator:
+    ``frame_index`` keeps counting and ``pts_s`` keeps increasing, and the first frame after the
+    reconnect has ``timeline_break=True``. A failed first ``open()`` is retried the same way inside
+    ``open()``. The backoff sequence and the attempt count restart only once a frame has arrived, so
+    a server that accepts but never sends keeps backing off. Credentials never reach a message.
 
     Attributes:
         spec: The path, URL or device given on the command line.
         source_id: Name of the source (``[A-Za-z0-9_.-]+``).
-        config: Reader options (timeouts, RTSP transport).
+        config: Reader options (timeouts, RTSP transport, reconnect).
+        policy: Backoff and attempt limit of reconnects (from ``config``; replace it before ``open()``).
         live: ``False`` for files, ``True`` for URLs and cameras.
         total_frames: ``stream.frames`` from the container after ``open()`` (files), ``None`` when unknown.
         corrupt: Packets skipped because the demuxer or decoder refused them.
         fps: Average frame rate of the video stream in frames per second after ``open()``, ``None`` if unknown.
         width: Coded frame width in pixels after ``open()`` (0 before).
         height: Coded frame height in pixels after ``open()`` (0 before).
+        reconnects: Successful reopenings after a drop or a failed first open.
+        reconnect_attempts: Reopen attempts made, successful or not.
+        last_error: Redacted reason of the last drop or failed attempt, ``None`` if none yet.
+        timeline: The ``pts_s`` timeline (``timeline.breaks`` counts the breaks flagged).
     """
 
     live = False
@@ -102,15 +245,26 @@ class PyAVSource(Source):
         self.spec = spec
         self.source_id = source_id
         self.config = config
+        self.policy = ReconnectPolicy.from_config(config)
         self.total_frames: int | None = None
         self.corrupt = 0
         self.fps: float | None = None
         self.width = 0
         self.height = 0
+        self.reconnects = 0
+        self.reconnect_attempts = 0
+        self.last_error: str | None = None
+        self.timeline = PtsTimeline(config.max_pts_jump_s)
+        self._state = "connecting"
+        self._next_index = 0
+        self._last_frame_mono = 0.0
+        self._backoff: Iterator[float] | None = None
+        self._attempts_in_row = 0
         self._container: Any = None
         self._stream: Any = None
         self._opened_at_s = 0.0
         self._state_lock = threading.Lock()
+        self._close_event = threading.Event()
         self._closed = False
         self._busy = False
 
@@ -128,6 +282,29 @@ class PyAVSource(Source):
         """How the input is named in messages (a URL has its credentials masked)."""
         return self.spec
 
+    @property
+    def reconnect_enabled(self) -> bool:
+        """Whether drops are followed by reconnects: live sources with ``config.reconnect``."""
+        return bool(self.live and self.config.reconnect)
+
+    @property
+    def state(self) -> str:
+        """Health state, one of :data:`SOURCE_STATES` (any thread may read it).
+
+        ``"connecting"`` while the first open runs and until the first frame; ``"live"`` while frames
+        flow; ``"stalled"`` when a live source got no frame for ``read_timeout_s`` or its read timed
+        out; ``"reconnecting"`` while backing off, reopening, and until the first frame after it;
+        ``"ended"`` once the source finished for good (end of file, failure, ``close()``).
+        """
+        state = self._state
+        if (
+            state == "live"
+            and self.live
+            and time.monotonic() - self._last_frame_mono > self.config.read_timeout_s
+        ):
+            return "stalled"
+        return state
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(source_id={self.source_id!r}, spec={self.label!r})"
 
@@ -135,25 +312,46 @@ class PyAVSource(Source):
     def _open_container(self) -> Any:
         """Return an open ``av.container.InputContainer``, or raise :class:`SourceError`."""
 
-    def _fallback_pts_s(self, frame_index: int) -> float:
-        """``pts_s`` for a frame without PTS: ``frame_index / fps`` (30 fps when the rate is unknown)."""
-        return frame_index / (self.fps or FALLBACK_FPS)
+    def _redact(self, text: str) -> str:
+        """``text`` with this source's spec shown as its label and every URL's credentials masked."""
+        if self.label != self.spec:
+            text = text.replace(self.spec, self.label)
+        return redact_text(text)
 
-    def open(self) -> None:
-        """Open the container and select its best video stream (frame threading on).
+    def _error(self, msg: str) -> SourceError:
+        """A :class:`SourceError` whose message has every credential masked."""
+        return SourceError(self._redact(msg))
 
-        Calling it again while open does nothing.
+    def _safe_cause(self, exc: BaseException) -> BaseException | None:
+        """``exc`` when its text carries no secret, else ``None``: ``raise err from self._safe_cause(exc)``.
+
+        PyAV's ``str(exc)`` repeats the URL, password included; ``from None`` keeps it out of tracebacks.
+        """
+        text = f"{exc} {getattr(exc, 'filename', '') or ''}"
+        return exc if self._redact(text) == text else None
+
+    def _is_closed(self) -> bool:
+        with self._state_lock:
+            return self._closed
+
+    # -- times -------------------------------------------------------------------------------------
+
+    def _missing_pts_step_s(self) -> float:
+        """``pts_s`` step of a frame without PTS: one frame interval (files)."""
+        return 1.0 / (self.fps or FALLBACK_FPS)
+
+    def _first_missing_pts_s(self) -> float:
+        """``pts_s`` of a first frame without PTS: 0 (files; ``frame_index / fps`` of frame 0)."""
+        return 0.0
+
+    # -- open / reconnect ---------------------------------------------------------------------------
+
+    def _connect(self) -> bool:
+        """Open the container once and select its video stream; ``False`` if closed meanwhile.
 
         Raises:
-            SourceError: the input is missing or unreadable, is not media, has no video stream,
-                or ``close()`` was already called. The message names the input and the reason.
+            SourceError: the input cannot be opened or has no decodable video stream.
         """
-        with self._state_lock:
-            if self._closed:
-                msg = f"source {self.source_id!r} is closed: {self.label}"
-                raise SourceError(msg)
-            if self._container is not None:
-                return
         container = self._open_container()
         try:
             stream = container.streams.best("video")
@@ -167,14 +365,91 @@ class PyAVSource(Source):
         except BaseException:
             container.close()
             raise
-        self.total_frames = None if self.live else (int(stream.frames) or None)
+        total = None if self.live else (int(stream.frames) or None)
         rate = stream.average_rate or stream.guessed_rate
-        self.fps = float(rate) if rate else None
-        self.width = int(stream.codec_context.width)
-        self.height = int(stream.codec_context.height)
-        self._opened_at_s = time.monotonic()
+        fps = float(rate) if rate else None
         with self._state_lock:
+            if self._closed:
+                container.close()
+                return False
+            self.total_frames = total
+            self.fps = fps
+            self.width = int(stream.codec_context.width)
+            self.height = int(stream.codec_context.height)
+            self.timeline.nominal_interval_s = 1.0 / fps if fps else None
+            self._opened_at_s = time.monotonic()
             self._container, self._stream = container, stream
+        return True
+
+    def open(self) -> None:
+        """Open the container and select its best video stream (frame threading on).
+
+        Calling it again while open does nothing. With reconnect on (live sources), a failed open is
+        retried per :attr:`policy`, logging a redacted warning per attempt, until it succeeds, the
+        attempts run out, or ``close()`` is called (then ``open()`` returns and ``frames()`` yields
+        nothing).
+
+        Raises:
+            SourceError: the input is missing or unreadable, is not media, has no video stream (with
+                reconnect on: after the last attempt), or ``close()`` was already called. The message
+                names the input (credentials masked) and the reason.
+        """
+        with self._state_lock:
+            if self._closed:
+                msg = f"source {self.source_id!r} is closed: {self.label}"
+                raise SourceError(msg)
+            if self._container is not None:
+                return
+        self._state = "connecting"
+        try:
+            if not self._connect():
+                self._state = "ended"
+            return
+        except SourceError as exc:
+            self.last_error = str(exc)
+            if not self.reconnect_enabled:
+                self._state = "ended"
+                raise
+            _LOG.warning("%s; retrying (reconnect on)", exc)
+        self._reconnect()
+
+    def _reconnect(self) -> bool:
+        """Back off and reopen until connected (``True``) or closed (``False``).
+
+        Raises:
+            SourceError: ``policy.max_attempts`` attempts in a row failed.
+        """
+        if self._backoff is None:
+            self._backoff = self.policy.delays()
+            self._attempts_in_row = 0
+        while True:
+            self._state = "reconnecting"
+            delay_s = next(self._backoff, None)
+            if delay_s is None:
+                self._state = "ended"
+                msg = (
+                    f"cannot reach {self.label}: gave up after {self._attempts_in_row} reconnect attempts"
+                    f" (last error: {self.last_error})"
+                )
+                raise SourceError(self._redact(msg))
+            if self.policy.wait(delay_s, self._close_event):
+                self._state = "ended"
+                return False
+            self._attempts_in_row += 1
+            self.reconnect_attempts += 1
+            try:
+                if not self._connect():
+                    self._state = "ended"
+                    return False
+            except SourceError as exc:
+                self.last_error = str(exc)
+                _LOG.warning("%s (reconnect attempt %d)", exc, self._attempts_in_row)
+                continue
+            self.reconnects += 1
+            self.timeline.mark_break()
+            _LOG.info("%s: reconnected (attempt %d, %d reconnects so far)",
+                      self.label, self._attempts_in_row, self.reconnects)
+            return True
 
     # -- decode loop ---------------------------------------------------------------------------
 
@@ -198,10 +473,10 @@ class PyAVSource(Source):
             try:
                 container.close()
             except (av.error.FFmpegError, OSError) as exc:  # closing must not mask the real error
-                _LOG.debug("closing %s failed: %s", self.label, exc)
+                _LOG.debug("closing %s failed: %s", self.label, _reason(exc))
 
-    def _decode(self, packet: Any, stream: Any, first_index: int) -> list[Frame]:
-        """Decode one packet (``None`` = flush) into frames; a refused packet counts as corrupt."""
+    def _decode(self, packet: Any, stream: Any) -> list[tuple[float | None, np.ndarray]]:
+        """Decode one packet (``None`` = flush) into ``(raw_pts_s, bgr image)``; refused = corrupt."""
         try:
             video_frames = packet.decode() if packet is not None else stream.codec_context.decode(None)
         except av.error.EOFError:  # decoder already flushed
@@ -211,30 +486,114 @@ class PyAVSource(Source):
             pts = None if packet is None else packet.pts
             _LOG.debug("%s: skipped undecodable packet (pts=%s): %s", self.label, pts, _reason(exc))
             return []
-        out: list[Frame] = []
+        out: list[tuple[float | None, np.ndarray]] = []
         for vf in video_frames:
-            index = first_index + len(out)
+            raw_s = None
             if vf.pts is not None:
                 time_base = vf.time_base or stream.time_base
-                pts_s = float(vf.pts * time_base)
-            else:
-                pts_s = self._fallback_pts_s(index)
-            image = vf.to_ndarray(format="bgr24")
-            out.append(Frame(self.source_id, index, pts_s, time.time_ns(), image))
+                if time_base:
+                    raw_s = float(vf.pts * time_base)
+            out.append((raw_s, vf.to_ndarray(format="bgr24")))
         return out
+
+    def _make_frame(self, raw_s: float | None, image: np.ndarray) -> Frame:
+        """Stamp a decoded image: next ``frame_index``, monotonic ``pts_s``, state ``live``."""
+        if raw_s is not None:
+            pts_s, is_break = self.timeline.update(raw_s)
+        else:
+            pts_s, is_break = self.timeline.extrapolate(self._missing_pts_step_s(), self._first_missing_pts_s())
+        if is_break and self._next_index:
+            _LOG.info("%s: timeline break at frame %d (raw pts %s s, published %.3f s)",
+                      self.label, self._next_index, raw_s, pts_s)
+        frame = Frame(
+            self.source_id, self._next_index, pts_s, time.time_ns(), image,
+            raw_pts_s=raw_s, timeline_break=is_break,
+        )
+        self._next_index += 1
+        self._last_frame_mono = time.monotonic()
+        self._backoff = None  # frames flow again: the next drop starts the backoff afresh
+        self._state = "live"
+        return frame
+
+    def _connection_frames(self, container: Any, stream: Any) -> Iterator[Frame]:
+        """Yield the frames of one open container; return at its end (files) or when closed.
+
+        Raises:
+            SourceError: a read failed or timed out; too many demux errors in a row; no decodable
+                frame although packets were refused; a live input ended.
+        """
+        produced = 0
+        corrupt_before = self.corrupt
+        demux = container.demux(stream)
+        flushed = False
+        demux_errors = 0
+        while True:
+            if not self._enter():
+                return
+            ended = False
+            try:
+                try:
+                    packet = next(demux, None)
+                except av.error.InvalidDataError as exc:
+                    self.corrupt += 1
+                    demux_errors += 1
+                    if demux_errors > MAX_CONSECUTIVE_DEMUX_ERRORS:
+                        msg = f"cannot read {self.label}: {demux_errors} demux errors in a row ({_reason(exc)})"
+                        raise self._error(msg) from self._safe_cause(exc)
+                    demux = container.demux(stream)
+                    continue
+                except (av.error.FFmpegError, OSError) as exc:  # TimeoutError, ExitError, I/O errors
+                    if self._is_closed():
+                        return
+                    if _is_stall(exc) and self.live:
+                        self._state = "stalled"
+                        msg = f"stalled: no packet from {self.label} for {self.config.read_timeout_s:g} s"
+                    else:
+                        msg = f"cannot read {self.label}: {_reason(exc)}"
+                    raise self._error(msg) from self._safe_cause(exc)
+                demux_errors = 0
+                if packet is None:
+                    ended = True
+                    batch = [] if flushed else self._decode(None, stream)
+                else:
+                    flushed = flushed or packet.size == 0
+                    batch = self._decode(packet, stream)
+            finally:
+                self._leave()
+            for raw_s, image in batch:
+                yield self._make_frame(raw_s, image)
+                produced += 1
+            if ended:
+                break
+        if produced == 0 and self.corrupt > corrupt_before:
+            msg = f"no decodable frame in {self.label}: {self.corrupt - corrupt_before} packets could not be decoded"
+            raise SourceError(msg)
+        if self.live and not self._is_closed() and not self._is_finite(container):
+            msg = f"stream ended: {self.label} (after {produced} frames)"
+            raise SourceError(msg)
+
+    def _is_finite(self, container: Any) -> bool:
+        """Whether reaching the end of ``container`` ends the source for good (no reconnect)."""
+        return False
 
     def frames(self) -> Iterator[Frame]:
         """Yield the decoded frames of the video stream, in decode order (reader thread only).
 
-        Each :class:`~engine.types.Frame` has ``frame_index`` 0, 1, 2, ..., ``pts_s = pts * time_base``
-        in seconds (or the fallback of the class when the frame has no PTS), ``capture_time_ns`` from
-        ``time.time_ns()`` and ``image`` ``uint8 [H, W, 3]`` BGR. Packets the demuxer or decoder refuse
-        are skipped and counted in ``corrupt``. The container is closed when the generator ends.
+        Each :class:`~engine.types.Frame` has ``frame_index`` 0, 1, 2, ... (never restarting, also
+        across reconnects), a strictly increasing ``pts_s`` in seconds with the stream's own time in
+        ``raw_pts_s`` (see :class:`PtsTimeline`; frames without PTS continue from the previous frame
+        by ``1 / fps`` for files or by the wall-clock time between them for live sources, the very
+        first such frame of a live source at its seconds since ``open()``), ``timeline_break`` on the
+        first frame after a discontinuity, ``capture_time_ns`` from ``time.time_ns()`` and ``image``
+        ``uint8 [H, W, 3]`` BGR. Packets the demuxer or decoder refuse are skipped and counted in
+        ``corrupt``. The container is closed when the generator ends. With reconnect on, a live
+        source's drops are bridged by reconnects (see the class docstring) instead of raising.
 
         Raises:
             SourceError: ``open()`` was not called; a read failed or timed out; more than
                 ``MAX_CONSECUTIVE_DEMUX_ERRORS`` demux errors in a row; the input ended without one
-                decodable frame although packets were refused; a live input ended (no reconnect).
+                decodable frame although packets were refused; a live input ended -- each only
+                when reconnect is off; with it on: ``policy.max_attempts`` reconnects in a row failed.
         """
         with self._state_lock:
             container, stream, closed = self._container, self._stream, self._closed
@@ -243,61 +602,31 @@ class PyAVSource(Source):
         if container is None:
             msg = f"frames() called before open() on source {self.source_id!r} ({self.label})"
             raise SourceError(msg)
-        index = 0
         try:
-            demux = container.demux(stream)
-            flushed = False
-            demux_errors = 0
             while True:
-                if not self._enter():
-                    return
-                ended = False
                 try:
-                    try:
-                        packet = next(demux, None)
-                    except av.error.InvalidDataError as exc:
-                        self.corrupt += 1
-                        demux_errors += 1
-                        if demux_errors > MAX_CONSECUTIVE_DEMUX_ERRORS:
-                            msg = f"cannot read {self.label}: {demux_errors} demux errors in a row ({_reason(exc)})"
-                            raise SourceError(msg) from exc
-                        demux = container.demux(stream)
-                        continue
-                    except (av.error.FFmpegError, OSError) as exc:  # TimeoutError, ExitError, I/O errors
-                        with self._state_lock:
-                            closed = self._closed
-                        if closed:
-                            return
-                        msg = f"cannot read {self.label}: {_reason(exc)}"
-                        raise SourceError(msg) from exc
-                    demux_errors = 0
-                    if packet is None:
-                        ended = True
-                        batch = [] if flushed else self._decode(None, stream, index)
-                    else:
-                        flushed = flushed or packet.size == 0
-                        batch = self._decode(packet, stream, index)
-                finally:
-                    self._leave()
-                for frame in batch:
-                    yield frame
-                    index += 1
-                if ended:
-                    break
-            if index == 0 and self.corrupt:
-                msg = f"no decodable frame in {self.label}: {self.corrupt} packets could not be decoded"
-                raise SourceError(msg)
-            if self.live:
+                    yield from self._connection_frames(container, stream)
+                    return
+                except SourceError as exc:
+                    self.last_error = str(exc)
+                    if self._is_closed():
+                        return
+                    if not self.reconnect_enabled:
+                        raise
+                    _LOG.warning("%s; reconnecting", exc)
+                self._release()
+                if not self._reconnect():
+                    return
                 with self._state_lock:
-                    closed = self._closed
-                if not closed:
-                    msg = f"stream ended: {self.label} (after {index} frames)"
-                    raise SourceError(msg)
+                    container, stream = self._container, self._stream
+                if container is None:
+                    return
         finally:
+            self._state = "ended"
             self._release()
 
     def close(self) -> None:
-        """Stop ``frames()`` before its next packet and release the container; idempotent, any thread.
+        """Stop ``frames()`` (or a reconnect backoff) and release the container; idempotent, any thread.
 
         When ``frames()`` is inside a PyAV call, only the flag is set here and ``frames()`` closes the
         container itself when the call returns, so a container is never closed under a running read.
@@ -305,15 +634,19 @@ class PyAVSource(Source):
         with self._state_lock:
             self._closed = True
             busy = self._busy
+        self._close_event.set()
+        self._state = "ended"
         if not busy:
             self._release()
 
 
 class FileSource(PyAVSource):
-    """A video file (mp4, avi, mov, mkv, gif, ...) read with PyAV; not live, every frame in order.
+    """A video file (mp4, avi, mov, mkv, gif, ts ...) read with PyAV; not live, every frame in order.
 
     ``total_frames`` is the container's frame count (``stream.frames``) or ``None`` when the
-    container does not say. Frames without PTS get ``pts_s = frame_index / fps``.
+    container does not say. Frames without PTS get ``pts_s = frame_index / fps``. A file whose PTS
+    restart or jump (concatenated recordings) still gets a strictly increasing ``pts_s`` and a
+    ``timeline_break`` where its raw timeline breaks. Never reconnects.
     """
 
     live = False
@@ -350,24 +683,40 @@ class FileSource(PyAVSource):
             raise SourceError(msg) from exc
 
 
-class UrlSource(PyAVSource):
+class _LiveSource(PyAVSource):
+    """Live PyAV input: frames without PTS are timed by the wall clock."""
+
+    live = True
+
+    def _missing_pts_step_s(self) -> float:
+        """Wall-clock seconds since the previous frame (at least ``MIN_WALL_STEP_S``)."""
+        return max(MIN_WALL_STEP_S, time.monotonic() - self._last_frame_mono)
+
+    def _first_missing_pts_s(self) -> float:
+        """Wall-clock seconds since ``open()``."""
+        return time.monotonic() - self._opened_at_s
+
+
+class UrlSource(_LiveSource):
     """A network stream (``rtsp://``, ``rtsps://``, ``rtmp://``, ``http(s)://``, ``udp://``, ``srt://`` ...).
 
     Live: opened with ``timeout=(open_timeout_s, read_timeout_s)``; RTSP uses ``rtsp_transport``.
-    Frames without PTS get ``pts_s`` = wall-clock seconds since ``open()``. When the stream ends or a
-    read times out, ``frames()`` raises :class:`SourceError` (reconnecting is the caller's job).
-    Every message shows the URL through :func:`redact_url`.
+    Frames without PTS are timed by the wall clock (seconds since ``open()``, then the time between
+    frames). With ``config.reconnect`` (the default) a failed open, an error, the end of the stream or
+    a read timeout is followed by reconnects (see :class:`PyAVSource`); without it they raise
+    :class:`SourceError`. Every message and log line shows the URL through :func:`redact_url`, and
+    FFmpeg's error texts (which may repeat the URL) are masked too.
     """
-
-    live = True
 
     @property
     def label(self) -> str:
         """The URL with credentials masked."""
         return redact_url(self.spec)
 
-    def _fallback_pts_s(self, frame_index: int) -> float:
-        return time.monotonic() - self._opened_at_s
+    def _is_finite(self, container: Any) -> bool:
+        """An ``http(s)://`` file with a known duration ends at its end instead of being replayed."""
+        duration = getattr(container, "duration", None)
+        return self.spec.lower().startswith(("http://", "https://")) and bool(duration and duration > 0)
 
     def _open_container(self) -> Any:
         """Open the URL.
@@ -379,24 +728,25 @@ class UrlSource(PyAVSource):
         if self.spec.lower().startswith(("rtsp://", "rtsps://")):
             options["rtsp_transport"] = self.config.rtsp_transport
         timeout = (self.config.open_timeout_s, self.config.read_timeout_s)
+        started = time.monotonic()
         try:
             return av.open(self.spec, mode="r", options=options, timeout=timeout, metadata_errors="replace")
         except (av.error.FFmpegError, OSError) as exc:
-            # str(exc) may repeat the URL with its password: use only the reason.
-            msg = f"cannot open {self.label}: {_reason(exc)}"
-            raise SourceError(msg) from None
+            # An open cut by the timeout surfaces as ExitError or, from some demuxers (RTSP), as
+            # InvalidDataError: judge by the clock.
+            if _is_stall(exc) or time.monotonic() - started >= 0.95 * self.config.open_timeout_s:
+                msg = f"cannot open {self.label}: no answer within {self.config.open_timeout_s:g} s ({_reason(exc)})"
+            else:
+                msg = f"cannot open {self.label}: {_reason(exc)}"
+            raise self._error(msg) from self._safe_cause(exc)
 
 
-class WebcamSource(PyAVSource):
+class WebcamSource(_LiveSource):
     """A V4L2 camera (``/dev/videoN``), opened with ``format="v4l2"``; live.
 
-    Frames without PTS get ``pts_s`` = wall-clock seconds since ``open()``.
+    Frames without PTS are timed by the wall clock. With ``config.reconnect`` an unplugged or failing
+    camera is reopened with backoff (see :class:`PyAVSource`).
     """
-
-    live = True
-
-    def _fallback_pts_s(self, frame_index: int) -> float:
-        return time.monotonic() - self._opened_at_s
 
     def _open_container(self) -> Any:
         """Open the device.

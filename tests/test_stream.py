@@ -308,7 +308,7 @@ def _free_port() -> int:
 @pytest.mark.parametrize("scheme", ["rtsp", "http"])
 def test_url_open_failure_is_redacted(scheme: str) -> None:
     url = f"{scheme}://user:secretpw@127.0.0.1:{_free_port()}/x"
-    source = UrlSource.from_spec(url, "cam", SourceConfig(open_timeout_s=2, read_timeout_s=1))
+    source = UrlSource.from_spec(url, "cam", SourceConfig(open_timeout_s=2, read_timeout_s=1, reconnect=False))
     assert source.live is True
     with pytest.raises(SourceError, match=r"cannot open .*://\*\*\*@127\.0\.0\.1") as info:
         source.open()
@@ -321,7 +321,7 @@ def test_url_open_timeout() -> None:
         server.bind(("127.0.0.1", 0))
         server.listen()
         url = f"http://127.0.0.1:{server.getsockname()[1]}/x.ts"
-        source = UrlSource.from_spec(url, "cam", SourceConfig(open_timeout_s=0.5, read_timeout_s=0.5))
+        source = UrlSource.from_spec(url, "cam", SourceConfig(open_timeout_s=0.5, read_timeout_s=0.5, reconnect=False))
         t0 = time.monotonic()
         with pytest.raises(SourceError, match="cannot open http://127.0.0.1"):
             source.open()
@@ -342,7 +342,7 @@ def test_url_stream_over_http_then_ends_with_error(tmp_path: Path) -> None:
     thread.start()
     try:
         url = f"http://user:pw@127.0.0.1:{server.server_address[1]}/live.ts"
-        source = UrlSource.from_spec(url, "cam", SourceConfig(open_timeout_s=5, read_timeout_s=5))
+        source = UrlSource.from_spec(url, "cam", SourceConfig(open_timeout_s=5, read_timeout_s=5, reconnect=False))
         source.open()
         assert source.total_frames is None
         got = []
@@ -359,7 +359,7 @@ def test_url_stream_over_http_then_ends_with_error(tmp_path: Path) -> None:
 
 
 def test_webcam_missing_device() -> None:
-    source = WebcamSource.from_spec("/dev/video987", "video987", SourceConfig())
+    source = WebcamSource.from_spec("/dev/video987", "video987", SourceConfig(reconnect=False))
     assert source.live is True
     with pytest.raises(SourceError, match="camera not found: /dev/video987"):
         source.open()

@@ -1,0 +1,511 @@
+"""Reconnecting live sources and trustworthy timestamps (``stream/reconnect.py``, ``stream/pyav.py``).
+
+The RTSP test runs a real server on 127.0.0.1 (``tests/rtsp_server.py``: Debian's rtsp-server-perl fed
+by ffmpeg); without those programs it skips, except under ``BATSIGHT_REQUIRE_RTSP=1`` (``.ci/run``),
+where it fails. Everything else needs only PyAV and loopback sockets.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import itertools
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import traceback
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from engine.config import SourceConfig
+from engine.errors import ConfigError, SourceError
+from engine.types import Frame
+from stream.pyav import SOURCE_STATES, FileSource, PtsTimeline, UrlSource, redact_text
+from stream.reconnect import WAIT_SLICE_S, ReconnectPolicy
+from tests.rtsp_server import RtspServer, free_tcp_port
+
+USER, SECRET = "viewer", "s3cr3t-Pw"
+
+
+def assert_no_secret(*texts: str) -> None:
+    for text in texts:
+        assert SECRET not in text, f"password leaked: {text!r}"
+        assert f"{USER}:" not in text, f"user name leaked: {text!r}"
+
+
+def error_text(exc: BaseException) -> str:
+    """Everything a traceback of ``exc`` would print (message, causes, contexts)."""
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+class SourceRunner:
+    """Reads ``source.frames()`` on a thread like ``SourceReader`` and samples ``source.state``."""
+
+    def __init__(self, source) -> None:
+        self.source = source
+        self.frames: list[tuple[float, Frame]] = []  # (monotonic time received, frame)
+        self.states: list[tuple[float, str]] = []
+        self.error: BaseException | None = None
+        self._done = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+
+    def _read(self) -> None:
+        try:
+            self.source.open()
+            for frame in self.source.frames():
+                self.frames.append((time.monotonic(), frame))
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.error = exc
+        finally:
+            self._done.set()
+
+    def _sample(self) -> None:
+        while not self._done.is_set():
+            state = self.source.state
+            if not self.states or self.states[-1][1] != state:
+                self.states.append((time.monotonic(), state))
+            time.sleep(0.01)
+
+    def start(self) -> SourceRunner:
+        self._reader.start()
+        self._sampler.start()
+        return self
+
+    def wait_for(self, what: str, condition, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if self.error is not None:
+                msg = f"source failed while waiting for {what}"
+                raise AssertionError(msg) from self.error
+            if self._done.is_set():
+                msg = f"source ended while waiting for {what}"
+                raise AssertionError(msg)
+            if time.monotonic() > deadline:
+                msg = f"no {what} after {timeout_s} s; states {self.states[-8:]}"
+                raise AssertionError(msg)
+            time.sleep(0.01)
+
+    def frames_after(self, t: float) -> list[Frame]:
+        return [f for when, f in self.frames if when > t]
+
+    def stop(self, timeout_s: float) -> float:
+        """Close the source, join both threads; return the seconds ``frames()`` took to end."""
+        t0 = time.monotonic()
+        self.source.close()
+        self._reader.join(timeout_s)
+        elapsed = time.monotonic() - t0
+        self._done.set()
+        self._sampler.join(1.0)
+        assert not self._reader.is_alive(), f"frames() still running {timeout_s} s after close()"
+        return elapsed
+
+
+def check_timeline(frames: list[Frame]) -> None:
+    assert [f.frame_index for f in frames] == list(range(len(frames))), "frame_index must count 0, 1, 2 ..."
+    pts = np.array([f.pts_s for f in frames])
+    assert np.all(np.diff(pts) > 0), "pts_s must increase strictly"
+
+
+# -- ReconnectPolicy ------------------------------------------------------------------------------
+
+
+def test_delays_are_capped_exponential_without_jitter() -> None:
+    policy = ReconnectPolicy(initial_backoff_s=0.1, max_backoff_s=1.0, multiplier=2.0, jitter=0.0, max_attempts=7)
+    np.testing.assert_allclose(list(policy.delays()), [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0])
+
+
+def test_delays_jitter_stays_in_bounds_and_is_seeded() -> None:
+    def make(seed: int) -> ReconnectPolicy:
+        return ReconnectPolicy(initial_backoff_s=0.5, max_backoff_s=8.0, jitter=0.3, max_attempts=200,
+                               rng=random.Random(seed))
+
+    delays = list(make(7).delays())
+    bases = [min(8.0, 0.5 * 2.0**k) for k in range(200)]
+    assert all((1 - 0.3) * b - 1e-12 <= d <= b for d, b in zip(delays, bases, strict=True))
+    assert max(delays) <= 8.0
+    assert len({round(d / b, 6) for d, b in zip(delays, bases, strict=True)}) > 100, "jitter must vary"
+    assert list(make(7).delays()) == delays, "same seed, same delays"
+    assert list(make(8).delays()) != delays
+
+
+def test_delays_forever_by_default_and_max_attempts() -> None:
+    assert len(list(itertools.islice(ReconnectPolicy().delays(), 1000))) == 1000
+    assert len(list(ReconnectPolicy(max_attempts=3).delays())) == 3
+    assert list(ReconnectPolicy(max_attempts=0).delays()) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"initial_backoff_s": 0}, "initial_backoff_s must be > 0, got 0"),
+        ({"initial_backoff_s": 2.0, "max_backoff_s": 1.0}, "max_backoff_s must be >= initial_backoff_s = 2.0, got 1.0"),
+        ({"multiplier": 0.5}, "multiplier must be >= 1, got 0.5"),
+        ({"jitter": 1.0}, "jitter must be in [0, 1), got 1.0"),
+        ({"max_attempts": -1}, "max_attempts must be >= 0 or None"),
+    ],
+)
+def test_policy_validation(kwargs: dict, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        ReconnectPolicy(**kwargs)
+    assert fragment in str(info.value)
+
+
+def test_policy_from_config() -> None:
+    config = SourceConfig(reconnect_initial_s=0.25, reconnect_max_s=4, reconnect_jitter=0.1, reconnect_max_attempts=5)
+    policy = ReconnectPolicy.from_config(config)
+    assert (policy.initial_backoff_s, policy.max_backoff_s, policy.jitter, policy.max_attempts) == (0.25, 4, 0.1, 5)
+    with pytest.raises(ConfigError, match=r"source.reconnect_max_s: must be >= reconnect_initial_s = 5.0, got 1.0"):
+        from engine.config import load_config
+
+        load_config(None, ["source.reconnect_initial_s=5", "source.reconnect_max_s=1"])
+
+
+def test_wait_sleeps_in_slices_and_stops_early() -> None:
+    slept: list[float] = []
+    policy = ReconnectPolicy(sleep=slept.append)
+    stop = threading.Event()
+    assert policy.wait(0.32, stop) is False
+    assert max(slept) <= WAIT_SLICE_S and sum(slept) == pytest.approx(0.32)
+
+    slept.clear()
+
+    def sleep_then_stop(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 3:
+            stop.set()
+
+    assert ReconnectPolicy(sleep=sleep_then_stop).wait(100.0, stop) is True
+    assert len(slept) == 3
+
+
+# -- PtsTimeline ----------------------------------------------------------------------------------
+
+_F = 0.04  # 25 fps
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected_pts", "expected_breaks"),
+    [
+        pytest.param([1.0, 1.04, 1.08], [1.0, 1.04, 1.08], [], id="clean-keeps-raw"),
+        pytest.param([5.0, 5.04, 0.0, 0.04], [5.0, 5.04, 5.08, 5.12], [2], id="reset-to-zero"),
+        pytest.param([2.0, 2.04, 2.04, 2.08], [2.0, 2.04, 2.08, 2.12], [2], id="repeated-pts"),
+        pytest.param([2.0, 2.04, 1.5, 1.54, 1.58], [2.0, 2.04, 2.08, 2.12, 2.16], [2], id="jump-back"),
+        pytest.param([0.0, 0.04, 500.0, 500.04], [0.0, 0.04, 0.08, 0.12], [2], id="huge-jump-forward"),
+        pytest.param([0.0, 0.04, 3.0, 3.04], [0.0, 0.04, 3.0, 3.04], [], id="gap-below-limit-kept"),
+        pytest.param([0.0, 0.1, 0.15, 0.35], [0.0, 0.1, 0.15, 0.35], [], id="variable-frame-rate"),
+        pytest.param([0.0, None, None, 0.12], [0.0, 0.04, 0.08, 0.12], [], id="missing-pts-bridged"),
+        pytest.param([None, None, 7.0, 7.04], [0.0, 0.04, 0.08, 0.12], [], id="pts-appear-later"),
+    ],
+)
+def test_pts_timeline(raw: list, expected_pts: list[float], expected_breaks: list[int]) -> None:
+    timeline = PtsTimeline(max_jump_s=10.0, nominal_interval_s=_F)
+    out = [timeline.update(r) if r is not None else timeline.extrapolate(_F, 0.0) for r in raw]
+    np.testing.assert_allclose([p for p, _ in out], expected_pts, atol=1e-9)
+    assert [i for i, (_, b) in enumerate(out) if b] == expected_breaks
+    assert timeline.breaks == len(expected_breaks)
+
+
+def test_pts_timeline_mark_break_and_reset() -> None:
+    timeline = PtsTimeline(max_jump_s=10.0)
+    timeline.mark_break()  # before any frame: nothing to break
+    assert timeline.update(3.0) == (3.0, False)
+    assert timeline.update(3.5) == (3.5, False)
+    timeline.mark_break()  # a reconnect: the new stream restarts near 0, or plausibly continues
+    pts, brk = timeline.update(3.6)
+    assert brk and pts == pytest.approx(4.0)  # last + last good step (no nominal rate)
+    assert timeline.update(3.7) == (pytest.approx(4.1), False)
+    timeline.reset()
+    assert timeline.update(0.5) == (0.5, False)
+    with pytest.raises(ConfigError):
+        PtsTimeline(max_jump_s=0)
+
+
+def test_pts_timeline_break_on_a_frame_without_pts_flags_once() -> None:
+    # Seen on RTSP: the first frame after a reconnect has no PTS, the next has a negative one.
+    timeline = PtsTimeline(max_jump_s=10.0, nominal_interval_s=0.1)
+    assert timeline.update(5.0) == (5.0, False)
+    timeline.mark_break()
+    assert timeline.extrapolate(0.1, 0.0) == (pytest.approx(5.1), True)
+    assert timeline.update(-0.1) == (pytest.approx(5.2), False)
+    assert timeline.update(0.0) == (pytest.approx(5.3), False)
+    assert timeline.breaks == 1
+
+
+# -- files whose PTS break --------------------------------------------------------------------------
+
+W, H = 64, 48
+
+
+def write_ts_segment(path: Path, n: int, fps: int, first_pts: int, level0: int) -> None:
+    """An MPEG-TS file of ``n`` mpeg4 frames at ``fps`` with PTS ``first_pts, first_pts + 1, ...`` (1/fps units)."""
+    texture = np.random.default_rng(1).integers(-20, 21, (H, W, 1)).astype(np.int16)
+    with av.open(str(path), "w", format="mpegts") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.bit_rate = 4_000_000
+        stream.codec_context.time_base = Fraction(1, fps)
+        for i in range(n):
+            image = np.clip(level0 + 4 * i + texture, 0, 255).astype(np.uint8).repeat(3, axis=2)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = first_pts + i, Fraction(1, fps)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.mark.parametrize(("second_first_pts", "kind"), [(0, "reset"), (25 * 600, "jump-forward")])
+def test_file_with_pts_break_gets_monotonic_pts(tmp_path: Path, second_first_pts: int, kind: str) -> None:
+    n, fps = 20, 25
+    write_ts_segment(tmp_path / "a.ts", n, fps, first_pts=0, level0=30)
+    write_ts_segment(tmp_path / "b.ts", n, fps, first_pts=second_first_pts, level0=130)
+    joined = tmp_path / "joined.ts"  # like `cat a.ts b.ts`: the second recording's clock restarts
+    joined.write_bytes((tmp_path / "a.ts").read_bytes() + (tmp_path / "b.ts").read_bytes())
+
+    source = FileSource.from_spec(str(joined), "joined", SourceConfig())
+    source.open()
+    frames = list(source.frames())
+    source.close()
+
+    assert len(frames) == 2 * n
+    check_timeline(frames)
+    raw = np.array([f.raw_pts_s for f in frames])
+    assert raw[n] - raw[n - 1] == pytest.approx(-(n - 1) / fps if kind == "reset" else 600 - (n - 1) / fps)
+    np.testing.assert_allclose(np.diff([f.pts_s for f in frames]), 1 / fps, atol=1e-6)  # bridged by one interval
+    assert [f.frame_index for f in frames if f.timeline_break] == [n]
+    assert frames[n].image.mean() > frames[n - 1].image.mean() + 20  # the break frame is the second segment's first
+    np.testing.assert_allclose(raw[n:] - raw[n], np.arange(n) / fps, atol=1e-6)  # raw values kept
+    assert source.timeline.breaks == 1
+
+
+# -- URLs that never answer, close during backoff, credentials --------------------------------------
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP port that accepts connections and never answers."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield server.getsockname()[1]
+
+
+def test_silent_url_without_reconnect_fails_within_open_timeout(silent_server: int, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = f"rtsp://{USER}:{SECRET}@127.0.0.1:{silent_server}/live"
+    source = UrlSource.from_spec(url, "cam", SourceConfig(open_timeout_s=0.5, read_timeout_s=0.5, reconnect=False))
+    t0 = time.monotonic()
+    with pytest.raises(SourceError, match=r"cannot open rtsp://\*\*\*@127\.0\.0\.1:\d+/live: no answer within 0\.5 s"
+                       ) as info:
+        source.open()
+    assert time.monotonic() - t0 < 0.5 + 2.0
+    assert source.state == "ended"
+    assert_no_secret(error_text(info.value), caplog.text, repr(source), str(source.last_error))
+
+
+def test_silent_url_with_reconnect_gives_up_after_max_attempts(silent_server: int, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = f"rtsp://{USER}:{SECRET}@127.0.0.1:{silent_server}/live?token=abc"
+    config = SourceConfig(open_timeout_s=0.3, read_timeout_s=0.3, reconnect_initial_s=0.05, reconnect_max_s=0.1,
+                          reconnect_max_attempts=2)
+    source = UrlSource.from_spec(url, "cam", config)
+    t0 = time.monotonic()
+    with pytest.raises(SourceError, match=r"gave up after 2 reconnect attempts \(last error: cannot open") as info:
+        source.open()
+    assert time.monotonic() - t0 < 3 * 0.3 + 0.2 + 3.0  # three opens of 0.3 s plus the backoff
+    assert (source.reconnect_attempts, source.reconnects, source.state) == (2, 0, "ended")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3 and all("rtsp://***@127.0.0.1" in w for w in warnings), warnings
+    assert_no_secret(error_text(info.value), caplog.text)
+    assert "abc" not in caplog.text + error_text(info.value)
+
+
+def test_close_during_backoff_returns_quickly(caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = f"rtsp://{USER}:{SECRET}@127.0.0.1:{free_tcp_port()}/live"  # nothing listens: refused at once
+    config = SourceConfig(open_timeout_s=1, read_timeout_s=1, reconnect_initial_s=30, reconnect_max_s=60)
+    runner = SourceRunner(UrlSource.from_spec(url, "cam", config)).start()
+    runner.wait_for("backoff", lambda: runner.source.state == "reconnecting", 5.0)
+    assert runner.stop(timeout_s=2.0) < 0.3
+    assert runner.error is None, "close() during the backoff is a normal end"
+    assert runner.frames == []
+    assert runner.source.state == "ended"
+    assert runner.source.reconnect_attempts == 0, "closed before the first reopen attempt"
+    assert_no_secret(caplog.text)
+
+
+def test_redact_text_masks_urls_inside_messages() -> None:
+    text = f"Immediate exit requested: 'rtsp://{USER}:{SECRET}@10.0.0.1/x' and http://a@b/c?password=p1&x=2"
+    out = redact_text(text)
+    assert out == "Immediate exit requested: 'rtsp://***@10.0.0.1/x' and http://***@b/c?password=***&x=2"
+
+
+# -- a live HTTP stream that ends and comes back --------------------------------------------------------
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+@pytest.fixture
+def http_dir(tmp_path: Path):
+    handler = functools.partial(_QuietHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield tmp_path, server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_http_stream_end_reconnects_with_monotonic_pts(http_dir, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    directory, port = http_dir
+    n, fps = 12, 25
+    write_ts_segment(directory / "live.ts", n, fps, first_pts=0, level0=40)
+    url = f"http://{USER}:{SECRET}@127.0.0.1:{port}/live.ts"
+    config = SourceConfig(open_timeout_s=5, read_timeout_s=5, reconnect_initial_s=0.05, reconnect_max_s=0.1)
+    runner = SourceRunner(UrlSource.from_spec(url, "cam", config)).start()
+    runner.wait_for("three plays of the stream", lambda: len(runner.frames) >= 3 * n, 30.0)
+    runner.stop(timeout_s=5.0)
+    assert runner.error is None
+
+    frames = [f for _, f in runner.frames]
+    check_timeline(frames)
+    assert runner.source.reconnects >= 2
+    breaks = [f.frame_index for f in frames if f.timeline_break]
+    assert breaks[:2] == [n, 2 * n], "the first frame of each replay is a timeline break"
+    raw = [f.raw_pts_s for f in frames[: 3 * n]]
+    assert raw[:n] == raw[n: 2 * n] == raw[2 * n:], "raw PTS restart with every replay and are kept"
+    np.testing.assert_allclose(np.diff([f.pts_s for f in frames[: 3 * n]]), 1 / fps, atol=1e-6)
+    assert "reconnecting" in [s for _, s in runner.states] or runner.source.reconnect_attempts >= 2
+    assert_no_secret(caplog.text, *(str(r.args) for r in caplog.records))
+
+
+def test_http_stream_without_pts_uses_wall_clock(http_dir) -> None:
+    directory, port = http_dir
+    n, fps = 10, 25
+    # A raw H.264 elementary stream carries no PTS at all.
+    with av.open(str(directory / "live.h264"), "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), 20 * i, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    config = SourceConfig(reconnect=False)
+    source = UrlSource.from_spec(f"http://127.0.0.1:{port}/live.h264", "cam", config)
+    source.open()
+    frames = []
+    with pytest.raises(SourceError, match="stream ended"):
+        for frame in source.frames():
+            frames.append(frame)
+    source.close()
+    assert len(frames) == n
+    check_timeline(frames)
+    assert all(f.raw_pts_s is None for f in frames) and not any(f.timeline_break for f in frames)
+
+
+# -- a real RTSP server: kill the publisher, bring it back ---------------------------------------------
+
+
+@pytest.fixture
+def rtsp_server(tmp_path: Path):
+    missing = RtspServer.missing_tools()
+    if missing:
+        reason = f"RTSP test tools not installed: {', '.join(missing)} (apt-get install ffmpeg rtsp-server-perl)"
+        if os.environ.get("BATSIGHT_REQUIRE_RTSP") == "1":
+            pytest.fail(reason + " (BATSIGHT_REQUIRE_RTSP=1)")
+        pytest.skip(reason)
+    server = RtspServer(tmp_path)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        print(server.log_tail())  # shown by pytest only when the test failed
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("outage", ["publisher", "server"])
+def test_rtsp_outage_reconnects_and_resumes(rtsp_server: RtspServer, outage: str, caplog) -> None:
+    """Kill the publisher (or the whole server) for ~3 s, bring it back: the same source resumes."""
+    caplog.set_level(logging.DEBUG)
+    read_timeout_s = 1.0
+    config = SourceConfig(
+        rtsp_transport="udp",  # rtsp-server-perl relays RTP over UDP only
+        open_timeout_s=5.0,
+        read_timeout_s=read_timeout_s,
+        reconnect_initial_s=0.2,
+        reconnect_max_s=1.0,
+    )
+    source = UrlSource.from_spec(rtsp_server.url_with_credentials(USER, SECRET), "cam", config)
+    runner = SourceRunner(source).start()
+    try:
+        runner.wait_for("first frames", lambda: len(runner.frames) >= 15, 20.0)
+        assert source.state == "live"
+        assert (source.width, source.height) == (320, 240)
+
+        t_kill = time.monotonic()
+        if outage == "server":
+            rtsp_server.kill_server()  # the server vanishes abruptly, then its publisher
+        rtsp_server.stop_publisher()
+        def went_down() -> list[float]:
+            return [t for t, s in runner.states if t >= t_kill and s in ("stalled", "reconnecting")]
+
+        runner.wait_for("stall detection", lambda: bool(went_down()), 10.0)
+        detected_s = went_down()[0] - t_kill  # stop_publisher() itself may take a while
+        assert detected_s < read_timeout_s + 4.0, f"drop detected after {detected_s:.1f} s"
+        time.sleep(max(0.0, 3.0 - (time.monotonic() - t_kill)))  # a ~3 s outage
+        assert source.state in ("stalled", "reconnecting")
+
+        t_back = time.monotonic()
+        if outage == "server":
+            rtsp_server.start_server()  # same ports
+        rtsp_server.start_publisher()
+        runner.wait_for("frames after the outage", lambda: len(runner.frames_after(t_back)) >= 15, 40.0)
+        assert source.state == "live"
+    finally:
+        close_s = runner.stop(timeout_s=read_timeout_s + config.open_timeout_s + 2.0)
+        print(f"states {runner.states}\nreconnects {source.reconnects}, attempts {source.reconnect_attempts}")
+    assert close_s < 2 * read_timeout_s + 1.0  # a blocked RTP read ends within about twice the timeout
+    assert runner.error is None, error_text(runner.error) if runner.error else ""
+
+    frames = [f for _, f in runner.frames]
+    check_timeline(frames)
+    assert source.reconnects >= 1
+    after = runner.frames_after(t_kill)
+    assert any(f.timeline_break for f in after), "the first frame after the reconnect must be a timeline break"
+    assert sum(f.timeline_break for f in after) <= source.reconnects, "one break per reconnect at most"
+    states = [s for _, s in runner.states]
+    assert set(states) <= set(SOURCE_STATES)
+    i_down = next(i for i, s in enumerate(states) if s in ("stalled", "reconnecting"))
+    assert "live" in states[:i_down] and "live" in states[i_down:], states
+    assert_no_secret(caplog.text, *(str(r.args) for r in caplog.records), str(source.last_error), repr(source))
+
+
+def test_http_file_with_a_known_duration_ends_instead_of_replaying(http_dir) -> None:
+    from tests.test_stream import write_video
+
+    directory, port = http_dir
+    write_video(directory / "clip.mp4", "mpeg4", 10)
+    config = SourceConfig(open_timeout_s=5, read_timeout_s=5, reconnect_initial_s=0.05, reconnect_max_s=0.1)
+    source = UrlSource.from_spec(f"http://127.0.0.1:{port}/clip.mp4", "web", config)
+    source.open()
+    frames = list(source.frames())
+    source.close()
+    assert [f.frame_index for f in frames] == list(range(10))
+    assert source.reconnects == 0 and source.state == "ended"
