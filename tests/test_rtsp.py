@@ -509,3 +509,55 @@ def test_http_file_with_a_known_duration_ends_instead_of_replaying(http_dir) -> 
     source.close()
     assert [f.frame_index for f in frames] == list(range(10))
     assert source.reconnects == 0 and source.state == "ended"
+
+
+@pytest.mark.timeout(150)
+def test_engine_recovers_from_an_rtsp_outage_without_restarting(rtsp_server: RtspServer, tmp_path: Path) -> None:
+    """The whole pipeline: an RTSP camera drops for ~3 s beside a file source; nothing restarts."""
+    from engine.config import load_config
+    from engine.pipeline import Pipeline
+    from engine.testing import FakeKeypointModel, ListSource
+    from tests.test_pipeline import Collector, _by, free_endpoint
+
+    endpoint = free_endpoint()
+    config = load_config(
+        None,
+        [
+            f"publisher.endpoint={endpoint}", "publisher.min_subscribers=1", "publisher.health_period_s=0.5",
+            "source.rtsp_transport=udp", "source.read_timeout_s=1.0", "source.open_timeout_s=5.0",
+            "source.reconnect_initial_s=0.2", "source.reconnect_max_s=1.0",
+        ],
+    )
+    collector = Collector(endpoint)
+    cam = UrlSource.from_spec(rtsp_server.url_with_credentials(USER, SECRET), "cam", config.source)
+    nets = ListSource("nets", n_frames=100_000, delay_s=0.02)  # a lossless source running alongside
+    pipeline = Pipeline(config, [cam, nets], FakeKeypointModel())
+    pipeline.start()
+    try:
+        deadline = time.monotonic() + 30
+        while pipeline.stats["cam"].frames_out < 15 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pipeline.stats["cam"].frames_out >= 15
+        rtsp_server.stop_publisher()
+        time.sleep(3.0)
+        nets_during = pipeline.stats["nets"].frames_out
+        cam_during = pipeline.stats["cam"].frames_out
+        rtsp_server.start_publisher()
+        deadline = time.monotonic() + 40
+        while pipeline.stats["cam"].frames_out < cam_during + 15 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pipeline.stats["cam"].frames_out >= cam_during + 15, "frames did not resume after the outage"
+        assert pipeline.stats["nets"].frames_out > nets_during  # the other source never waited
+    finally:
+        pipeline.stop()
+        assert pipeline.join(timeout_s=15)
+    messages = collector.join()
+    poses = _by(messages, "pose", "cam")
+    assert [m.frame_index for m in poses] == sorted(m.frame_index for m in poses)
+    assert np.all(np.diff([m.pts_s for m in poses]) > 0)
+    assert any(m.header["timeline_break"] for m in poses)
+    states = [m.header["sources"]["cam"]["state"] for m in _by(messages, "health")]
+    assert {"stalled", "reconnecting"} & set(states) and "live" in states
+    assert max(m.header["sources"]["cam"]["reconnects"] for m in _by(messages, "health")) >= 1
+    for m in messages:  # credentials never published
+        assert SECRET not in str(m.header)
