@@ -188,7 +188,13 @@ class RtspServer:
         return int(parts[1]) if len(parts) > 1 and parts[0].startswith("RTSP/") and parts[1].isdigit() else None
 
     def start_server(self) -> None:
-        """Start ``rtsp-server-perl`` bound to 127.0.0.1 and wait until both ports accept."""
+        """Start ``rtsp-server-perl`` bound to 127.0.0.1 and wait until both ports accept.
+
+        Known limit: rtsp-server-perl's ``housekeeping`` resets the RTP start port to its built-in
+        20000 once no stream is mounted (after a publisher leaves), ignoring ``--rtp_start_port``. So
+        two servers running at once (e.g. ``python -m tests.soak`` beside the test suite) can collide
+        on UDP 20000 after an outage; one at a time, as in CI, they cannot.
+        """
         if self._server is not None and self._server.poll() is None:
             return
         self._server = self._spawn([

@@ -145,19 +145,24 @@ def _wait_for_lines(path: Path, n: int, timeout_s: float) -> None:
     raise AssertionError(f"{path} did not reach {n} lines")
 
 
+def _long_run(out: Path, cwd: Path) -> subprocess.Popen:
+    """`batsight run` on a long default input, writing jsonl to ``out``."""
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "engine.cli", "run", "--no-progress", "--sink", f"jsonl:{out}",
+            "--set", "source.default_frames=100000", "--set", f"publisher.endpoint={free_endpoint()}",
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+    )
+
+
 @pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
 def test_a_signal_stops_cleanly_with_eos_and_a_complete_jsonl(tmp_path, signum):
     import signal
     import time
 
     out = tmp_path / "out.jsonl"
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "engine.cli", "run", "--no-progress", "--sink", f"jsonl:{out}",
-            "--set", "source.default_frames=100000", "--set", f"publisher.endpoint={free_endpoint()}",
-        ],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-    )
+    proc = _long_run(out, tmp_path)
     try:
         _wait_for_lines(out, 20, timeout_s=120)
         sent = time.monotonic()
@@ -183,13 +188,7 @@ def test_a_second_signal_exits_at_once(tmp_path):
     import time
 
     out = tmp_path / "out.jsonl"
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "engine.cli", "run", "--no-progress", "--sink", f"jsonl:{out}",
-            "--set", "source.default_frames=100000", "--set", f"publisher.endpoint={free_endpoint()}",
-        ],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-    )
+    proc = _long_run(out, tmp_path)
     try:
         _wait_for_lines(out, 5, timeout_s=120)
         proc.send_signal(signal.SIGINT)
