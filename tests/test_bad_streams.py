@@ -1,0 +1,79 @@
+"""Bad streams: resolution changes mid-way, truncated files: clear errors or frames, never a crash."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from engine.config import SourceConfig
+from engine.errors import SourceError
+from engine.testing import FakeKeypointModel
+from stream.pyav import FileSource
+from tests.conftest import shared_file
+from tests.test_pipeline import _by, _run
+
+
+def _h264_ts(path: Path, sizes: list[tuple[int, int, int]], fps: int = 25) -> None:
+    """MPEG-TS, H.264: for each ``(width, height, n)`` a run of ``n`` frames, one file (new SPS per run)."""
+    with path.open("wb") as out:
+        pts = 0
+        for width, height, n in sizes:
+            part = path.with_suffix(f".{width}x{height}.ts")
+            with av.open(str(part), "w", format="mpegts") as container:
+                stream = container.add_stream("libx264", rate=fps)
+                stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+                stream.codec_context.time_base = Fraction(1, fps)
+                for i in range(n):
+                    image = np.full((height, width, 3), 40 + (5 * i) % 200, np.uint8)
+                    frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                    frame.pts, frame.time_base = pts, Fraction(1, fps)
+                    pts += 1
+                    for packet in stream.encode(frame):
+                        container.mux(packet)
+                for packet in stream.encode():
+                    container.mux(packet)
+            out.write(part.read_bytes())
+
+
+def test_a_resolution_change_mid_stream_is_followed_frame_by_frame(tmp_path):
+    clip = tmp_path / "resize.ts"
+    _h264_ts(clip, [(64, 48, 20), (96, 72, 20)])
+    source = FileSource.from_spec(str(clip), "resize", SourceConfig())
+    pipeline, messages, error = _run([source], FakeKeypointModel(), tmp_path)
+    assert error is None
+    poses = _by(messages, "pose")
+    assert [m.frame_index for m in poses] == list(range(40))
+    sizes = [(m.header["frame_width"], m.header["frame_height"]) for m in poses]
+    assert sizes == [(64, 48)] * 20 + [(96, 72)] * 20
+    assert all(m.header["batter_found"] for m in poses)
+    assert np.all(np.diff([m.pts_s for m in poses]) > 0)
+    (eos,) = _by(messages, "eos")
+    assert eos.header["reason"] == "end" and eos.header["frames"] == 40
+
+
+def test_a_truncated_stream_delivers_what_it_holds(tmp_path):
+    clip = tmp_path / "whole.ts"
+    _h264_ts(clip, [(64, 48, 60)])
+    cut = tmp_path / "cut.ts"
+    data = clip.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    source = FileSource.from_spec(str(cut), "cut", SourceConfig())
+    source.open()
+    frames = list(source.frames())
+    source.close()
+    assert 15 <= len(frames) < 60
+    assert [f.frame_index for f in frames] == list(range(len(frames)))
+
+
+def test_a_truncated_real_mp4_gives_a_clear_error(tmp_path):
+    real = shared_file("clips/cricket/cover_drive_04_nets.mp4")
+    cut = tmp_path / "half.mp4"
+    data = real.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])  # the index (moov) is at the end: nothing is playable
+    source = FileSource.from_spec(str(cut), "half", SourceConfig())
+    with pytest.raises(SourceError, match="half.mp4"):
+        source.open()
