@@ -840,6 +840,11 @@ class SourceAnalytics:
             return rendered_similarity_matrix(
                 persons.keypoints_xy[b], persons.xyxy[b], self._config.heatmap_size
             )
+        if result.similarity is not None:  # computed on the inference device from the same heatmaps
+            if result.similarity.shape != (NUM_KEYPOINTS, NUM_KEYPOINTS):
+                msg = f"`similarity` must have shape ({NUM_KEYPOINTS}, {NUM_KEYPOINTS}), got {result.similarity.shape}"
+                raise ValueError(msg)
+            return np.ascontiguousarray(result.similarity, np.float32)
         logits = result.heatmaps
         if not isinstance(logits, np.ndarray) or logits.ndim != 3 or logits.shape[0] != NUM_KEYPOINTS:
             got = logits.shape if isinstance(logits, np.ndarray) else type(logits).__name__

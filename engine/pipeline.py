@@ -364,6 +364,7 @@ class Pipeline:
                 result,
                 persons=replace(persons, keypoints_xy=keypoints_xy, keypoints_conf=keypoints_conf),
                 heatmaps=np.ascontiguousarray(hm.heatmaps[0], np.float32),
+                similarity=None if hm.similarity is None else hm.similarity[0],
                 heatmap_source="model",
                 inference_ms=result.inference_ms + dt * 1000.0 / len(todo),
             )

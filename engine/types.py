@@ -196,6 +196,8 @@ class PoseResult:
         heatmap_source: ``"model"`` when ``heatmaps`` came from the network, ``"rendered"`` when drawn
             from keypoints, ``"none"`` when there is no batter.
         inference_ms: Model time for this frame's share of its batch, milliseconds.
+        similarity: ``float32 [K, K]`` dependency matrix of ``heatmaps`` when the model computed it
+            on the inference device, else ``None`` (analytics then compute it).
     """
 
     frame: Frame
@@ -204,3 +206,4 @@ class PoseResult:
     heatmaps: np.ndarray | None = field(default=None, repr=False)
     heatmap_source: str = "none"
     inference_ms: float = 0.0
+    similarity: np.ndarray | None = field(default=None, repr=False)

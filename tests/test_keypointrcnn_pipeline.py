@@ -56,3 +56,15 @@ def test_missing_weights_name_the_file(tmp_path, mode):
     )
     with pytest.raises(ModelError, match="kp.pth"):
         model.build()
+
+
+def test_device_dependency_matrices_equal_the_numpy_analytics():
+    from engine.analytics import cosine_similarity_matrix, spatial_softmax
+    from engine.models.keypointrcnn import dependency_matrices
+
+    logits = torch.randn(3, 17, 56, 56, generator=torch.Generator().manual_seed(0)) * 4
+    got = dependency_matrices(logits).numpy()
+    for n in range(3):
+        expected = cosine_similarity_matrix(spatial_softmax(logits[n].numpy()))
+        np.testing.assert_allclose(got[n], expected, atol=1e-5)
+    assert got.shape == (3, 17, 17) and np.allclose(np.diagonal(got, axis1=1, axis2=2), 1)

@@ -36,10 +36,11 @@ class Collector:
         self.thread.start()
 
     def _run(self) -> None:
-        while True:
-            message = self.subscriber.recv(5000)
+        deadline = time.monotonic() + 120  # model builds and loaded machines may take a while to start
+        while time.monotonic() < deadline:
+            message = self.subscriber.recv(200)
             if message is None:
-                return
+                continue
             self.messages.append(message)
             if message.kind == "health" and message.header["engine_state"] == "stopped":
                 return

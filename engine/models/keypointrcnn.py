@@ -73,6 +73,9 @@ class KeypointHeatmaps:
             of ``heatmap_xyxy``. ``NaN`` where no person was found.
         heatmap_xyxy: ``float32 [N, 4]`` the box ``x1, y1, x2, y2`` in frame pixels that the S x S grid
             spans (the RoI). ``NaN`` where no person was found.
+        similarity: ``float32 [N, K, K]`` the Keypoint Dependency Matrix of each box (thesis §6.1:
+            cosine similarity of the spatial-softmax heatmaps), computed on the inference device in
+            one batched matmul by :meth:`KeypointRCNNTopDown.infer_boxes`; ``None`` when not computed.
     """
 
     keypoints_xy: np.ndarray
@@ -80,6 +83,7 @@ class KeypointHeatmaps:
     keypoints_conf: np.ndarray
     heatmaps: np.ndarray = field(repr=False)
     heatmap_xyxy: np.ndarray
+    similarity: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         xy = self.keypoints_xy
@@ -98,6 +102,8 @@ class KeypointHeatmaps:
         _check_array("keypoints_conf", self.keypoints_conf, (n, k))
         _check_array("heatmaps", self.heatmaps, (n, k, s, s))
         _check_array("heatmap_xyxy", self.heatmap_xyxy, (n, 4))
+        if self.similarity is not None:
+            _check_array("similarity", self.similarity, (n, k, k))
 
     def __len__(self) -> int:
         return int(self.keypoints_xy.shape[0])
@@ -413,6 +419,7 @@ class KeypointRCNNTopDown:
                 x = heads.keypoint_head(x)
                 logits = heads.keypoint_predictor(x)
             logits = logits.float()
+            similarity_cpu = dependency_matrices(logits).cpu().numpy()
             keypoints, scores = keypointrcnn_inference(logits, proposals)
             sizes = zip(image_list.image_sizes, original_sizes)
             keypoints = [resize_keypoints(kp, new, orig) for kp, (new, orig) in zip(keypoints, sizes)]
@@ -422,7 +429,10 @@ class KeypointRCNNTopDown:
         start = 0
         for j, i in enumerate(active):
             n = len(boxes_np[i])
-            out[i] = _pack(keypoints_cpu[j][:, :, :2], scores_cpu[j], logits_cpu[start : start + n], boxes_np[i])
+            out[i] = _pack(
+                keypoints_cpu[j][:, :, :2], scores_cpu[j], logits_cpu[start : start + n], boxes_np[i],
+                similarity_cpu[start : start + n],
+            )
             start += n
         return out
 
@@ -588,7 +598,25 @@ def _validate_inputs(images: list[np.ndarray], boxes: list[np.ndarray]) -> list[
     return out
 
 
-def _pack(xy: np.ndarray, score: np.ndarray, heat: np.ndarray, xyxy: np.ndarray) -> KeypointHeatmaps:
+def dependency_matrices(logits: torch.Tensor) -> torch.Tensor:
+    """Keypoint Dependency Matrices ``[N, K, K]`` of heatmap logits ``[N, K, S, S]``, on their device.
+
+    Thesis §6.1: each map is made a probability map by a spatial softmax (DESIGN §4), flattened, and
+    the cosine similarity of every pair is one batched matmul; values are clipped to [0, 1] and the
+    diagonal is exactly 1, as :func:`engine.analytics.cosine_similarity_matrix` does on the CPU.
+    """
+    import torch
+
+    probs = torch.softmax(logits.flatten(2).float(), dim=-1)
+    unit = torch.nn.functional.normalize(probs, dim=-1)
+    sim = (unit @ unit.transpose(1, 2)).clamp_(0.0, 1.0)
+    sim.diagonal(dim1=1, dim2=2).fill_(1.0)
+    return sim
+
+
+def _pack(
+    xy: np.ndarray, score: np.ndarray, heat: np.ndarray, xyxy: np.ndarray, similarity: np.ndarray | None = None
+) -> KeypointHeatmaps:
     score = score.astype(np.float32)
     with np.errstate(over="ignore"):
         conf = np.where(np.isnan(score), 0.0, 1.0 / (1.0 + np.exp(-score.astype(np.float64)))).astype(np.float32)
@@ -598,6 +626,7 @@ def _pack(xy: np.ndarray, score: np.ndarray, heat: np.ndarray, xyxy: np.ndarray)
         keypoints_conf=conf,
         heatmaps=heat.astype(np.float32),
         heatmap_xyxy=xyxy.astype(np.float32),
+        similarity=None if similarity is None else similarity.astype(np.float32),
     )
 
 
