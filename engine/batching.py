@@ -21,8 +21,6 @@ log = logging.getLogger(__name__)
 
 Item = Frame | EndOfStream
 
-#: Seconds the end-of-stream marker waits for room in a full queue before dropping a frame.
-EOS_WAIT_S = 10.0
 
 
 class SourceReader:
@@ -47,6 +45,7 @@ class SourceReader:
         self.dropped = 0
         self.state = "connecting"
         self._stop = threading.Event()
+        self._abandoned = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"reader-{source.source_id}", daemon=True)
 
     @property
@@ -63,6 +62,11 @@ class SourceReader:
         self._stop.set()
         self.source.close()
 
+    def abandon(self) -> None:
+        """The consumer is gone: stop, and let a blocked end marker give up (any thread)."""
+        self._abandoned.set()
+        self.stop()
+
     def join(self, timeout: float | None = None) -> None:
         """Wait for the reader thread to end."""
         self._thread.join(timeout)
@@ -71,11 +75,11 @@ class SourceReader:
         """Whether the reader thread is still running."""
         return self._thread.is_alive()
 
-    def _put(self, item: Item, drop_oldest: bool, deadline: float | None = None) -> bool:
+    def _put(self, item: Item, drop_oldest: bool, until_abandoned: bool = False) -> bool:
         """Queue ``item``, dropping the oldest frame or blocking.
 
-        Blocking gives up (returns False) when ``stop()`` is called or, with ``deadline``
-        (``time.monotonic()`` seconds), only at that deadline.
+        Blocking gives up (returns False) when ``stop()`` is called or, with ``until_abandoned``,
+        only when ``abandon()`` is called (the consumer is gone).
         """
         if drop_oldest:
             while True:
@@ -90,7 +94,7 @@ class SourceReader:
                     self.dropped += 1
         else:
             while True:
-                if self._stop.is_set() if deadline is None else time.monotonic() > deadline:
+                if self._abandoned.is_set() or (self._stop.is_set() and not until_abandoned):
                     return False
                 try:
                     self.queue.put(item, timeout=0.1)
@@ -127,11 +131,10 @@ class SourceReader:
                 error=error,
                 stopped=self._stop.is_set(),
             )
-            # The end marker waits for room, also after stop() (the batcher keeps draining until it
-            # sees the marker), so no queued frame is dropped for it; only a consumer gone for
-            # EOS_WAIT_S makes it push out the oldest frame.
-            if not self._put(eos, drop_oldest=False, deadline=time.monotonic() + EOS_WAIT_S):
-                self._put(eos, drop_oldest=True)
+            # The end marker waits for room, also after stop(): the batcher drains every queue until
+            # it has seen each marker, so no queued frame is ever dropped for it. It gives up only
+            # when the pipeline abandons the reader (its consumer is gone).
+            self._put(eos, drop_oldest=False, until_abandoned=True)
 
 
 class Batcher:

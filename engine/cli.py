@@ -19,6 +19,7 @@ from typing import Any
 from engine.config import Config, load_config
 from engine.errors import BatsightError, ConfigError, PluginError, SinkError
 from engine.plugins import MODELS, SINKS, load
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 log = logging.getLogger("batsight")
 
@@ -70,12 +71,20 @@ def _install_signal_handlers(stop: dict[str, Any]) -> None:
 
 
 def _progress_bar(pipeline: Any, enabled: bool) -> Any:
-    totals = [s.total_frames for s in pipeline.sources if not s.live]
-    if not enabled or not totals or any(t is None for t in totals):
+    """A tqdm bar over the frames of the file sources, once every file source has opened.
+
+    Returns ``None`` while a file source is still opening (its frame count is not known yet), or
+    when there is no file source / progress is off. A file without a frame count gives a bar with a
+    running count and rate but no total.
+    """
+    files = [r for r in pipeline.readers if not r.source.live]
+    if not enabled or not files or any(r.state == "connecting" for r in files):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=sum(totals), unit="frame", desc="batsight", dynamic_ncols=True, leave=True)
+    totals = [r.source.total_frames for r in files]
+    total = None if any(t is None for t in totals) else sum(totals)
+    return tqdm(total=total, unit="frame", desc="batsight", dynamic_ncols=True, leave=True)
 
 
 def _print_summary(summary: Any, out: Any = None) -> None:
@@ -139,11 +148,14 @@ def run_pipeline(
             t.stop()
         raise
     stop["fn"] = pipeline.stop
-    bar = _progress_bar(pipeline, progress)
+    bar = None
     try:
-        while not pipeline.join(timeout_s=0.2):
-            if bar is not None:
-                bar.update(sum(st.frames_out for st in pipeline.stats.values()) - bar.n)
+        with logging_redirect_tqdm():  # warnings go above the bar, not into it
+            while not pipeline.join(timeout_s=0.2):
+                if bar is None and progress:
+                    bar = _progress_bar(pipeline, progress)
+                if bar is not None:
+                    bar.update(sum(st.frames_out for st in pipeline.stats.values()) - bar.n)
     finally:
         if bar is not None:
             bar.update(sum(st.frames_out for st in pipeline.stats.values()) - bar.n)
@@ -172,7 +184,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     sink_specs = list(args.sink) if args.sink else list(config.sinks)
     sinks = [(spec.partition(":")[0], _sink_from_spec(spec)) for spec in sink_specs]  # refused before start
     summary = run_pipeline(config, sinks, progress=config.progress and not args.no_progress, install_signals=True)
-    _print_summary(summary)
+    # With a sink writing to stdout (`jsonl:-`), stdout carries data: the summary goes to stderr.
+    _print_summary(summary, sys.stderr if any(spec.endswith(":-") for spec in sink_specs) else sys.stdout)
     failed = {sid: st["error"] for sid, st in summary.per_source.items() if st["error"]}
     for source_id, error in failed.items():
         sys.stderr.write(f"batsight: error: source {source_id}: {error}\n")
@@ -188,7 +201,7 @@ def _cmd_sink(args: argparse.Namespace) -> int:
             msg = f"sink {args.name!r} takes no --path"
             raise ConfigError(msg)
         options[primary] = args.path
-    sink = cls(**options)
+    sink = cls.from_options(options, name=args.name)
     topics = tuple(args.topic) if args.topic else ("",)
     curve = None
     if args.curve_server_key is not None:
@@ -212,11 +225,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used by the README's usage text)."""
-    parser = argparse.ArgumentParser(prog="batsight", description=__doc__.split("\n")[0])
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="tracebacks and debug logs")
+    parser = argparse.ArgumentParser(prog="batsight", description=__doc__.split("\n")[0], parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the pipeline on sources (default: the built-in demo input)")
+    run = sub.add_parser("run", parents=[common], help="run the pipeline on sources (default: the built-in demo input)")
     run.add_argument("sources", nargs="*", metavar="SOURCE", help="file, rtsp://..., /dev/videoN, ID=SPEC, default")
     run.add_argument("--config", "-c", help="YAML config file (see configs/default.yaml)")
     run.add_argument("--set", "-s", action="append", metavar="KEY=VALUE", help="override a config key")
@@ -224,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=_cmd_run)
 
-    sink = sub.add_parser("sink", help="run one sink as a separate subscriber process")
+    sink = sub.add_parser("sink", parents=[common], help="run one sink as a separate subscriber process")
     sink.add_argument("name", help="sink name (entry point in batsight.sinks)")
     sink.add_argument("--connect", default="tcp://127.0.0.1:5556", help="publisher endpoint")
     sink.add_argument("--path", help="the sink's main option: output file (jsonl) or folder (report)")
@@ -235,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     sink.add_argument("--curve-key", metavar="FILE", help="this sink's CURVE certificate (.key_secret)")
     sink.set_defaults(func=_cmd_sink)
 
-    rep = sub.add_parser("report", help="thesis-style PNG figures (Figs. 3-6) from jsonl files of earlier runs")
+    rep = sub.add_parser("report", parents=[common], help="thesis-style PNG figures (Figs. 3-6) from jsonl files of earlier runs")
     rep.add_argument("files", nargs="+", metavar="FILE.jsonl")
     rep.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG files")
     rep.add_argument("--video", action="append", metavar="SOURCE_ID=PATH", help="draw keypoints on this video")
@@ -249,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``batsight`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.debug = getattr(args, "debug", False)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="batsight: %(levelname)s: %(message)s",

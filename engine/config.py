@@ -184,6 +184,14 @@ class PublisherConfig(_Strict):
     curve_clients_dir: str | None = Field(None, description="allowed client CURVE certificates (*.key)")
     allow_public_without_curve: bool = Field(False, description="allow a non-loopback bind without CURVE")
 
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if not re.fullmatch(r"(tcp|ipc|inproc|ws|wss)://.+", value):
+            msg = f"must be a ZeroMQ endpoint like 'tcp://127.0.0.1:5556', got {value!r}"
+            raise ValueError(msg)
+        return value
+
     @model_validator(mode="after")
     def _safe_bind(self) -> PublisherConfig:
         from engine.security import is_loopback_endpoint
@@ -238,7 +246,10 @@ def _format_validation_error(exc: ValidationError) -> str:
         text = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             text = "unknown key"
-        parts.append(f"{path}: {text} (got {err.get('input')!r})" if err["type"] != "extra_forbidden" else f"{path}: {text}")
+        if err["type"] == "extra_forbidden" or "got " in text:
+            parts.append(f"{path}: {text}")
+        else:
+            parts.append(f"{path}: {text} (got {err.get('input')!r})")
     return "invalid config: " + "; ".join(parts)
 
 
@@ -294,7 +305,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             msg = f"cannot read config file {p}: {exc.strerror or exc}"
             raise ConfigError(msg) from exc
         except yaml.YAMLError as exc:
-            msg = f"config file {p} is not valid YAML: {exc}"
+            msg = f"config file {p} is not valid YAML: {' '.join(str(exc).split())}"
             raise ConfigError(msg) from exc
         if loaded is None:
             loaded = {}

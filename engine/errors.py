@@ -39,3 +39,7 @@ class PluginError(BatsightError, LookupError):
 
 class PublishError(BatsightError, OSError):
     """The ZeroMQ publisher cannot bind its endpoint or send."""
+
+
+class SinkOptionError(ConfigError, SinkError):
+    """A sink option is unknown, missing or invalid (a configuration error, refused before start)."""

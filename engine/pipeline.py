@@ -258,6 +258,7 @@ class Pipeline:
             if t.is_alive():
                 return False
         for reader in self.readers:
+            reader.abandon()  # nobody reads the queues any more
             reader.join(0.2)  # ended already, or stuck in I/O (a daemon thread, abandoned)
         self.publisher.close()
         if self._failure is not None:

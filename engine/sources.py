@@ -95,10 +95,10 @@ def build_sources(specs: list[str], config: SourceConfig) -> list[Source]:
     """Turn command-line / config specs into unopened sources with unique ids.
 
     A spec may carry its id as ``ID=SPEC`` (``cam1=rtsp://...``); otherwise the id is the file stem,
-    the device name, ``streamN`` for URLs, or ``default``. Repeated ids get ``_2``, ``_3`` ...
+    the device name, ``streamN`` for URLs, or ``default``. Repeated derived ids get ``_2``, ``_3`` ...
 
     Raises:
-        ConfigError: an explicit id that is not ``[A-Za-z0-9_.-]+``.
+        ConfigError: an explicit id that is not ``[A-Za-z0-9_.-]+``, or given twice.
         PluginError: the plugin for the spec's kind is not installed.
     """
     sources: list[Source] = []
@@ -110,10 +110,14 @@ def build_sources(specs: list[str], config: SourceConfig) -> list[Source]:
         else:
             source_id, spec = None, raw
         kind = source_kind(spec)
+        explicit = source_id is not None
         if source_id is None:
             source_id = _default_id(spec, kind, index)
         if not SOURCE_ID_RE.match(source_id):
             msg = f"source id must match [A-Za-z0-9_.-]+, got {source_id!r}"
+            raise ConfigError(msg)
+        if explicit and source_id in seen:
+            msg = f"source id {source_id!r} is given twice: each source needs its own id (topics pose/<id>/)"
             raise ConfigError(msg)
         if source_id in seen:
             seen[source_id] += 1

@@ -11,7 +11,7 @@ import inspect
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from engine.errors import SinkError
+from engine.errors import SinkError, SinkOptionError
 from engine.plugins import SINKS, load
 from engine.wire import Message
 
@@ -75,6 +75,29 @@ class Sink(ABC):
     @abstractmethod
     def close(self) -> None:
         """Flush and release everything; called exactly once after a successful :meth:`open`."""
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any] | None = None, name: str | None = None) -> Sink:
+        """Construct with ``options``, checking them against the constructor first.
+
+        Raises:
+            SinkOptionError: a required option is missing, or an option is unknown or invalid.
+        """
+        name = name or cls.__name__
+        options = dict(options or {})
+        known = _option_names(cls)
+        unknown = [option for option in options if option not in known]
+        if unknown:
+            msg = f"unknown option {unknown[0]!r} for sink {name!r}; expected one of: {', '.join(known) or 'no options'}"
+            raise SinkOptionError(msg)
+        missing = [option for option in _required_options(cls) if option not in options]
+        if missing:
+            msg = f"sink {name!r} requires option {missing[0]!r}; got options {sorted(options) or 'none'}"
+            raise SinkOptionError(msg)
+        try:
+            return cls(**options)
+        except SinkError as exc:  # constructors only validate: a bad value is a configuration error
+            raise SinkOptionError(str(exc)) from None
 
     @classmethod
     def from_spec(cls, spec: str) -> Sink:
@@ -158,17 +181,7 @@ def create_sink(name: str, options: dict[str, Any] | None = None) -> Sink:
 
     Raises:
         PluginError: unknown name (the message lists the available sinks) or wrong type.
-        SinkError: a required option is missing, or an option is unknown or invalid.
+        SinkOptionError: a required option is missing, or an option is unknown or invalid (also a
+            :class:`~engine.errors.ConfigError` and a :class:`~engine.errors.SinkError`).
     """
-    cls = load_sink_class(name)
-    options = dict(options or {})
-    known = _option_names(cls)
-    unknown = [option for option in options if option not in known]
-    if unknown:
-        msg = f"unknown option {unknown[0]!r} for sink {name!r}; expected one of: {', '.join(known) or 'no options'}"
-        raise SinkError(msg)
-    missing = [option for option in _required_options(cls) if option not in options]
-    if missing:
-        msg = f"sink {name!r} requires option {missing[0]!r}; got options {sorted(options) or 'none'}"
-        raise SinkError(msg)
-    return cls(**options)
+    return load_sink_class(name).from_options(options, name=name)

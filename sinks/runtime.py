@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 #: Default receive high-water mark of a subscriber, messages.
 DEFAULT_RCVHWM = 100_000
 
+#: Seconds a runner waits, after the ``eos`` of every expected source, for the final ``health/``.
+EOS_GRACE_S = 2.0
+
 #: Per-sink error policies (see :class:`SinkRunner`).
 SINK_ERROR_POLICIES = ("stop", "skip", "fail")
 
@@ -201,7 +204,8 @@ class SinkRunner:
 
     * ``stop_event`` is set: whatever is already queued is drained first (at most
       ``drain_timeout_s``);
-    * an ``eos`` message has arrived for every id in ``expected_sources`` (``None`` or empty: never);
+    * an ``eos`` message has arrived for every id in ``expected_sources`` (``None`` or empty: never),
+      and then the engine's final ``health/`` (or :data:`EOS_GRACE_S` passed);
     * a ``health`` message has ``engine_state == "stopped"`` (unless ``stop_on_engine_stop`` is off).
 
     Threading: :meth:`connect` is called on the engine's thread before the engine publishes (so the
@@ -404,12 +408,19 @@ class SinkRunner:
         )
 
     def _loop(self, stop_event: threading.Event) -> str:
+        eos_deadline: float | None = None
         while not stop_event.is_set():
             batch = self._next_batch(self._poll_ms)
             if batch:
                 reason = self._write(batch)
-                if reason is not None:
+                if reason == "engine stopped":
                     return reason
+                if reason is not None and eos_deadline is None:
+                    # Every expected source ended: the engine's final health/ follows at once; take it
+                    # too (for at most EOS_GRACE_S), so the sink's record ends with the engine's state.
+                    eos_deadline = time.monotonic() + EOS_GRACE_S
+            if eos_deadline is not None and time.monotonic() > eos_deadline:
+                return "eos from every expected source"
         deadline = time.monotonic() + self._drain_timeout_s
         while time.monotonic() < deadline:
             batch = self._next_batch(0)

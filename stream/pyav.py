@@ -565,6 +565,11 @@ class PyAVSource(Source):
                 produced += 1
             if ended:
                 break
+        if not self.live and self.total_frames and produced + 1 < self.total_frames and not self._is_closed():
+            _LOG.warning(
+                "%s: the file announces %d frames but only %d could be read (truncated?)",
+                self.label, self.total_frames, produced,
+            )
         if produced == 0 and self.corrupt > corrupt_before:
             msg = f"no decodable frame in {self.label}: {self.corrupt - corrupt_before} packets could not be decoded"
             raise SourceError(msg)

@@ -107,3 +107,22 @@ def test_batcher_waits_at_most_max_wait_ms_for_a_partial_batch():
     waited = time.monotonic() - t
     assert [type(i) for i in batch][0] is Frame
     assert waited < 1.0
+
+
+def test_end_marker_never_drops_a_file_frame_however_slow_the_consumer():
+    reader = SourceReader(ListSource("f", n_frames=3), queue_size=1)
+    reader.start()
+    time.sleep(1.5)  # the consumer is late: the reader holds frame 1 and waits with the end marker
+    items = _drain(reader)
+    assert [i.frame_index for i in items if isinstance(i, Frame)] == [0, 1, 2]
+    assert items[-1].dropped == 0
+
+
+def test_abandon_releases_a_reader_blocked_on_its_end_marker():
+    reader = SourceReader(ListSource("f", n_frames=2), queue_size=1)
+    reader.start()
+    time.sleep(0.3)
+    assert reader.is_alive()  # blocked: the queue is full and nobody reads
+    reader.abandon()
+    reader.join(2)
+    assert not reader.is_alive()

@@ -223,3 +223,35 @@ def test_report_sink_live_and_report_command_offline_write_the_same_figures(tmp_
     missing = batsight("report", "nothere.jsonl", "--out", str(offline), cwd=tmp_path)
     assert missing.returncode == 1
     _one_error_line(missing.stderr, "nothere.jsonl")
+
+
+def test_sink_options_and_duplicate_ids_are_configuration_errors(tmp_path):
+    for args, fragment in (
+        (["sink", "jsonl"], "sink 'jsonl' requires option 'path'"),
+        (["sink", "console", "-o", "interval_s=0"], "interval_s"),
+        (["run", "--sink", "jsonl"], "requires option 'path'"),
+        (["run", "a=x.mp4", "a=y.mp4"], "source id 'a' is given twice"),
+    ):
+        result = batsight(*args, cwd=tmp_path, timeout=60)
+        assert result.returncode == 2, (args, result.stderr)
+        _one_error_line(result.stderr, fragment)
+
+
+def test_jsonl_to_stdout_stays_pure_json(tmp_path):
+    result = batsight(
+        "run", "--no-progress", "--sink", "jsonl:-", "--set", "source.default_frames=3",
+        "--set", f"publisher.endpoint={free_endpoint()}", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]  # nothing else on stdout
+    assert [r["frame_index"] for r in records if r["kind"] == "pose"] == [0, 1, 2]
+    assert records[-1]["kind"] == "health" and records[-1]["engine_state"] == "stopped"
+    assert "batsight: 3 frames" in result.stderr
+
+
+def test_file_sources_get_a_progress_bar(tmp_path):
+    clip = tmp_path / "clip.mp4"
+    _blank_video(clip, n=12)
+    result = batsight("run", str(clip), "--sink", "console", "--set", f"publisher.endpoint={free_endpoint()}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "12/12" in result.stderr and "frame" in result.stderr
