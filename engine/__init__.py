@@ -1,0 +1,1 @@
+"""batsight engine: types, config, models, analytics, wire format, publisher, pipeline, CLI."""

@@ -88,7 +88,7 @@ class SourceReader:
                     break
                 except queue.Full:
                     try:
-                        old = self.queue.get_nowait()
+                        self.queue.get_nowait()  # the oldest frame makes room for the newest
                     except queue.Empty:
                         continue
                     self.dropped += 1

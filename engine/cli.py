@@ -16,10 +16,11 @@ import sys
 import time
 from typing import Any
 
+from tqdm.contrib.logging import logging_redirect_tqdm
+
 from engine.config import Config, load_config
 from engine.errors import BatsightError, ConfigError, PluginError, SinkError
 from engine.plugins import MODELS, SINKS, load
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 log = logging.getLogger("batsight")
 
@@ -48,8 +49,11 @@ def _parse_options(pairs: list[str]) -> dict[str, Any]:
 
 
 def _install_signal_handlers(stop: dict[str, Any]) -> None:
-    """SIGINT / SIGTERM: the first calls ``stop["fn"]`` (graceful), or interrupts start-up when it is
-    still ``None``; the second exits at once with status 130."""
+    """Install SIGINT / SIGTERM handlers: the first signal stops gracefully, the second exits at once.
+
+    The first calls ``stop["fn"]``, or interrupts start-up while it is still ``None``; the second
+    exits with status 130.
+    """
     state = {"count": 0}
 
     def handler(signum: int, _frame: Any) -> None:
@@ -249,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     sink.add_argument("--curve-key", metavar="FILE", help="this sink's CURVE certificate (.key_secret)")
     sink.set_defaults(func=_cmd_sink)
 
-    rep = sub.add_parser("report", parents=[common], help="thesis-style PNG figures (Figs. 3-6) from jsonl files of earlier runs")
+    rep = sub.add_parser(
+        "report", parents=[common], help="thesis-style PNG figures (Figs. 3-6) from jsonl files of earlier runs"
+    )
     rep.add_argument("files", nargs="+", metavar="FILE.jsonl")
     rep.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG files")
     rep.add_argument("--video", action="append", metavar="SOURCE_ID=PATH", help="draw keypoints on this video")

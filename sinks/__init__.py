@@ -1,0 +1,1 @@
+"""batsight sinks: the ZeroMQ subscriber runtime and the sink plugins (jsonl, console, report)."""

@@ -88,7 +88,8 @@ class Sink(ABC):
         known = _option_names(cls)
         unknown = [option for option in options if option not in known]
         if unknown:
-            msg = f"unknown option {unknown[0]!r} for sink {name!r}; expected one of: {', '.join(known) or 'no options'}"
+            expected = ", ".join(known) or "no options"
+            msg = f"unknown option {unknown[0]!r} for sink {name!r}; expected one of: {expected}"
             raise SinkOptionError(msg)
         missing = [option for option in _required_options(cls) if option not in options]
         if missing:

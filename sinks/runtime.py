@@ -21,7 +21,7 @@ import zmq
 
 from engine.errors import SinkError, WireFormatError
 from engine.security import ClientCurve
-from engine.wire import READY_TOPIC_PREFIX, MAX_HEADER_BYTES, MAX_MESSAGE_BYTES, Message, decode
+from engine.wire import MAX_HEADER_BYTES, MAX_MESSAGE_BYTES, READY_TOPIC_PREFIX, Message, decode
 from sinks.base import Sink, create_sink
 
 logger = logging.getLogger(__name__)
@@ -508,6 +508,7 @@ def serve(
         endpoint: Publisher endpoint to connect to.
         topics: Topic prefixes; must include ``health/`` (``""`` does) for ``exit_on_stop``.
         exit_on_stop: Return when the engine stops; otherwise keep running across engine restarts.
+        curve: Client CURVE keys when the publisher requires CURVE authentication.
 
     Returns:
         Exit status 0.

@@ -1,0 +1,1 @@
+"""Keypoint model plugins (entry-point group ``batsight.models``)."""
