@@ -78,3 +78,20 @@ def test_unreadable_and_non_mapping_files(tmp_path):
         load_config(broken)
     with pytest.raises(ConfigError, match="key=value"):
         load_config(None, ["batch.max_batch"])
+
+
+@pytest.mark.parametrize("preset", ["nets.yaml", "broadcast.yaml", "offline.yaml"])
+def test_presets_load_and_differ_from_the_defaults_only_where_they_say(preset):
+    path = REPO_ROOT / "configs" / preset
+    config = load_config(path)
+    raw = yaml.safe_load(path.read_text())
+    defaults = Config().model_dump(mode="json")
+    dumped = config.model_dump(mode="json")
+    for section, values in raw.items():
+        if isinstance(values, dict):
+            for key, value in values.items():
+                assert dumped[section][key] == value
+        else:
+            assert dumped[section] == values
+    untouched = {k for k in defaults if k not in raw}
+    assert all(dumped[k] == defaults[k] for k in untouched)
