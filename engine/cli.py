@@ -3,7 +3,8 @@
 ``batsight run [SOURCE ...] [--config FILE] [--set key=value ...] [--sink NAME[:ARG] ...]``
 runs the pipeline (no SOURCE and no ``sources`` in the config: the built-in default input).
 ``batsight sink NAME --connect ENDPOINT [--path P] [-o key=value ...]`` runs one sink as its own
-process. Errors are one line on stderr (``--debug`` shows the traceback); exit status 0 success,
+process. ``batsight report FILE.jsonl ... --out DIR`` draws the thesis figures from earlier runs.
+Errors are one line on stderr (``--debug`` shows the traceback); exit status 0 success,
 1 runtime failure, 2 bad usage / config, 130 interrupted.
 """
 
