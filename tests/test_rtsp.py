@@ -478,6 +478,10 @@ def test_rtsp_outage_reconnects_and_resumes(rtsp_server: RtspServer, outage: str
         rtsp_server.start_publisher()
         runner.wait_for("frames after the outage", lambda: len(runner.frames_after(t_back)) >= 15, 40.0)
         assert source.state == "live"
+        # the sampler thread polls every 10 ms; on a loaded machine let it record the new state
+        runner.wait_for(
+            "live sampled after the outage", lambda: any(s == "live" and t > t_back for t, s in runner.states), 10.0
+        )
     finally:
         close_s = runner.stop(timeout_s=read_timeout_s + config.open_timeout_s + 2.0)
         print(f"states {runner.states}\nreconnects {source.reconnects}, attempts {source.reconnect_attempts}")
