@@ -132,11 +132,12 @@ def run_pipeline(
         _install_signal_handlers(stop)
     sources = build_sources(list(config.sources), config.source)
     model = load(MODELS, config.model.name).from_config(config.model)
-    model.build()
     pipeline = Pipeline(config, sources, model)
+    pipeline.publisher.open()  # a taken port or a bad certificate fails now, not after the model loads
     source_ids = {s.source_id for s in sources}
     threads: list[Any] = []
     try:
+        model.build()
         for name, sink in sinks:  # each returns once its sink opened, or raises: refused before any frame
             threads.append(
                 sink.run_in_thread(
@@ -151,6 +152,7 @@ def run_pipeline(
     except BaseException:
         for t in threads:
             t.stop()
+        pipeline.publisher.close()
         raise
     stop["fn"] = pipeline.stop
     bar = None

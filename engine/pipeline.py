@@ -206,7 +206,7 @@ class Pipeline:
 
     # ----------------------------------------------------------------------------------- lifecycle
     def start(self, expected_subscribers: int = 0) -> None:
-        """Open the publisher, wait for subscribers, start every thread.
+        """Open the publisher (unless already open), wait for subscribers, start every thread.
 
         ``expected_subscribers`` in-process sinks (their marker subscriptions) and
         ``config.publisher.min_subscribers`` external subscriptions are awaited for at most
@@ -217,7 +217,8 @@ class Pipeline:
         """
         if self.config.shots.enabled and self._classifier is None:
             self._classifier = ShotClassifier.load(self.config.shots.classifier or None)
-        self.publisher.open()
+        if not self.publisher.is_open:  # the CLI opens it early to fail fast on a taken port
+            self.publisher.open()
         pub = self.config.publisher
         if expected_subscribers or pub.min_subscribers:
             ready, others = self.publisher.wait_for_subscribers(

@@ -86,6 +86,11 @@ class Publisher:
         return self._config
 
     @property
+    def is_open(self) -> bool:
+        """Whether the socket is bound (between :meth:`open` and :meth:`close`)."""
+        return self._socket is not None
+
+    @property
     def endpoint(self) -> str:
         """The bound endpoint once open (``tcp://127.0.0.1:*`` reports its port), else ``config.endpoint``."""
         if self._socket is None:

@@ -255,3 +255,24 @@ def test_file_sources_get_a_progress_bar(tmp_path):
     result = batsight("run", str(clip), "--sink", "console", "--set", f"publisher.endpoint={free_endpoint()}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "12/12" in result.stderr and "frame" in result.stderr
+
+
+def test_a_taken_port_fails_before_the_model_loads(tmp_path):
+    import time
+
+    import zmq
+
+    endpoint = free_endpoint()
+    ctx = zmq.Context()
+    squatter = ctx.socket(zmq.PUB)
+    squatter.bind(endpoint)
+    try:
+        t = time.monotonic()
+        result = batsight("run", "--set", f"publisher.endpoint={endpoint}", cwd=tmp_path, timeout=60)
+        elapsed_s = time.monotonic() - t
+    finally:
+        squatter.close(0)
+        ctx.term()
+    assert result.returncode == 1
+    _one_error_line(result.stderr, "Address already in use")
+    assert elapsed_s < 30  # no model load, no frames: the error comes first
