@@ -75,15 +75,15 @@ def _install_signal_handlers(stop: dict[str, Any]) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _progress_bar(pipeline: Any, enabled: bool) -> Any:
+def _progress_bar(pipeline: Any) -> Any:
     """A tqdm bar over the frames of the file sources, once every file source has opened.
 
     Returns ``None`` while a file source is still opening (its frame count is not known yet), or
-    when there is no file source / progress is off. A file without a frame count gives a bar with a
+    when there is no file source. A file without a frame count gives a bar with a
     running count and rate but no total.
     """
     files = [r for r in pipeline.readers if not r.source.live]
-    if not enabled or not files or any(r.state == "connecting" for r in files):
+    if not files or any(r.state == "connecting" for r in files):
         return None
     from tqdm import tqdm
 
@@ -160,7 +160,7 @@ def run_pipeline(
         with logging_redirect_tqdm():  # warnings go above the bar, not into it
             while not pipeline.join(timeout_s=0.2):
                 if bar is None and progress:
-                    bar = _progress_bar(pipeline, progress)
+                    bar = _progress_bar(pipeline)
                 if bar is not None:
                     bar.update(sum(st.frames_out for st in pipeline.stats.values()) - bar.n)
     finally:

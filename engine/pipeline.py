@@ -266,20 +266,10 @@ class Pipeline:
             raise self._failure.error
         return True
 
-    def abort(self) -> None:
-        """Stop at once (second signal): stop sources and the stage threads without draining."""
-        self._stop.set()
-        self.stop()
-
-    @property
-    def finished(self) -> bool:
-        """Whether both stage threads have ended."""
-        return bool(self._threads) and not any(t.is_alive() for t in self._threads)
-
     # ----------------------------------------------------------------------------------- stages
     def _inference_loop(self) -> None:
         batcher = Batcher(self.readers, self.config.batch.max_batch, self.config.batch.max_wait_ms, self._notify)
-        trackers: dict[str, PersonTracker] = {}
+        trackers = {s.source_id: PersonTracker() for s in self.sources}
         selectors = {s.source_id: BatterSelector(self.config.batter) for s in self.sources}
         open_sources = {s.source_id for s in self.sources}
         try:
@@ -304,9 +294,7 @@ class Pipeline:
                         results.append(item)
                         continue
                     persons = next(persons_iter)
-                    tracker = trackers.get(item.source_id)
-                    if tracker is None:
-                        tracker = trackers[item.source_id] = PersonTracker()
+                    tracker = trackers[item.source_id]
                     if item.timeline_break:  # the media jumped: old tracks and scores no longer apply
                         tracker.reset()
                         selectors[item.source_id].reset()
@@ -329,9 +317,6 @@ class Pipeline:
             log.exception("inference stage failed")
             self.stop()
             self._put_result(_Failure("inference", exc))
-        else:
-            if self._stop.is_set():
-                self._put_result(_Failure("inference", KeyboardInterrupt("aborted")))
 
     def _refine_batters(self, results: list[PoseResult | EndOfStream]) -> list[PoseResult | EndOfStream]:
         """Run the model's keypoint refinement (Keypoint R-CNN) on every batter box of the batch.
