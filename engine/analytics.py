@@ -68,7 +68,7 @@ def _as_float_array(name: str, value: object, shape: tuple[int | None, ...], dty
         ValueError: wrong number of dimensions or wrong size, message gives expected and actual.
     """
     arr = np.asarray(value, dtype=dtype)
-    if arr.ndim != len(shape) or any(s is not None and s != v for s, v in zip(shape, arr.shape)):
+    if arr.ndim != len(shape) or any(s is not None and s != v for s, v in zip(shape, arr.shape, strict=True)):
         msg = f"`{name}` must have shape {_shape_text(shape)}, got {arr.shape}"
         raise ValueError(msg)
     return arr

@@ -112,7 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     size = args.size
     boxes = [(r.persons.keypoints_xy[0], r.persons.xyxy[0]) for r in rendered]
     logits = [r.heatmaps for r in model]
-    sims = [(r.frame.pts_s, rendered_similarity_matrix(kp, box, size)) for r, (kp, box) in zip(rendered, boxes)]
+    sims = [
+        (r.frame.pts_s, rendered_similarity_matrix(kp, box, size)) for r, (kp, box) in zip(rendered, boxes, strict=True)
+    ]
     points = [(r.frame.pts_s, *wrist_offsets(r.persons.keypoints_xy[0], _WIDTH, _HEIGHT)) for r in rendered]
     rolling_mean = RollingMean(args.window_s)
     rolling_fit = RollingWristFit(args.window_s, cfg.fit_degree)

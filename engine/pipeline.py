@@ -336,7 +336,7 @@ class Pipeline:
         dt = time.perf_counter() - t
         self.model_s += dt
         out = list(results)
-        for i, hm in zip(todo, refined):
+        for i, hm in zip(todo, refined, strict=True):
             result = results[i]
             if len(hm) != 1 or not np.all(np.isfinite(hm.keypoints_xy)):
                 out[i] = replace(result, heatmap_source="rendered")

@@ -56,7 +56,7 @@ def _check_array(name: str, value: np.ndarray, shape: tuple[int | None, ...], dt
     if not isinstance(value, np.ndarray):
         msg = f"`{name}` must be a numpy.ndarray, got {type(value).__name__}"
         raise TypeError(msg)
-    if value.ndim != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape)):
+    if value.ndim != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape, strict=True)):
         want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
         msg = f"`{name}` must have shape {want}, got {value.shape}"
         raise ValueError(msg)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar
 
 from engine.errors import SinkError
@@ -22,7 +23,7 @@ from sinks.base import Sink
 class _SourceStats:
     frames: int = 0
     batter: int = 0
-    frames_since_status: int = 0
+    arrivals: deque[list] = field(default_factory=deque)  # [arrival_s, frames] per distinct arrival time
     first_arrival_s: float | None = None
     last_arrival_s: float | None = None
     dropped: int = 0
@@ -30,6 +31,10 @@ class _SourceStats:
     state: str = ""
     eos_reason: str | None = None
     error: str | None = None
+
+
+#: Above this many sources the status line sums them into one part instead of listing each.
+MAX_SOURCES_LISTED = 6
 
 
 def _int_or(value: object, default: int) -> int:
@@ -40,12 +45,14 @@ class ConsoleSink(Sink):
     """Print ``cam1: 120 frames, 29.9 fps, batter 95%, dropped 0 | cam2: ...`` every interval.
 
     On a terminal the line is rewritten in place (carriage return); otherwise one line per interval. fps is
-    the number of ``pose`` messages that arrived since the previous status line divided by the time
-    since then (arrival clock, seconds).
+    the number of ``pose`` messages that arrived in the last ``rate_window_s`` seconds (arrival clock)
+    divided by that window, or by the time since :meth:`open` while that is shorter. The window spans
+    several intervals so that batched delivery (8 frames at once, then nothing for a while) reads as
+    a steady rate instead of alternating with 0.0.
 
     Args:
         interval_s: Seconds between status lines, ``> 0``; a string (``--sink console:0.5``) is
-            converted.
+            converted. The fps window ``rate_window_s`` is ``max(5 * interval_s, 3.0)`` seconds.
         stream: Text stream written to; ``sys.stderr`` (looked up at :meth:`open`) when ``None``.
         now_fn: Monotonic clock in seconds (injectable for tests).
 
@@ -71,6 +78,8 @@ class ConsoleSink(Sink):
             msg = f"console option 'interval_s' must be a positive number of seconds, got {interval_s!r}"
             raise SinkError(msg)
         self.interval_s = value
+        self.rate_window_s = max(5.0 * value, 3.0)
+        self._opened_s = 0.0
         self._stream_option = stream
         self._now_fn = now_fn
         self._stream: IO[str] | None = None
@@ -84,7 +93,7 @@ class ConsoleSink(Sink):
         self._stream = self._stream_option if self._stream_option is not None else sys.stderr
         isatty = getattr(self._stream, "isatty", None)
         self._tty = bool(isatty()) if callable(isatty) else False
-        self._last_status_s = self._now_fn()
+        self._last_status_s = self._opened_s = self._now_fn()
 
     def _source(self, source_id: str) -> _SourceStats:
         stats = self._sources.get(source_id)
@@ -97,7 +106,12 @@ class ConsoleSink(Sink):
         if message.kind == "pose":
             stats = self._source(message.source_id)
             stats.frames += 1
-            stats.frames_since_status += 1
+            if stats.arrivals and stats.arrivals[-1][0] == now_s:
+                stats.arrivals[-1][1] += 1
+            else:
+                stats.arrivals.append([now_s, 1])
+                while stats.arrivals[0][0] < now_s - self.rate_window_s:
+                    stats.arrivals.popleft()
             stats.batter += header.get("batter_found") is True
             if stats.first_arrival_s is None:
                 stats.first_arrival_s = now_s
@@ -135,14 +149,29 @@ class ConsoleSink(Sink):
             raise SinkError(msg) from exc
 
     def status_line(self, now_s: float) -> str:
-        """The live status text for ``now_s`` (seconds on ``now_fn``'s clock); resets nothing."""
-        elapsed_s = max(now_s - self._last_status_s, 1e-9)
-        parts = []
+        """The live status text for ``now_s`` (seconds on ``now_fn``'s clock); resets nothing.
+
+        One part per source; with more than :data:`MAX_SOURCES_LISTED` sources, one part for all of
+        them together (summed frames, fps and drops, and how many sources are in each state).
+        """
+        cutoff_s = now_s - self.rate_window_s
+        span_s = max(min(self.rate_window_s, now_s - self._opened_s), 1e-9)
+        rows = []  # (source_id, frames, fps, batter frames, dropped)
         for source_id in sorted(self._sources):
             stats = self._sources[source_id]
-            fps = stats.frames_since_status / elapsed_s
-            batter = f"{100.0 * stats.batter / stats.frames:.0f}%" if stats.frames else "-"
-            parts.append(f"{source_id}: {stats.frames} frames, {fps:.1f} fps, batter {batter}, dropped {stats.dropped}")
+            fps = sum(n for t, n in stats.arrivals if t >= cutoff_s) / span_s
+            rows.append((source_id, stats.frames, fps, stats.batter, stats.dropped))
+        if len(rows) > MAX_SOURCES_LISTED:
+            states: dict[str, int] = {}
+            for stats in self._sources.values():
+                states[stats.state or "?"] = states.get(stats.state or "?", 0) + 1
+            state_text = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+            totals = [sum(row[column] for row in rows) for column in range(1, 5)]
+            rows = [(f"{len(rows)} sources ({state_text})", *totals)]
+        parts = []
+        for name, frames, fps, batter_frames, dropped in rows:
+            batter = f"{100.0 * batter_frames / frames:.0f}%" if frames else "-"
+            parts.append(f"{name}: {frames} frames, {fps:.1f} fps, batter {batter}, dropped {dropped}")
         return " | ".join(parts) if parts else "waiting for messages"
 
     def _emit_status(self, now_s: float) -> None:
@@ -156,8 +185,6 @@ class ConsoleSink(Sink):
         else:
             self._write(line + "\n")
         self._last_status_s = now_s
-        for stats in self._sources.values():
-            stats.frames_since_status = 0
 
     def write_batch(self, messages: list[Message]) -> None:
         """Update per-source counters and write a status line when ``interval_s`` has passed.

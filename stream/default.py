@@ -56,7 +56,7 @@ def _window(shot: _Shot, t: float, image_wh: tuple[int, int]) -> tuple[float, fl
     """Camera window ``(x0, y0, width)`` in photo pixels at progress ``t`` in [0, 1], inside the photo."""
     # Half linear, half cosine ease: smooth start and stop, but the camera never stands still.
     s = 0.5 * t + 0.5 * (1.0 - math.cos(math.pi * t)) / 2.0
-    x0, y0, w = (a + (b - a) * s for a, b in zip(shot.start, shot.end))
+    x0, y0, w = (a + (b - a) * s for a, b in zip(shot.start, shot.end, strict=True))
     img_w, img_h = image_wh
     aspect = FRAME_SIZE[0] / FRAME_SIZE[1]
     w = min(w, float(img_w), img_h * aspect)
@@ -162,7 +162,7 @@ class DefaultSource(Source):
         n = int(self.config.default_frames)
         first = (n + 1) // 2
         segments = [(0, first), (first, n - first)]
-        for shot, image, (offset, count) in zip(_SHOTS, self._images, segments):
+        for shot, image, (offset, count) in zip(_SHOTS, self._images, segments, strict=True):
             size = (int(image.shape[1]), int(image.shape[0]))
             for j in range(count):
                 if self._closed.is_set():

@@ -32,7 +32,7 @@ from stream.pyav import FileSource, UrlSource
 from tests.rtsp_server import RtspServer
 from tests.test_pipeline import free_endpoint
 
-CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "clips" / "cricket" / "cover_drive_04_nets.mp4"
+CLIP = Path(__file__).resolve().parents[2] / "shared/data/real/clips/cricket/cover_drive_04_nets.mp4"
 
 
 def _looped_clip(workdir: Path, minutes: float) -> Path:
@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             f"cam reconnects {cam.reconnects}, cam frames {summary.per_source['cam']['frames']}, "
             f"cam dropped {summary.per_source['cam']['dropped']}, nets frames {summary.per_source['nets']['frames']} "
             f"(lossless, dropped {summary.per_source['nets']['dropped']}), subscriber seq gaps {watcher.gaps}, "
-            f"latency p50 {np.percentile(latencies, 50) * 1000:.0f} ms p99 {np.percentile(latencies, 99) * 1000:.0f} ms, "
+            f"latency p50 {np.percentile(latencies, 50) * 1000:.0f} ms "
+            f"p99 {np.percentile(latencies, 99) * 1000:.0f} ms, "
             f"rss start {rss_start:.0f} MB end {rss_end:.0f} MB ({rss_end - rss_start:+.0f} MB)"
         )
     return 0

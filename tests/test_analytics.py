@@ -363,7 +363,7 @@ def test_fit_matches_numpy_legendre_fit(n: int) -> None:
     # descriptors from the observed points
     assert fit.horizontal_span == pytest.approx(dx.max() - dx.min())
     assert fit.vertical_span == pytest.approx(dy.max() - dy.min())
-    elev = np.mean([math.degrees(math.atan2(-b, abs(a))) for a, b in zip(dx, dy)])
+    elev = np.mean([math.degrees(math.atan2(-b, abs(a))) for a, b in zip(dx, dy, strict=True)])
     assert fit.mean_elevation_deg == pytest.approx(elev)
     assert fit.peak_r == pytest.approx(r.max()) and fit.peak_r_time_s == t[np.argmax(r)]
     # vertex of the fitted quadratic, via the power basis computed independently

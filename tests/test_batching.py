@@ -19,7 +19,8 @@ def _drain(reader: SourceReader, timeout_s: float = 5.0) -> list:
         items.append(item)
         if isinstance(item, EndOfStream):
             return items
-    raise AssertionError("no EndOfStream")
+    msg = "no EndOfStream"
+    raise AssertionError(msg)
 
 
 def test_file_reader_is_lossless_and_ordered_with_a_tiny_queue():

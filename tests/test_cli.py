@@ -142,7 +142,8 @@ def _wait_for_lines(path: Path, n: int, timeout_s: float) -> None:
         if path.exists() and sum(1 for _ in path.open()) >= n:
             return
         time.sleep(0.1)
-    raise AssertionError(f"{path} did not reach {n} lines")
+    msg = f"{path} did not reach {n} lines"
+    raise AssertionError(msg)
 
 
 def _long_run(out: Path, cwd: Path) -> subprocess.Popen:
@@ -252,7 +253,8 @@ def test_jsonl_to_stdout_stays_pure_json(tmp_path):
 def test_file_sources_get_a_progress_bar(tmp_path):
     clip = tmp_path / "clip.mp4"
     _blank_video(clip, n=12)
-    result = batsight("run", str(clip), "--sink", "console", "--set", f"publisher.endpoint={free_endpoint()}", cwd=tmp_path)
+    endpoint = free_endpoint()
+    result = batsight("run", str(clip), "--sink", "console", "--set", f"publisher.endpoint={endpoint}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "12/12" in result.stderr and "frame" in result.stderr
 

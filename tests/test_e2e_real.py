@@ -40,10 +40,11 @@ def independent_decode(parts: list[bytes]) -> dict:
     """Decode one message knowing only the README table."""
     header = msgpack.unpackb(parts[1], raw=False)
     assert header["v"] == 1
-    assert parts[0].decode() == (f"{header['kind']}/{header['source_id']}/" if header["kind"] != "health" else "health/")
+    topic = f"{header['kind']}/{header['source_id']}/" if header["kind"] != "health" else "health/"
+    assert parts[0].decode() == topic
     assert len(parts) - 2 == len(header["arrays"])
     arrays = {}
-    for desc, buf in zip(header["arrays"], parts[2:]):
+    for desc, buf in zip(header["arrays"], parts[2:], strict=True):
         assert desc["dtype"] in {"float32", "float64", "int32", "int64", "uint8", "bool"}
         array = np.frombuffer(buf, dtype=np.dtype(desc["dtype"]).newbyteorder("<")).reshape(desc["shape"])
         arrays[desc["name"]] = array
@@ -201,7 +202,8 @@ def test_fit_coefficients_reproduce_numpy_polynomial_fits(real_run):
         assert fit["dx"] == pytest.approx(dx[-1], abs=1e-6)
         degree = min(10, len(t) - 1)
         assert fit["degree_xy"] == degree
-        for name, y, deg in (("dx_coef", dx, degree), ("dy_coef", dy, degree), ("r_coef", np.hypot(dx, dy), min(2, len(t) - 1))):
+        cases = (("dx_coef", dx, degree), ("dy_coef", dy, degree), ("r_coef", np.hypot(dx, dy), min(2, len(t) - 1)))
+        for name, y, deg in cases:
             ref = np.polynomial.Legendre.fit(t, y, deg, domain=[t.min(), t.max()])
             np.testing.assert_allclose(fit["_arrays"][name], ref.coef, rtol=1e-5, atol=1e-7)
         assert (fit["t_start_s"], fit["t_end_s"]) == pytest.approx((t.min(), t.max()))
@@ -228,7 +230,7 @@ def test_eos_health_and_the_readme_example_and_jsonl(real_run):
     jpose = [r for r in records if r["kind"] == "pose"]
     mpose = _kind(messages, "pose")
     assert [r["frame_index"] for r in jpose] == list(range(CLIP_FRAMES))
-    for r, m in zip(jpose[::50], mpose[::50]):
+    for r, m in zip(jpose[::50], mpose[::50], strict=True):
         if m["batter_found"]:
             np.testing.assert_allclose(np.array(r["arrays"]["keypoints_xy"]), m["_arrays"]["keypoints_xy"], rtol=1e-6)
 

@@ -67,7 +67,7 @@ def nets_frame() -> np.ndarray:
 
 
 def _full_forward(model, images: list[np.ndarray]) -> tuple[list[dict[str, np.ndarray]], list[np.ndarray]]:
-    """torchvision's own forward on a batch of BGR frames: its detections and hooked logits per frame."""
+    """Torchvision's own forward on a batch of BGR frames: its detections and hooked logits per frame."""
     captured = []
     handle = model.roi_heads.keypoint_predictor.register_forward_hook(lambda m, i, o: captured.append(o))
     try:
@@ -84,7 +84,7 @@ def _full_forward(model, images: list[np.ndarray]) -> tuple[list[dict[str, np.nd
 
 
 def _resize_ratio(image: np.ndarray) -> float:
-    """torchvision's resize factor for ``image`` at SMALL's min_size / max_size (transformed px per frame px)."""
+    """Torchvision's resize factor for ``image`` at SMALL's min_size / max_size (transformed px per frame px)."""
     h, w = image.shape[:2]
     return min(SMALL["min_size"] / min(h, w), SMALL["max_size"] / max(h, w))
 
@@ -146,7 +146,7 @@ def test_full_mode_keeps_the_best_detection_of_each_crop(kp, coco_image, nets_fr
     assert [len(r) for r in out] == [0, 2]
     assert out[0].heatmaps.shape == (0, NUM_KEYPOINTS, HEATMAP_SIZE, HEATMAP_SIZE)
     crops, shifts, where = [], [], []
-    for i, (frame, frame_boxes) in enumerate(zip(frames, boxes)):
+    for i, (frame, frame_boxes) in enumerate(zip(frames, boxes, strict=True)):
         h, w = frame.shape[:2]
         for row, (x1, y1, x2, y2) in enumerate(frame_boxes.astype(np.float64)):
             mx, my = margin * (x2 - x1), margin * (y2 - y1)
@@ -157,7 +157,7 @@ def test_full_mode_keeps_the_best_detection_of_each_crop(kp, coco_image, nets_fr
             where.append((i, row))
     dets, logits = _full_forward(kp.model, crops)
     best_boxes = []
-    for det, crop_logits, shift, (i, row) in zip(dets, logits, shifts, where):
+    for det, crop_logits, shift, (i, row) in zip(dets, logits, shifts, where, strict=True):
         best = int(np.argmax(det["scores"]))
         result = out[i]
         np.testing.assert_allclose(result.keypoints_xy[row], det["keypoints"][best, :, :2] + shift, atol=KP_ATOL_PX)
@@ -166,7 +166,7 @@ def test_full_mode_keeps_the_best_detection_of_each_crop(kp, coco_image, nets_fr
         best_boxes.append(det["boxes"][best : best + 1])
     # the top-down path on those detection boxes (same batch of crops) reproduces them: checks the offsets
     again = kp.infer_boxes(crops, best_boxes)
-    for result, shift, (i, row) in zip(again, shifts, where):
+    for result, shift, (i, row) in zip(again, shifts, where, strict=True):
         np.testing.assert_allclose(result.keypoints_xy[0] + shift, out[i].keypoints_xy[row], atol=KP_ATOL_PX)
         np.testing.assert_allclose(result.heatmaps[0], out[i].heatmaps[row], rtol=LOGIT_RTOL, atol=LOGIT_ATOL)
 
@@ -197,7 +197,7 @@ def test_state_dict_round_trip(kp, coco_image, tmp_path):
 
 
 def test_frozen_batchnorm_checkpoint_loads_like_torchvision_files(kp, coco_image, tmp_path):
-    """torchvision's COCO files come from FrozenBatchNorm2d models: no ``num_batches_tracked`` keys."""
+    """Torchvision's COCO files come from FrozenBatchNorm2d models: no ``num_batches_tracked`` keys."""
     from torchvision.ops.misc import FrozenBatchNorm2d
 
     state = {k: v for k, v in kp.model.state_dict().items() if not k.endswith("num_batches_tracked")}

@@ -88,7 +88,7 @@ def test_batched_inference_keeps_order_and_boxes(yolo):
     second = cv2.imread(str(shared_file("keypoints/coco17_gt/000000040083.jpg")))
     batch = yolo.infer([first, second])
     assert len(batch) == 2
-    for image, got in zip((first, second), batch):
+    for image, got in zip((first, second), batch, strict=True):
         single = yolo.infer([image])[0]
         top_single = single.xyxy[np.argmax(single.conf)]
         distances = np.abs(got.xyxy - top_single).max(axis=1)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import socket
-import time
 import threading
+import time
 
 import numpy as np
 import pytest

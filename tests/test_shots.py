@@ -10,6 +10,7 @@ import json
 import math
 import re
 import sys
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -161,7 +162,7 @@ def test_three_shots_separated_by_stillness_give_three_segments(fps):
         assert len(s) == s.end_frame - s.start_frame + 1
         np.testing.assert_array_equal(s.dx, xy[s.start_frame : s.end_frame + 1, 0])
     # segments do not overlap and are in order
-    assert all(a.end_s < b.start_s for a, b in zip(found[:-1], found[1:], strict=True))
+    assert all(a.end_s < b.start_s for a, b in pairwise(found))
 
 
 def test_flush_returns_the_shot_in_progress_at_end_of_stream():

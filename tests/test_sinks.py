@@ -502,7 +502,8 @@ def test_console_sink_status_line_and_summary() -> None:
     clock.now_s = 103.0
     sink.write_batch([health, *[_pose("cam1", i, batter_found=True) for i in range(30, 40)]])
     second = stream.getvalue().splitlines()[1]
-    assert "cam1: 40 frames, 5.0 fps, batter 80%, dropped 7" in second
+    # 40 arrivals within the 5 s rate window, 3 s after open
+    assert f"cam1: 40 frames, {40 / 3.0:.1f} fps, batter 80%, dropped 7" in second
 
     eos = decode(encode("eos", "cam1", 0, {"frames": 40, "dropped": 8, "corrupt": 1, "error": None, "reason": "eof"}))
     sink.write_batch([eos])
@@ -514,6 +515,51 @@ def test_console_sink_status_line_and_summary() -> None:
     assert summary[1].startswith("cam2: 1 frames")
     assert "(no eos)" in summary[1]
     sink.close()  # idempotent
+
+
+def test_console_sink_fps_is_steady_under_batched_delivery() -> None:
+    """8 frames every 0.8 s (10 fps in batches), a status line every 0.5 s: never 0.0, settles at 10."""
+    stream = io.StringIO()
+    clock = FakeClock()
+    sink = ConsoleSink(interval_s=0.5, stream=stream, now_fn=clock)
+    sink.open()
+    seq = 0
+    for tick in range(1, 201):  # 20 s in 0.1 s steps
+        clock.now_s = 100.0 + tick / 10
+        batch = []
+        if tick % 8 == 0:
+            batch = [_pose("cam1", seq + i, True) for i in range(8)]
+            seq += 8
+        sink.write_batch(batch)
+    lines = [line for line in stream.getvalue().splitlines() if line.startswith("cam1:")]  # not "waiting"
+    rates = [float(line.split(", ")[1].removesuffix(" fps")) for line in lines]
+    assert len(rates) >= 30
+    assert min(rates) > 0.0
+    # after the first window (3 s) each rate counts 3 or 4 whole batches in 3 s
+    settled = rates[len(rates) // 3 :]
+    assert all(abs(rate - 10.0) <= 8 / 3.0 + 1e-6 for rate in settled), settled
+    assert abs(sum(settled) / len(settled) - 10.0) < 1.0
+    sink.close()
+
+
+def test_console_sink_sums_many_sources_into_one_part() -> None:
+    stream = io.StringIO()
+    clock = FakeClock()
+    sink = ConsoleSink(interval_s=1.0, stream=stream, now_fn=clock)
+    sink.open()
+    sources = {f"cam{k:02d}": {"state": "live" if k % 3 else "reconnecting", "dropped": k} for k in range(9)}
+    health = decode(encode("health", "", 0, {"engine_state": "running", "uptime_s": 1.0, "sources": sources}))
+    clock.now_s = 102.0
+    poses = [_pose(f"cam{k:02d}", i, batter_found=i % 2 == 0) for k in range(9) for i in range(k + 1)]
+    sink.write_batch([health, *poses])
+    line = stream.getvalue().splitlines()[0]
+    frames = sum(k + 1 for k in range(9))  # 45
+    batter = sum((k + 2) // 2 for k in range(9))  # even i of range(k + 1)
+    assert line == (
+        f"9 sources (6 live, 3 reconnecting): {frames} frames, {frames / 2.0:.1f} fps, "
+        f"batter {100.0 * batter / frames:.0f}%, dropped {sum(range(9))}"
+    )
+    sink.close()
 
 
 def test_console_sink_writes_whole_lines_on_tty_through_tqdm() -> None:

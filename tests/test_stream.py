@@ -11,6 +11,7 @@ import http.server
 import socket
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import av
@@ -134,7 +135,7 @@ def test_real_clips(relative: str, expected_frames: int, hw: tuple[int, int]) ->
     assert [f.frame_index for f in frames] == list(range(expected_frames))
     assert {f.image.shape for f in frames} == {(*hw, 3)}
     pts = [f.pts_s for f in frames]
-    assert all(b > a for a, b in zip(pts, pts[1:])), "pts_s must increase"
+    assert all(b > a for a, b in pairwise(pts)), "pts_s must increase"
 
 
 # -- files: errors ------------------------------------------------------------------------------
@@ -377,10 +378,10 @@ def test_default_source_frames() -> None:
     assert {f.image.shape for f in frames} == {(480, 640, 3)}
     assert all(f.image.dtype == np.uint8 for f in frames)
     np.testing.assert_allclose([f.pts_s for f in frames], np.arange(90) / 30)
-    for a, b in zip(frames, frames[1:]):
+    for a, b in pairwise(frames):
         assert np.abs(a.image.astype(np.int16) - b.image).mean() > 1.0, f"camera still at {a.frame_index}"
     again = read_all(DefaultSource.from_spec("default", "default", SourceConfig()))
-    assert all(np.array_equal(a.image, b.image) for a, b in zip(frames, again))
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(frames, again, strict=True))
 
 
 @pytest.mark.parametrize("count", [1, 2, 7])

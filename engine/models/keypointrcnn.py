@@ -412,7 +412,7 @@ class KeypointRCNNTopDown:
                     features = OrderedDict([("0", features)])
                 proposals = [
                     resize_boxes(torch.tensor(boxes_np[i], device=self.device), orig, new)
-                    for i, orig, new in zip(active, original_sizes, image_list.image_sizes)
+                    for i, orig, new in zip(active, original_sizes, image_list.image_sizes, strict=True)
                 ]
                 heads = model.roi_heads
                 x = heads.keypoint_roi_pool(features, proposals, image_list.image_sizes)
@@ -421,8 +421,8 @@ class KeypointRCNNTopDown:
             logits = logits.float()
             similarity_cpu = dependency_matrices(logits).cpu().numpy()
             keypoints, scores = keypointrcnn_inference(logits, proposals)
-            sizes = zip(image_list.image_sizes, original_sizes)
-            keypoints = [resize_keypoints(kp, new, orig) for kp, (new, orig) in zip(keypoints, sizes)]
+            sizes = zip(image_list.image_sizes, original_sizes, strict=True)
+            keypoints = [resize_keypoints(kp, new, orig) for kp, (new, orig) in zip(keypoints, sizes, strict=True)]
             logits_cpu = logits.cpu().numpy()
             keypoints_cpu = [kp.cpu().numpy() for kp in keypoints]
             scores_cpu = [s.cpu().numpy() for s in scores]
@@ -466,7 +466,7 @@ class KeypointRCNNTopDown:
         crops: list[np.ndarray] = []
         offsets: list[tuple[int, int]] = []
         owner: list[int] = []
-        for i, (image, image_boxes) in enumerate(zip(images, boxes_np)):
+        for i, (image, image_boxes) in enumerate(zip(images, boxes_np, strict=True)):
             h, w = image.shape[:2]
             for x1, y1, x2, y2 in image_boxes.astype(np.float64):
                 mx, my = self.crop_margin * (x2 - x1), self.crop_margin * (y2 - y1)
@@ -495,7 +495,7 @@ class KeypointRCNNTopDown:
             finally:
                 handle.remove()
             start = 0
-            for det, (ox, oy), i in zip(results, offsets, owner):
+            for det, (ox, oy), i in zip(results, offsets, owner, strict=True):
                 n = len(det["scores"])
                 if n == 0 or logits_cpu is None:
                     rows[i].append(_no_person(self.num_keypoints))
@@ -516,7 +516,7 @@ class KeypointRCNNTopDown:
             if not image_rows:
                 out.append(KeypointHeatmaps.empty(self.num_keypoints))
                 continue
-            xy, score, heat, xyxy = (np.stack(col).astype(np.float32) for col in zip(*image_rows))
+            xy, score, heat, xyxy = (np.stack(col).astype(np.float32) for col in zip(*image_rows, strict=True))
             out.append(_pack(xy, score, heat, xyxy))
         return out
 
@@ -570,7 +570,7 @@ def _validate_inputs(images: list[np.ndarray], boxes: list[np.ndarray]) -> list[
         msg = f"need one box array per image, got {len(images)} images and {len(boxes)} box arrays"
         raise ValueError(msg)
     out = []
-    for i, (image, image_boxes) in enumerate(zip(images, boxes)):
+    for i, (image, image_boxes) in enumerate(zip(images, boxes, strict=True)):
         if not isinstance(image, np.ndarray):
             msg = f"images[{i}] must be a numpy.ndarray, got {type(image).__name__}"
             raise TypeError(msg)
