@@ -5,7 +5,8 @@ runs the pipeline (no SOURCE and no ``sources`` in the config: the built-in defa
 ``batsight sink NAME --connect ENDPOINT [--path P] [-o key=value ...]`` runs one sink as its own
 process. ``batsight report FILE.jsonl ... --out DIR`` draws the thesis figures from earlier runs.
 Errors are one line on stderr (``--debug`` shows the traceback); exit status 0 success,
-1 runtime failure, 2 bad usage / config, 130 interrupted.
+1 runtime failure, 2 bad usage / config, 130 interrupted (a second SIGINT / SIGTERM, or the first
+one while the model is still loading).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from engine.config import Config, load_config
-from engine.errors import BatsightError, ConfigError, PluginError, SinkError
+from engine.errors import BatsightError, ConfigError, PluginError
 from engine.plugins import MODELS, SINKS, load
 
 log = logging.getLogger("batsight")
@@ -34,6 +35,15 @@ def _sink_from_spec(spec: str) -> Any:
         SinkError: bad options.
     """
     return load(SINKS, spec.partition(":")[0].strip()).from_spec(spec)
+
+
+def _positive_int(text: str) -> int:
+    """An integer >= 1, for argparse (which turns the error into a usage error, exit 2)."""
+    value = int(text)
+    if value < 1:
+        msg = f"must be >= 1, got {value}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 def _parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -116,13 +126,19 @@ def run_pipeline(
     sinks: list[tuple[str, Any]],
     progress: bool = False,
     install_signals: bool = False,
-) -> Any:
-    """Build sources and model, start in-process sinks and the pipeline, wait, return the summary.
+) -> tuple[Any, list[str]]:
+    """Build sources and model, start in-process sinks and the pipeline, wait for the end.
 
-    ``sinks`` holds ``(name, sink)`` pairs; the name selects the sink's error policy.
+    ``sinks`` holds ``(name, sink)`` pairs; the name selects the sink's error policy. The sinks open
+    before the model loads, so a sink that cannot open (a missing folder) fails at once.
+
+    Returns:
+        The pipeline's ``RunSummary`` and one ``"NAME: error"`` line per in-process sink that failed
+        while the run went on (what was published and written before stays valid).
 
     Raises:
-        BatsightError: bad source spec, missing weights, publisher bind failure, or a failed stage.
+        BatsightError: bad source spec, missing weights, publisher bind failure, a sink that cannot
+            open, or a failed stage.
     """
     from engine.pipeline import Pipeline
     from engine.sources import build_sources
@@ -137,7 +153,6 @@ def run_pipeline(
     source_ids = {s.source_id for s in sources}
     threads: list[Any] = []
     try:
-        model.build()
         for name, sink in sinks:  # each returns once its sink opened, or raises: refused before any frame
             threads.append(
                 sink.run_in_thread(
@@ -148,6 +163,7 @@ def run_pipeline(
                     on_fail=pipeline.stop,
                 )
             )
+        model.build()
         pipeline.start(expected_subscribers=len(threads))
     except BaseException:
         for t in threads:
@@ -176,11 +192,8 @@ def run_pipeline(
     for t in threads:
         if t.runner.errors:
             log.warning("%s skipped %d batches that raised (sink_error_policy skip)", t.name, t.runner.errors)
-    errors = [f"{t.name}: {t.error}" for t in threads if t.error is not None]
-    if errors:
-        msg = "sink failed: " + "; ".join(errors)
-        raise SinkError(msg)
-    return pipeline.summary()
+    sink_errors = [f"{name}: {t.error}" for (name, _), t in zip(sinks, threads, strict=True) if t.error is not None]
+    return pipeline.summary(), sink_errors
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -189,14 +202,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.sources:
         config = config.model_copy(update={"sources": list(args.sources)})
     sink_specs = list(args.sink) if args.sink else list(config.sinks)
-    sinks = [(spec.partition(":")[0], _sink_from_spec(spec)) for spec in sink_specs]  # refused before start
-    summary = run_pipeline(config, sinks, progress=config.progress and not args.no_progress, install_signals=True)
+    repeated = sorted({spec for spec in sink_specs if sink_specs.count(spec) > 1})
+    if repeated:
+        msg = f"sink {repeated[0]!r} is given twice: two sinks would write the same output"
+        raise ConfigError(msg)
+    sinks = [(spec.partition(":")[0].strip(), _sink_from_spec(spec)) for spec in sink_specs]  # refused before start
+    summary, sink_errors = run_pipeline(
+        config, sinks, progress=config.progress and not args.no_progress, install_signals=True
+    )
     # With a sink writing to stdout (`jsonl:-`), stdout carries data: the summary goes to stderr.
     _print_summary(summary, sys.stderr if any(spec.endswith(":-") for spec in sink_specs) else sys.stdout)
     failed = {sid: st["error"] for sid, st in summary.per_source.items() if st["error"]}
     for source_id, error in failed.items():
         sys.stderr.write(f"batsight: error: source {source_id}: {error}\n")
-    return 1 if failed else 0
+    for error in sink_errors:
+        sys.stderr.write(f"batsight: error: sink {error}\n")
+    return 1 if failed or sink_errors else 0
 
 
 def _cmd_sink(args: argparse.Namespace) -> int:
@@ -230,11 +251,23 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("batsight")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used by the README's usage text)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="tracebacks and debug logs")
-    parser = argparse.ArgumentParser(prog="batsight", description=__doc__.split("\n")[0], parents=[common])
+    parser = argparse.ArgumentParser(
+        prog="batsight", description="batsight: real-time pose analysis of cricket batting", parents=[common]
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", parents=[common], help="run the pipeline on sources (default: the built-in demo input)")
@@ -263,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG files")
     rep.add_argument("--video", action="append", metavar="SOURCE_ID=PATH", help="draw keypoints on this video")
     rep.add_argument("--label", action="append", metavar="SOURCE_ID=LABEL", help="known class of a source")
-    rep.add_argument("--dpi", type=int, default=150, help="resolution of the PNG files")
+    rep.add_argument("--dpi", type=_positive_int, default=150, help="resolution of the PNG files, dots per inch")
     rep.set_defaults(func=_cmd_report)
     return parser
 
@@ -277,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="batsight: %(levelname)s: %(message)s",
     )
+    for noisy in ("matplotlib", "PIL"):  # their DEBUG output (font and tick searches) buries ours
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger(noisy).level))
     try:
         return int(args.func(args) or 0)
     except (ConfigError, PluginError) as exc:

@@ -231,6 +231,18 @@ class Config(_Strict):
     )
     progress: bool = Field(True, description="progress bar for file sources")
 
+    @field_validator("sink_error_policies")
+    @classmethod
+    def _known_sinks(cls, value: dict[str, str]) -> dict[str, str]:
+        from engine.plugins import SINKS, names
+
+        available = names(SINKS)
+        unknown = sorted(set(value) - set(available))
+        if unknown and available:  # no entry points at all: not installed, nothing to check against
+            msg = f"unknown sink {', '.join(map(repr, unknown))} (available: {', '.join(available)})"
+            raise ValueError(msg)
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Config:
         if self.analytics.wrist == self.analytics.shoulder:
@@ -246,7 +258,7 @@ def _format_validation_error(exc: ValidationError) -> str:
         text = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             text = "unknown key"
-        if err["type"] == "extra_forbidden" or "got " in text:
+        if err["type"] == "extra_forbidden" or "got " in text or isinstance(err.get("input"), dict):
             parts.append(f"{path}: {text}")
         else:
             parts.append(f"{path}: {text} (got {err.get('input')!r})")
@@ -272,6 +284,9 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         raise ConfigError(msg)
     key, _, value = assignment.partition("=")
     parts = key.strip().split(".")
+    if not all(parts):
+        msg = f"--set {assignment!r}: empty key or key part; expected e.g. batch.max_batch=4"
+        raise ConfigError(msg)
     node = data
     for i, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})

@@ -91,6 +91,28 @@ def _default_id(spec: str, kind: str, index: int) -> str:
     return stem
 
 
+def _refuse_malformed_id(raw: str) -> None:
+    """Refuse ``ID=SPEC`` whose ID is malformed or whose SPEC is empty (``bad id=x.mp4``, ``cam=``).
+
+    A spec with ``=`` that matches no existing file is taken as an attempt at ``ID=SPEC``; an
+    existing file whose name holds ``=`` is still a file.
+
+    Raises:
+        ConfigError: the text before the first ``=`` is not a valid id, or nothing follows it.
+    """
+    prefix, sep, rest = raw.partition("=")
+    if not sep or _URL_RE.match(raw) or Path(raw).exists():
+        return
+    if not rest.strip():
+        msg = f"source {raw!r}: nothing after {prefix + '='!r}; expected ID=SPEC, e.g. cam1=rtsp://... or nets=clip.mp4"
+        raise ConfigError(msg)
+    msg = (
+        f"source {raw!r}: {prefix!r} is not a valid source id (letters, digits, '_', '.', '-') "
+        "and no file has that whole name"
+    )
+    raise ConfigError(msg)
+
+
 def build_sources(specs: list[str], config: SourceConfig) -> list[Source]:
     """Turn command-line / config specs into unopened sources with unique ids.
 
@@ -98,7 +120,8 @@ def build_sources(specs: list[str], config: SourceConfig) -> list[Source]:
     the device name, ``streamN`` for URLs, or ``default``. Repeated derived ids get ``_2``, ``_3`` ...
 
     Raises:
-        ConfigError: an explicit id that is not ``[A-Za-z0-9_.-]+``, or given twice.
+        ConfigError: an explicit id that is not ``[A-Za-z0-9_.-]+``, or given twice; ``ID=`` with
+            nothing after it; a spec with ``=`` whose prefix is no valid id and that names no file.
         PluginError: the plugin for the spec's kind is not installed.
     """
     sources: list[Source] = []
@@ -109,6 +132,7 @@ def build_sources(specs: list[str], config: SourceConfig) -> list[Source]:
             source_id, spec = match.group(1), match.group(2)
         else:
             source_id, spec = None, raw
+            _refuse_malformed_id(raw)
         kind = source_kind(spec)
         explicit = source_id is not None
         if source_id is None:

@@ -232,6 +232,9 @@ def test_sink_options_and_duplicate_ids_are_configuration_errors(tmp_path):
         (["sink", "console", "-o", "interval_s=0"], "interval_s"),
         (["run", "--sink", "jsonl"], "requires option 'path'"),
         (["run", "a=x.mp4", "a=y.mp4"], "source id 'a' is given twice"),
+        (["run", "bad id=x.mp4"], "'bad id' is not a valid source id"),
+        (["run", "--sink", "jsonl:a.jsonl", "--sink", "jsonl:a.jsonl"], "sink 'jsonl:a.jsonl' is given twice"),
+        (["run", "--set", "sink_error_policies={jsnl: skip}"], "unknown sink 'jsnl'"),
     ):
         result = batsight(*args, cwd=tmp_path, timeout=60)
         assert result.returncode == 2, (args, result.stderr)
@@ -278,3 +281,25 @@ def test_a_taken_port_fails_before_the_model_loads(tmp_path):
     assert result.returncode == 1
     _one_error_line(result.stderr, "Address already in use")
     assert elapsed_s < 30  # no model load, no frames: the error comes first
+
+
+def test_report_dpi_must_be_positive_and_version_is_printed(tmp_path):
+    result = batsight("report", "x.jsonl", "--out", "figs", "--dpi", "0", cwd=tmp_path, timeout=60)
+    assert result.returncode == 2 and "--dpi: must be >= 1, got 0" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "figs").exists()
+    from importlib.metadata import version
+
+    result = batsight("--version", cwd=tmp_path, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == f"batsight {version('batsight')}"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
+def test_a_failing_sink_still_gets_the_run_summary(tmp_path):
+    result = batsight(
+        "run", "--no-progress", "--sink", "jsonl:/dev/full", "--set", "source.default_frames=4",
+        "--set", f"publisher.endpoint={free_endpoint()}", cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "batsight: 4 frames in" in result.stdout  # the sources finished: their summary is printed
+    _one_error_line(result.stderr, "sink jsonl: ")
+    assert "No space left on device" in result.stderr

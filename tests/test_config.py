@@ -48,12 +48,16 @@ def test_default_yaml_documents_every_key_with_the_model_defaults():
         (["publisher.health_period_s=-1"], "publisher.health_period_s"),
         (["analytics.shoulder=left_wrist"], "analytics.wrist and analytics.shoulder must differ"),
         (["nosuchsection.x=1"], "nosuchsection: unknown key"),
+        (["sink_error_policies={jsonll: skip}"], "sink_error_policies: unknown sink 'jsonll' (available: console,"),
+        (["=3"], "--set '=3': empty key"),
+        (["batch..max_batch=3"], "empty key or key part"),
     ],
 )
 def test_bad_values_are_refused_with_dotted_path(overrides, fragment):
     with pytest.raises(ConfigError) as info:
         load_config(None, overrides)
     assert fragment in str(info.value)
+    assert "(got {" not in str(info.value)  # never the whole input mapping
     assert isinstance(info.value, ValueError)
 
 

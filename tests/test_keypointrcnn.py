@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import socket
 import urllib.request
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -217,8 +218,9 @@ def test_frozen_batchnorm_checkpoint_loads_like_torchvision_files(kp, coco_image
 def test_missing_state_dict_path_names_it(tmp_path):
     missing = tmp_path / "nowhere" / "kprcnn.pth"
     model = KeypointRCNNTopDown(weights=str(missing), device="cpu")
-    with pytest.raises(ModelError, match="nowhere/kprcnn.pth"):
+    with pytest.raises(ModelError, match="nowhere/kprcnn.pth") as info:
         model.build()
+    assert "model.keypoint_weights" in str(info.value)
 
 
 def test_not_a_state_dict_is_a_model_error(tmp_path):
@@ -248,7 +250,7 @@ def test_coco_v1_offline_names_the_cache_file(tmp_path, monkeypatch):
     with pytest.raises(ModelError) as info:
         KeypointRCNNTopDown(weights=COCO_V1, device="cpu").build()
     assert str(expected) in str(info.value)
-    assert "state-dict path" in str(info.value)
+    assert "model.keypoint_weights=/path/to/keypointrcnn.pth" in str(info.value)
 
 
 def test_corrupt_coco_v1_cache_file_is_a_model_error(tmp_path, monkeypatch):
@@ -261,13 +263,17 @@ def test_corrupt_coco_v1_cache_file_is_a_model_error(tmp_path, monkeypatch):
     assert str(cache) in str(info.value)
 
 
-def test_from_config_maps_weights_and_device(tmp_path):
-    model = KeypointRCNNTopDown.from_config(ModelConfig(weights="COCO_V1", device="cpu"))
+def test_from_config_maps_keypoint_keys_and_device(tmp_path):
+    model = KeypointRCNNTopDown.from_config(ModelConfig(keypoint_weights="COCO_V1", device="cpu"))
     assert model.weights == COCO_V1 and model.requested_device == "cpu" and model.mode == "topdown"
     (tmp_path / "w").mkdir()
     (tmp_path / "w" / "mine.pth").write_bytes(b"")
-    model = KeypointRCNNTopDown.from_config(ModelConfig(weights="mine.pth", weights_dir=str(tmp_path / "w")))
-    assert model.weights == tmp_path / "w" / "mine.pth"
+    config = ModelConfig(
+        keypoint_weights="mine.pth", weights_dir=str(tmp_path / "w"), keypoint_mode="full", keypoint_min_size=480
+    )
+    model = KeypointRCNNTopDown.from_config(config)
+    assert model.weights == tmp_path / "w" / "mine.pth" and model.mode == "full" and model.min_size == 480
+    assert KeypointRCNNTopDown.from_config(ModelConfig(keypoint_weights="gone.pth")).weights == Path("gone.pth")
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import re
 import socket
 import threading
 import time
@@ -421,3 +422,26 @@ def test_build_sources_picks_plugins_and_ids(tmp_path: Path) -> None:
     assert [s.source_id for s in sources] == ["net_session", "default", "cam1", "video3"]
     assert sources[2].spec == "rtsp://user:pw@10.0.0.1/x"
     assert [s.live for s in sources] == [False, False, True, True]
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ("bad id=clip.mp4", "'bad id' is not a valid source id"),
+        ("a/b=clip.mp4", "'a/b' is not a valid source id"),
+        ("=clip.mp4", "'' is not a valid source id"),
+        ("cam=", "nothing after 'cam='"),
+    ],
+)
+def test_build_sources_refuses_malformed_id_prefixes(spec: str, fragment: str) -> None:
+    from engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        build_sources([spec], SourceConfig())
+
+
+def test_an_existing_file_with_equals_in_its_name_is_still_a_file(tmp_path: Path) -> None:
+    clip = tmp_path / "take 2=final.mp4"
+    clip.touch()
+    (source,) = build_sources([str(clip)], SourceConfig())
+    assert isinstance(source, FileSource) and source.spec == str(clip) and source.source_id == "take_2_final"

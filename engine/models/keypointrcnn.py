@@ -235,18 +235,24 @@ class KeypointRCNNTopDown:
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> KeypointRCNNTopDown:
-        """Map :class:`~engine.config.ModelConfig` ``weights`` and ``device``; the rest keeps defaults.
+        """Map the :class:`~engine.config.ModelConfig` keys ``keypoint_*`` and ``device``.
 
-        ``config.weights`` is ``"COCO_V1"`` or a state-dict path, tried as given and then inside
-        ``config.weights_dir``. YOLO names such as ``yolo11n-pose.pt`` are not Keypoint R-CNN weights:
-        when no such file exists, :meth:`build` raises a ``ModelError`` naming it.
+        ``config.keypoint_weights`` is ``"COCO_V1"`` or a state-dict path, tried as given and then
+        inside ``config.weights_dir``; a path that exists in neither place is kept as given, and
+        :meth:`build` raises a ``ModelError`` naming it.
         """
-        weights: str | Path = config.weights
+        weights: str | Path = config.keypoint_weights
         if weights != COCO_V1:
-            given = Path(config.weights).expanduser()
+            given = Path(weights).expanduser()
             in_dir = Path(config.weights_dir).expanduser() / given.name
             weights = in_dir if not given.is_file() and in_dir.is_file() else given
-        return cls(weights=weights, device=config.device)
+        return cls(
+            weights=weights,
+            device=config.device,
+            mode=config.keypoint_mode,
+            min_size=config.keypoint_min_size,
+            max_size=config.keypoint_max_size,
+        )
 
     # ------------------------------------------------------------------ build
 
@@ -302,7 +308,7 @@ class KeypointRCNNTopDown:
         cache = coco_v1_checkpoint_path()
         hint = (
             f"Download {enum.url} and put it at {cache} (torch.hub.get_dir()/checkpoints, honours TORCH_HOME), "
-            "or pass a local state-dict path as weights (model.weights=/path/to/keypointrcnn.pth)"
+            "or use a local state-dict file: model.keypoint_weights=/path/to/keypointrcnn.pth"
         )
         if not cache.is_file():
             reason = _unreachable(enum.url)
@@ -323,7 +329,7 @@ class KeypointRCNNTopDown:
         if not path.is_file():
             msg = (
                 f"Keypoint R-CNN state-dict file not found: {path} (resolved: {path.resolve()}); "
-                f"pass an existing .pth file or weights={COCO_V1!r}"
+                f"set model.keypoint_weights to an existing .pth file or to {COCO_V1}"
             )
             raise ModelError(msg)
         try:

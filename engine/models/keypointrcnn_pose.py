@@ -7,13 +7,11 @@ keypoint logits ``[17, 56, 56]`` become the heatmaps of the analytics (``heatmap
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from engine.config import ModelConfig
 from engine.models.base import KeypointModel
-from engine.models.keypointrcnn import COCO_V1, KeypointHeatmaps, KeypointRCNNTopDown
+from engine.models.keypointrcnn import KeypointHeatmaps, KeypointRCNNTopDown
 from engine.models.ultralytics_pose import UltralyticsPose
 from engine.types import Persons
 
@@ -38,18 +36,7 @@ class KeypointRCNNPose(KeypointModel):
     @classmethod
     def from_config(cls, config: ModelConfig) -> KeypointRCNNPose:
         """YOLO weights from ``model.weights``; R-CNN from ``model.keypoint_*`` (paths also in weights_dir)."""
-        weights: str | Path = config.keypoint_weights
-        if weights != COCO_V1:
-            given = Path(weights).expanduser()
-            in_dir = Path(config.weights_dir).expanduser() / given.name
-            weights = in_dir if not given.is_file() and in_dir.is_file() else given
-        keypoint_model = KeypointRCNNTopDown(
-            weights=weights,
-            device=config.device,
-            mode=config.keypoint_mode,
-            min_size=config.keypoint_min_size,
-            max_size=config.keypoint_max_size,
-        )
+        keypoint_model = KeypointRCNNTopDown.from_config(config)
         return cls(UltralyticsPose.from_config(config), keypoint_model)
 
     def build(self) -> None:
