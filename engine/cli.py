@@ -210,8 +210,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     summary, sink_errors = run_pipeline(
         config, sinks, progress=config.progress and not args.no_progress, install_signals=True
     )
-    # With a sink writing to stdout (`jsonl:-`), stdout carries data: the summary goes to stderr.
-    _print_summary(summary, sys.stderr if any(spec.endswith(":-") for spec in sink_specs) else sys.stdout)
+    # With a sink writing to stdout (`jsonl:-`, `jsonl:path=-`), stdout carries data: the summary goes to stderr.
+    _print_summary(summary, sys.stderr if any(sink.writes_stdout for _, sink in sinks) else sys.stdout)
     failed = {sid: st["error"] for sid, st in summary.per_source.items() if st["error"]}
     for source_id, error in failed.items():
         sys.stderr.write(f"batsight: error: source {source_id}: {error}\n")

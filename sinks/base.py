@@ -8,12 +8,20 @@ third-party package adds one by declaring an entry point. Pattern: bytewax ``out
 from __future__ import annotations
 
 import inspect
+import logging
+import re
 from abc import ABC, abstractmethod
+from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 from engine.errors import SinkError, SinkOptionError
 from engine.plugins import SINKS, load
 from engine.wire import Message
+
+logger = logging.getLogger(__name__)
+
+#: One ``OPTION=VALUE`` piece of a ``--sink NAME:ARG`` spec (OPTION a Python identifier).
+_OPTION_PIECE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)", re.DOTALL)
 
 
 class Sink(ABC):
@@ -33,24 +41,44 @@ class Sink(ABC):
       because of an error, a signal or the end of the stream. It must flush and release everything.
 
     Subclasses declare their options as keyword parameters of ``__init__`` and pass anything else on
-    to ``super().__init__(**options)``, which refuses it.
+    to ``super().__init__(**options)``, which refuses it. Parameters meant for code only (an output
+    stream, a clock for tests) are kept out of the user's reach (``-o KEY=VALUE``, ``NAME:KEY=VALUE``)
+    by listing the user options in :attr:`user_options`, or by starting their names with ``_``.
 
     Attributes:
         primary_option: Option filled by the short form ``--sink NAME:ARG`` (``"path"`` for
             ``jsonl``), or ``None`` when the sink takes no short argument.
+        user_options: The ``__init__`` parameters a user may set, in the order error messages list
+            them; ``None``: every keyword parameter whose name does not start with ``_``.
     """
 
     primary_option: ClassVar[str | None] = None
+    user_options: ClassVar[tuple[str, ...] | None] = None
+    _plugin_name: str | None = None  # set by from_options(name=...)
 
     def __init__(self, **options: Any) -> None:
         if options:
-            known = _option_names(type(self))
+            known = option_names(type(self))
             name = next(iter(options))
             msg = (
                 f"unknown option {name!r} for sink {type(self).__name__}; "
                 f"expected one of: {', '.join(known) or 'no options'}"
             )
             raise SinkError(msg)
+
+    @property
+    def plugin_name(self) -> str:
+        """The name the sink is known by in logs and errors (``"jsonl"``).
+
+        The name it was created under (:func:`create_sink`, :meth:`from_options` with ``name``), else
+        the ``batsight.sinks`` entry point registered for its class, else its class name.
+        """
+        return self._plugin_name or _registered_name(type(self)) or type(self).__name__
+
+    @property
+    def writes_stdout(self) -> bool:
+        """Whether the sink writes its output to standard output (the CLI then keeps its own text off it)."""
+        return False
 
     @abstractmethod
     def open(self) -> None:
@@ -80,12 +108,16 @@ class Sink(ABC):
     def from_options(cls, options: dict[str, Any] | None = None, name: str | None = None) -> Sink:
         """Construct with ``options``, checking them against the constructor first.
 
+        Only :attr:`user_options` are accepted (see :func:`option_names`); ``name`` (the plugin
+        name) labels error messages and becomes the sink's :attr:`plugin_name`.
+
         Raises:
             SinkOptionError: a required option is missing, or an option is unknown or invalid.
         """
+        given_name = name
         name = name or cls.__name__
         options = dict(options or {})
-        known = _option_names(cls)
+        known = option_names(cls)
         unknown = [option for option in options if option not in known]
         if unknown:
             expected = ", ".join(known) or "no options"
@@ -96,9 +128,12 @@ class Sink(ABC):
             msg = f"sink {name!r} requires option {missing[0]!r}; got options {sorted(options) or 'none'}"
             raise SinkOptionError(msg)
         try:
-            return cls(**options)
+            sink = cls(**options)
         except SinkError as exc:  # constructors only validate: a bad value is a configuration error
             raise SinkOptionError(str(exc)) from None
+        if given_name:
+            sink._plugin_name = given_name
+        return sink
 
     @classmethod
     def from_spec(cls, spec: str) -> Sink:
@@ -128,17 +163,45 @@ class Sink(ABC):
         return serve(self, endpoint, topics, exit_on_stop, curve=curve)
 
 
-def _option_names(cls: type) -> list[str]:
-    """Keyword options of a sink class's ``__init__`` (``**options`` excluded)."""
-    params = inspect.signature(cls).parameters.values()
+def _keyword_parameters(cls: type) -> dict[str, inspect.Parameter]:
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [p.name for p in params if p.kind in kinds]
+    return {p.name: p for p in inspect.signature(cls).parameters.values() if p.kind in kinds}
+
+
+def option_names(cls: type) -> list[str]:
+    """The options a user may give sink class ``cls`` (``-o KEY=VALUE``, ``--sink NAME:KEY=VALUE``).
+
+    Its :attr:`Sink.user_options` when set, else the keyword parameters of its ``__init__`` whose
+    names do not start with ``_`` (``**options`` excluded).
+
+    Raises:
+        SinkError: ``user_options`` names a parameter that ``__init__`` does not take (a plugin bug).
+    """
+    params = _keyword_parameters(cls)
+    declared = getattr(cls, "user_options", None)
+    if declared is None:
+        return [name for name in params if not name.startswith("_")]
+    missing = [name for name in declared if name not in params]
+    if missing:
+        msg = (
+            f"sink class {cls.__name__} lists user option {missing[0]!r} that its __init__ does not take; "
+            f"expected some of: {', '.join(params) or 'no parameters'}"
+        )
+        raise SinkError(msg)
+    return list(declared)
 
 
 def _required_options(cls: type) -> list[str]:
-    params = inspect.signature(cls).parameters.values()
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [p.name for p in params if p.kind in kinds and p.default is inspect.Parameter.empty]
+    params = _keyword_parameters(cls)
+    return [name for name in option_names(cls) if params[name].default is inspect.Parameter.empty]
+
+
+def _registered_name(cls: type) -> str | None:
+    """The ``batsight.sinks`` entry-point name whose target is ``cls``, or ``None``."""
+    for entry_point in entry_points(group=SINKS):
+        if (entry_point.module, entry_point.attr) == (cls.__module__, cls.__qualname__):
+            return entry_point.name
+    return None
 
 
 def load_sink_class(name: str) -> type[Sink]:
@@ -152,29 +215,87 @@ def load_sink_class(name: str) -> type[Sink]:
 
 
 def parse_sink_spec(spec: str) -> tuple[str, dict[str, str]]:
-    """Split a ``--sink`` spec into the sink name and its options.
+    """Split a ``--sink NAME[:ARG]`` spec into the sink name and its options.
 
-    ``"console"`` gives ``("console", {})``; ``"jsonl:out.jsonl"`` gives
-    ``("jsonl", {"path": "out.jsonl"})``: the text after the first ``:`` fills the sink class's
-    :attr:`Sink.primary_option` (so the class is loaded to learn it). Values stay strings; each sink
-    converts and validates its own options.
+    The sink class is loaded to learn its options (:func:`option_names`) and
+    :attr:`Sink.primary_option`. ``ARG``, the text after the first ``:``, is either
+
+    * ``OPTION=VALUE[,OPTION=VALUE...]`` when it starts with ``OPTION=``, ``OPTION`` an option of
+      the sink: ``"jsonl:path=-"`` gives ``{"path": "-"}``, ``"report:out_dir=figs,dpi=100"`` gives
+      ``{"out_dir": "figs", "dpi": "100"}``. A comma-separated piece that is not ``OPTION=VALUE``
+      belongs to the previous value, so ``ID=VALUE`` lists keep their commas
+      (``"report:out_dir=figs,video=nets=a.mp4,cam2=b.mp4"`` gives ``video`` =
+      ``"nets=a.mp4,cam2=b.mp4"``); ``WORD=VALUE`` after a value without ``=`` is refused as an
+      unknown option (a typo such as ``out_dir=figs,vidoe=x``);
+    * otherwise the whole value of the primary option, ``:``, ``,`` and ``=`` included:
+      ``"jsonl:out.jsonl"`` gives ``{"path": "out.jsonl"}``, ``"jsonl:out=1.jsonl"`` gives
+      ``{"path": "out=1.jsonl"}`` (``out`` is no option of ``jsonl``), and
+      ``"report:/tmp/w/rr:video=x"`` gives ``{"out_dir": "/tmp/w/rr:video=x"}``. To set other options
+      too, name the primary one: ``"report:out_dir=/tmp/w/rr,video=nets=x.mp4"``.
+
+    Surrounding whitespace of the name, of each option name and value, and of a bare value is
+    dropped (``"jsonl: -"`` writes to standard output). Values stay strings; each sink converts and
+    validates its own options.
 
     Raises:
-        SinkError: empty name, or an argument for a sink without a ``primary_option``.
+        SinkOptionError: empty name, an option given twice or unknown, or a bare value for a sink
+            without a ``primary_option`` (also a :class:`~engine.errors.SinkError`).
         PluginError: unknown sink name (the message lists the available ones).
     """
     name, sep, arg = spec.partition(":")
     name = name.strip()
     if not name:
         msg = f"sink spec must be NAME or NAME:ARG, got {spec!r}"
-        raise SinkError(msg)
+        raise SinkOptionError(msg)
     cls = load_sink_class(name)
     if not sep:
         return name, {}
+    known = option_names(cls)
+    options = _keyed_options(name, spec, arg, known)
+    if options is not None:
+        return name, options
     if cls.primary_option is None:
-        msg = f"sink {name!r} takes no argument: expected {name!r}, got {spec!r}"
-        raise SinkError(msg)
-    return name, {cls.primary_option: arg}
+        forms = f"{name!r} or {name}:OPTION=VALUE[,...] (options: {', '.join(known)})" if known else repr(name)
+        msg = f"sink {name!r} takes no bare argument: expected {forms}, got {spec!r}"
+        raise SinkOptionError(msg)
+    value = arg.strip()
+    hidden = [match.group(1) for piece in value.split(",")[1:] if (match := _OPTION_PIECE.fullmatch(piece))]
+    if any(option in known for option in hidden):
+        hint = f"{name}:{cls.primary_option}={value}"
+        logger.warning(
+            "sink %r: %r is taken whole as its %s; write %s to set several options",
+            name,
+            value,
+            cls.primary_option,
+            hint,
+        )
+    return name, {cls.primary_option: value}
+
+
+def _keyed_options(name: str, spec: str, arg: str, known: list[str]) -> dict[str, str] | None:
+    """``ARG`` as ``OPTION=VALUE[,...]`` (see :func:`parse_sink_spec`), or ``None`` when it is a bare value."""
+    pieces = arg.split(",")
+    first = _OPTION_PIECE.fullmatch(pieces[0])
+    if first is None or first.group(1) not in known:
+        return None
+    options: dict[str, str] = {}
+    key = first.group(1)
+    for piece in pieces:
+        match = _OPTION_PIECE.fullmatch(piece)
+        if match is not None and match.group(1) in known:
+            key = match.group(1)
+            if key in options:
+                msg = f"sink {name!r} option {key!r} is given twice in {spec!r}"
+                raise SinkOptionError(msg)
+            options[key] = match.group(2)
+        elif match is not None and "=" not in options[key]:
+            msg = (
+                f"unknown option {match.group(1)!r} for sink {name!r} in {spec!r}; expected one of: {', '.join(known)}"
+            )
+            raise SinkOptionError(msg)
+        else:
+            options[key] += "," + piece
+    return {option: value.strip() for option, value in options.items()}
 
 
 def create_sink(name: str, options: dict[str, Any] | None = None) -> Sink:

@@ -36,6 +36,10 @@ class _SourceStats:
 #: Above this many sources the status line sums them into one part instead of listing each.
 MAX_SOURCES_LISTED = 6
 
+#: Shortest arrival span, seconds, over which the end-of-run summary gives a mean fps; a shorter run
+#: (a few frames delivered in one batch) shows ``- fps`` instead of a meaningless large number.
+MIN_SUMMARY_SPAN_S = 1.0
+
 
 def _int_or(value: object, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
@@ -54,13 +58,15 @@ class ConsoleSink(Sink):
         interval_s: Seconds between status lines, ``> 0``; a string (``--sink console:0.5``) is
             converted. The fps window ``rate_window_s`` is ``max(5 * interval_s, 3.0)`` seconds.
         stream: Text stream written to; ``sys.stderr`` (looked up at :meth:`open`) when ``None``.
-        now_fn: Monotonic clock in seconds (injectable for tests).
+            For code only: not a user option (:attr:`user_options`).
+        now_fn: Monotonic clock in seconds (injectable for tests); not a user option either.
 
     Raises:
         SinkError: ``interval_s`` is not a positive number, or an unknown option is given.
     """
 
     primary_option: ClassVar[str | None] = "interval_s"
+    user_options: ClassVar[tuple[str, ...] | None] = ("interval_s",)
 
     def __init__(
         self,
@@ -202,7 +208,12 @@ class ConsoleSink(Sink):
             self._emit_status(now_s)
 
     def summary_lines(self) -> list[str]:
-        """One final line per source: frames, mean arrival fps, batter %, drops, end reason."""
+        """One final line per source: frames, mean arrival fps, batter %, drops, end reason.
+
+        The mean fps is ``(frames - 1) / span`` over the span from the first to the last ``pose``
+        arrival; with a span under :data:`MIN_SUMMARY_SPAN_S` it reads ``- fps``. The end reason is
+        the ``eos`` reason (``no eos`` without one), ``error: TEXT`` when the source failed.
+        """
         lines = []
         for source_id in sorted(self._sources):
             stats = self._sources[source_id]
@@ -211,11 +222,11 @@ class ConsoleSink(Sink):
                 if stats.first_arrival_s is not None and stats.last_arrival_s is not None
                 else 0.0
             )
-            fps = f"{(stats.frames - 1) / span_s:.1f} fps" if stats.frames > 1 and span_s > 0 else "- fps"
+            fps = f"{(stats.frames - 1) / span_s:.1f} fps" if span_s >= MIN_SUMMARY_SPAN_S else "- fps"
             batter = f"{100.0 * stats.batter / stats.frames:.1f}%" if stats.frames else "-"
             end = stats.eos_reason or "no eos"
             if stats.error:
-                end += f", error: {stats.error}"
+                end = f"error: {stats.error}" if end in ("error", "eos") else f"{end}, error: {stats.error}"
             lines.append(
                 f"{source_id}: {stats.frames} frames, {fps}, batter found {batter}, "
                 f"dropped {stats.dropped}, corrupt {stats.corrupt} ({end})"

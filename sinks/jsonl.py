@@ -29,6 +29,7 @@ class JsonlSink(Sink):
     """
 
     primary_option: ClassVar[str | None] = "path"
+    user_options: ClassVar[tuple[str, ...] | None] = ("path",)
 
     def __init__(self, path: str, **options: Any) -> None:
         super().__init__(**options)
@@ -38,6 +39,11 @@ class JsonlSink(Sink):
         self.path = str(path)
         self._file: IO[str] | None = None
         self._owns_file = False
+
+    @property
+    def writes_stdout(self) -> bool:
+        """``True`` for ``path="-"``."""
+        return self.path == "-"
 
     def open(self) -> None:
         """Create (or truncate) the output file.

@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from engine.analytics import fit_wrist_trajectory
-from engine.errors import SinkError
+from engine.errors import SinkError, SinkOptionError
 from engine.types import KEYPOINT_INDEX, NUM_KEYPOINTS
 from engine.wire import KINDS, Message, topic_for
 from sinks.base import Sink
@@ -582,7 +582,8 @@ def parse_assignments(value: str | Mapping[str, str] | Iterable[str] | None, wha
     """``{"a": "x", "b": "y"}`` from a mapping, ``"a=x,b=y"`` or ``["a=x", "b=y"]`` (CLI ``--video``).
 
     Raises:
-        SinkError: an item is not ``KEY=VALUE`` with a non-empty key and value.
+        SinkOptionError: an item is not ``KEY=VALUE`` with a non-empty key and value (a
+            configuration error: the CLI exits 2).
     """
     if value is None:
         return {}
@@ -595,12 +596,12 @@ def parse_assignments(value: str | Mapping[str, str] | Iterable[str] | None, wha
             key, sep, item = str(part).partition("=")
             if not sep:
                 msg = f"{what} must be SOURCE_ID=VALUE, got {part!r}"
-                raise SinkError(msg)
+                raise SinkOptionError(msg)
             items.append((key.strip(), item.strip()))
     for key, item in items:
         if not key or not item:
             msg = f"{what} must be SOURCE_ID=VALUE with both parts non-empty, got {key!r}={item!r}"
-            raise SinkError(msg)
+            raise SinkOptionError(msg)
     return dict(items)
 
 
@@ -647,6 +648,9 @@ class ReportSink(Sink):
     """
 
     primary_option: ClassVar[str | None] = "out_dir"
+    user_options: ClassVar[tuple[str, ...] | None] = (
+        "out_dir", "video", "labels", "dpi", "min_keypoint_conf", "max_frames", "max_shots",
+    )
 
     def __init__(
         self,
@@ -790,6 +794,9 @@ def report_from_jsonl(
     is renamed ``<id>.<n>`` (``n`` = 1-based file number) so runs of the same source stay apart;
     ``video`` and ``labels`` given for ``<id>`` also apply to the renamed sources.
 
+    A last line that is not valid JSON (cut short by a crash in the middle of a write) is skipped
+    with a warning naming the file and line; such a line anywhere else is an error.
+
     Args:
         paths: jsonl files written by the ``jsonl`` sink.
         out_dir: Output folder, created with parents when missing.
@@ -802,8 +809,8 @@ def report_from_jsonl(
         The written PNG files.
 
     Raises:
-        SinkError: a file cannot be read, a line is not a batsight JSON message, a video is
-            missing, or a figure cannot be written.
+        SinkError: a file cannot be read or holds no batsight message (empty), a line other than the
+            last is not a batsight JSON message, a video is missing, or a figure cannot be written.
     """
     if not paths:
         msg = "report needs at least one jsonl file"
@@ -817,13 +824,20 @@ def report_from_jsonl(
     for number, path in enumerate(paths, start=1):
         earlier = set(collector.source_ids)
         renamed: dict[str, str] = {}
+        messages = 0
         try:
             with open(path, encoding="utf-8") as file:
                 for line_number, line in enumerate(file, start=1):
                     if not line.strip():
                         continue
                     try:
-                        record = json.loads(line)
+                        try:
+                            record = json.loads(line)
+                        except json.JSONDecodeError as exc:
+                            if file.read().strip():  # not the last line: the file is corrupt, not cut short
+                                raise
+                            _LOG.warning("report: %s:%d: skipped a truncated last line (%s)", path, line_number, exc)
+                            break
                         if not isinstance(record, dict):
                             msg = f"expected a JSON object, got {type(record).__name__}"
                             raise ValueError(msg)
@@ -836,9 +850,16 @@ def report_from_jsonl(
                         msg = f"{path}:{line_number}: not a batsight jsonl message: {exc}"
                         raise SinkError(msg) from exc
                     collector.update(message)
+                    messages += 1
         except OSError as exc:
             msg = f"cannot read {str(path)!r}: {exc.strerror or exc}"
             raise SinkError(msg) from exc
+        except UnicodeDecodeError as exc:
+            msg = f"cannot read {str(path)!r}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            raise SinkError(msg) from exc
+        if not messages:
+            msg = f"no batsight messages in {str(path)!r}: expected a jsonl file written by the jsonl sink"
+            raise SinkError(msg)
         for original, new in renamed.items():
             _LOG.warning("report: source %r of %s renamed %r (already in an earlier file)", original, path, new)
             if original in video:

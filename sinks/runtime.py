@@ -3,7 +3,9 @@
 :class:`Subscriber` receives and decodes wire messages (:func:`engine.wire.decode`), skipping
 malformed ones. :class:`SinkRunner` feeds a :class:`~sinks.base.Sink` in batches until told to stop,
 until every expected source has sent ``eos``, or until the engine announces ``engine_state ==
-"stopped"`` on ``health/``. :class:`SinkThread` runs a runner on a daemon thread and keeps its error.
+"stopped"`` on ``health/``; it subscribes to those control topics itself when the user's topic filter
+leaves them out, and passes the sink only what the filter selects. :class:`SinkThread` runs a runner
+on a daemon thread and keeps its error.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ EOS_GRACE_S = 2.0
 
 #: Per-sink error policies (see :class:`SinkRunner`).
 SINK_ERROR_POLICIES = ("stop", "skip", "fail")
+
+#: Control topics a runner reads to know when to end: the engine's ``stopped`` state, and ``eos``.
+HEALTH_TOPIC, EOS_TOPIC = "health/", "eos/"
 
 
 def _check_topics(topics: Iterable[str]) -> tuple[str, ...]:
@@ -217,11 +222,17 @@ class SinkRunner:
     of a stream sets the expectation (joining late is not a gap); a ``seq`` going back (publisher
     restart) resets it.
 
+    Topics: the sink receives only messages whose topic starts with one of ``topics``. The runner
+    itself also needs ``health/`` (with ``stop_on_engine_stop``) and ``eos/`` (with
+    ``expected_sources``) to know when to end; when no prefix in ``topics`` covers one of those, it
+    subscribes to it as well (one more subscription at the publisher each) and keeps its messages
+    from the sink. With ``topics=("pose/",)`` the sink sees pose messages only, and the run still ends
+    on the engine's stop.
+
     Args:
         sink: The sink, constructed but not opened.
         endpoint: Publisher endpoint.
-        topics: Topic prefixes to subscribe to. A sink that must stop on engine stop needs ``health/``
-            among them (``""`` includes it).
+        topics: Topic prefixes the sink receives (``""``: everything).
         expected_sources: Source ids whose ``eos`` ends the run.
         context: ZeroMQ context for the subscriber (``None``: its own).
         stop_on_engine_stop: Stop on a ``health`` message with ``engine_state == "stopped"``.
@@ -237,6 +248,8 @@ class SinkRunner:
         on_fail: Called by the ``"fail"`` policy.
 
     Attributes:
+        topics: The prefixes whose messages the sink receives.
+        control_topics: Prefixes subscribed to only for the runner's own stop conditions.
         received: Messages passed to the sink.
         batches: ``write_batch`` calls.
         gaps: ``seq`` jumps seen.
@@ -274,7 +287,12 @@ class SinkRunner:
         self.sink = sink
         self.expected_sources = frozenset(expected_sources or ())
         self.stop_on_engine_stop = stop_on_engine_stop
-        self._subscriber = Subscriber(endpoint, topics, context=context, rcvhwm=rcvhwm, curve=curve)
+        self.topics = _check_topics(topics)
+        control = ([HEALTH_TOPIC] if stop_on_engine_stop else []) + ([EOS_TOPIC] if self.expected_sources else [])
+        self.control_topics = tuple(t for t in control if not any(t.startswith(p) for p in self.topics))
+        self._subscriber = Subscriber(
+            endpoint, self.topics + self.control_topics, context=context, rcvhwm=rcvhwm, curve=curve
+        )
         self._poll_ms = poll_ms
         self._max_batch = max_batch
         self._drain_timeout_s = drain_timeout_s
@@ -358,6 +376,10 @@ class SinkRunner:
 
     def _write(self, batch: list[Message]) -> str | None:
         reason = self._track(batch)
+        if self.control_topics:  # those were subscribed for the runner only: keep them from the sink
+            batch = [message for message in batch if message.topic.startswith(self.topics)]
+            if not batch:
+                return reason
         try:
             self.sink.write_batch(batch)
         except Exception as exc:  # noqa: BLE001 - third-party sink code; handled by the explicit policy
@@ -366,7 +388,7 @@ class SinkRunner:
                     self.on_fail()
                 raise
             self.errors += 1
-            logger.warning("sink %s skipped a batch of %d messages: %s", type(self.sink).__name__, len(batch), exc)
+            logger.warning("sink %s skipped a batch of %d messages: %s", self.sink.plugin_name, len(batch), exc)
             return reason
         self.received += len(batch)
         self.batches += 1
@@ -398,7 +420,7 @@ class SinkRunner:
             self._subscriber.close()
         logger.info(
             "sink %s stopped (%s): %d messages in %d batches, %d gaps (%d missing), %d malformed",
-            type(self.sink).__name__,
+            self.sink.plugin_name,
             self.stop_reason,
             self.received,
             self.batches,
@@ -442,7 +464,8 @@ class SinkThread(threading.Thread):
     Args:
         runner: The runner; its sink is opened and closed on this thread.
         stop_event: Event that stops the runner; a new one when ``None``.
-        name: Thread name; ``sink-<SinkClass>`` when ``None``.
+        name: Thread name, also the sink's label in the engine's error report; the sink's
+            :attr:`~sinks.base.Sink.plugin_name` (``"jsonl"``) when ``None``.
 
     Attributes:
         error: The exception raised by the runner or its sink, or ``None``.
@@ -454,7 +477,7 @@ class SinkThread(threading.Thread):
         stop_event: threading.Event | None = None,
         name: str | None = None,
     ) -> None:
-        super().__init__(name=name or f"sink-{type(runner.sink).__name__}", daemon=True)
+        super().__init__(name=name or runner.sink.plugin_name, daemon=True)
         self.runner = runner
         self.stop_event = stop_event if stop_event is not None else threading.Event()
         self.error: BaseException | None = None
@@ -506,7 +529,8 @@ def serve(
     Args:
         sink: A constructed, unopened sink.
         endpoint: Publisher endpoint to connect to.
-        topics: Topic prefixes; must include ``health/`` (``""`` does) for ``exit_on_stop``.
+        topics: Topic prefixes the sink receives; ``health/`` is subscribed to for ``exit_on_stop``
+            in any case (see :class:`SinkRunner`).
         exit_on_stop: Return when the engine stops; otherwise keep running across engine restarts.
         curve: Client CURVE keys when the publisher requires CURVE authentication.
 
@@ -518,7 +542,7 @@ def serve(
     """
     runner = SinkRunner(sink, endpoint, topics, stop_on_engine_stop=exit_on_stop, curve=curve)
     stop_event = threading.Event()
-    name = type(sink).__name__
+    name = sink.plugin_name
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
         if stop_event.is_set():
@@ -572,6 +596,6 @@ def start_thread(
         raise thread.error
     if not runner.opened.is_set():
         thread.stop()
-        msg = f"sink {type(sink).__name__} did not open within {open_timeout_s} s"
+        msg = f"sink {sink.plugin_name} did not open within {open_timeout_s} s"
         raise SinkError(msg)
     return thread

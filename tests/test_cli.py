@@ -235,15 +235,17 @@ def test_sink_options_and_duplicate_ids_are_configuration_errors(tmp_path):
         (["run", "bad id=x.mp4"], "'bad id' is not a valid source id"),
         (["run", "--sink", "jsonl:a.jsonl", "--sink", "jsonl:a.jsonl"], "sink 'jsonl:a.jsonl' is given twice"),
         (["run", "--set", "sink_error_policies={jsnl: skip}"], "unknown sink 'jsnl'"),
+        (["report", "x.jsonl", "--out", "figs", "--label", "nets"], "--label must be SOURCE_ID=VALUE, got 'nets'"),
     ):
         result = batsight(*args, cwd=tmp_path, timeout=60)
         assert result.returncode == 2, (args, result.stderr)
         _one_error_line(result.stderr, fragment)
 
 
-def test_jsonl_to_stdout_stays_pure_json(tmp_path):
+@pytest.mark.parametrize("spec", ["jsonl:-", "jsonl:path= -"])
+def test_jsonl_to_stdout_stays_pure_json(tmp_path, spec):
     result = batsight(
-        "run", "--no-progress", "--sink", "jsonl:-", "--set", "source.default_frames=3",
+        "run", "--no-progress", "--sink", spec, "--set", "source.default_frames=3",
         "--set", f"publisher.endpoint={free_endpoint()}", cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr

@@ -318,6 +318,53 @@ def test_report_from_jsonl_refuses_a_line_that_is_not_a_message(tmp_path: Path) 
         report_from_jsonl([str(tmp_path / "missing.jsonl")], str(tmp_path / "out"))
 
 
+def _write_jsonl(path: Path, messages: list[Message]) -> list[str]:
+    sink = JsonlSink(str(path))
+    sink.open()
+    sink.write_batch(messages)
+    sink.close()
+    return path.read_text(encoding="utf-8").splitlines(keepends=True)
+
+
+@pytest.mark.parametrize("text", ["", "\n  \n"])
+def test_report_from_jsonl_refuses_a_file_without_messages(tmp_path: Path, text: str) -> None:
+    good = tmp_path / "good.jsonl"
+    _write_jsonl(good, make_stream("nets", n_frames=4, shots=False))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(text, encoding="utf-8")
+    with pytest.raises(SinkError, match=r"^no batsight messages in '.*empty\.jsonl'"):
+        report_from_jsonl([str(good), str(empty)], str(tmp_path / "out"), dpi=DPI)
+    assert list((tmp_path / "out").iterdir()) == []  # refused before drawing anything
+
+
+def test_report_from_jsonl_skips_a_truncated_last_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    messages = [m for m in make_stream("nets", n_frames=6, shots=False) if m.kind in ("pose", "sim")]
+    lines = _write_jsonl(tmp_path / "whole.jsonl", messages)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2], encoding="utf-8")  # crash mid-write
+    with caplog.at_level(logging.WARNING, logger="sinks.report"):
+        written = report_from_jsonl([str(cut)], str(tmp_path / "out"), dpi=DPI)
+    assert f"{cut}:{len(lines)}: skipped a truncated last line" in caplog.text
+    assert [p.name for p in written] == ["nets_dependency_matrix.png", "nets_wrist.png", "pair_similarity.png"]
+
+    only_cut = tmp_path / "only_cut.jsonl"
+    only_cut.write_text(lines[0][:40], encoding="utf-8")
+    with pytest.raises(SinkError, match="no batsight messages in"):
+        report_from_jsonl([str(only_cut)], str(tmp_path / "out2"), dpi=DPI)
+
+
+def test_report_from_jsonl_refuses_a_truncated_line_in_the_middle(tmp_path: Path) -> None:
+    lines = _write_jsonl(tmp_path / "whole.jsonl", make_stream("nets", n_frames=3, shots=False))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("".join(lines[:2]) + lines[2][:30] + "\n" + "".join(lines[3:]), encoding="utf-8")
+    with pytest.raises(SinkError, match=r"bad\.jsonl:3: not a batsight jsonl message"):
+        report_from_jsonl([str(bad)], str(tmp_path / "out"), dpi=DPI)
+    last_not_a_message = tmp_path / "last.jsonl"  # valid JSON, wrong content: not a truncation
+    last_not_a_message.write_text("".join(lines) + '{"kind": "pose"}\n', encoding="utf-8")
+    with pytest.raises(SinkError, match=rf"last\.jsonl:{len(lines) + 1}: not a batsight jsonl message"):
+        report_from_jsonl([str(last_not_a_message)], str(tmp_path / "out"), dpi=DPI)
+
+
 def test_bad_shot_message_is_skipped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     collector = ReportCollector()
     bad = _roundtrip("shot", "nets", 0, {"shot_index": 0, "t_start_s": 1.0, "t_end_s": 2.0}, {"t_s": np.zeros(2)})

@@ -17,12 +17,13 @@ import pytest
 import zmq
 
 from engine.config import PublisherConfig
-from engine.errors import PluginError, PublishError, SinkError
+from engine.errors import PluginError, PublishError, SinkError, SinkOptionError
 from engine.publisher import Publisher
 from engine.wire import Message, decode, encode
-from sinks.base import Sink, create_sink, parse_sink_spec
+from sinks.base import Sink, create_sink, option_names, parse_sink_spec
 from sinks.console import ConsoleSink
 from sinks.jsonl import JsonlSink
+from sinks.report import ReportSink
 from sinks.runtime import SinkRunner, SinkThread, Subscriber, run_standalone
 
 pytestmark = pytest.mark.timeout(30)
@@ -295,6 +296,73 @@ def test_run_standalone_until_engine_stop(tmp_path: Path, context: zmq.Context, 
     assert kinds == ["pose", "health"]
 
 
+def test_standalone_sink_with_a_topic_filter_still_ends_on_engine_stop(tmp_path: Path, publisher: Publisher) -> None:
+    """``batsight sink jsonl --topic pose/``: health/ is subscribed for the runner, kept from the file."""
+    out = tmp_path / "pose_only.jsonl"
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        result["rc"] = run_standalone("jsonl", {"path": str(out)}, publisher.endpoint, ("pose/",))
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    assert publisher.wait_for_subscribers(2, timeout_s=5.0) == (0, 2)  # pose/ and the runner's health/
+    publisher.publish("pose", "cam1", _pose_fields(0))
+    publisher.publish("fit", "cam1", {"degree": 3})  # not subscribed at all
+    publisher.publish("health", "", {"engine_state": "running", "sources": {}})
+    publisher.publish("pose", "cam1", _pose_fields(1))
+    publisher.publish("eos", "cam1", {"frames": 2, "reason": "end"})  # not subscribed: no expected sources
+    publisher.publish("health", "", {"engine_state": "stopped", "sources": {}})
+    thread.join(10.0)
+    assert not thread.is_alive(), "the sink did not end on the engine's stop"
+    assert result["rc"] == 0
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [(r["kind"], r["frame_index"]) for r in records] == [("pose", 0), ("pose", 1)]
+
+
+def test_runner_with_a_topic_filter_ends_on_eos_and_passes_only_matching_messages(
+    context: zmq.Context, publisher: Publisher
+) -> None:
+    sink = RecordingSink()
+    runner = SinkRunner(sink, publisher.endpoint, ("pose/cam1/",), expected_sources={"cam1", "cam2"}, context=context)
+    assert runner.control_topics == ("health/", "eos/")
+    thread = _start(runner, publisher, subscriptions=3)
+    for i in range(3):
+        publisher.publish("pose", "cam1", _pose_fields(i))
+        publisher.publish("pose", "cam2", _pose_fields(i))
+    publisher.publish("health", "", {"engine_state": "running", "sources": {}})
+    publisher.publish("eos", "cam1", {"frames": 3, "reason": "end"})
+    publisher.publish("eos", "cam2", {"frames": 3, "reason": "end"})
+    _finish(thread)  # no final health/: ends EOS_GRACE_S after the last eos
+
+    assert runner.stop_reason == "eos from every expected source"
+    assert runner.eos_sources == {"cam1", "cam2"}
+    assert [(m.topic, m.frame_index) for m in sink.messages] == [("pose/cam1/", i) for i in range(3)]
+    assert runner.received == 3
+    assert (sink.opened, sink.closed) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("topics", "expected_sources", "stop_on_engine_stop", "control"),
+    [
+        (("",), {"cam1"}, True, ()),  # everything subscribed already: no extra subscription
+        (("pose/", "health/"), None, True, ()),
+        (("pose/",), None, True, ("health/",)),
+        (("pose/",), None, False, ()),  # --keep-running without expected sources needs no control topic
+        (("pose/", "eos/cam1/"), {"cam1"}, False, ("eos/",)),
+    ],
+)
+def test_runner_adds_only_the_control_topics_the_filter_leaves_out(
+    topics: tuple[str, ...], expected_sources: set[str] | None, stop_on_engine_stop: bool, control: tuple[str, ...]
+) -> None:
+    runner = SinkRunner(
+        RecordingSink(), "tcp://127.0.0.1:1", topics, expected_sources, stop_on_engine_stop=stop_on_engine_stop
+    )
+    assert runner.topics == topics
+    assert runner.control_topics == control
+    assert runner._subscriber.topics == topics + control
+
+
 def test_run_standalone_stops_on_sigterm(tmp_path: Path) -> None:
     original = signal.getsignal(signal.SIGTERM)
     out = tmp_path / "sig.jsonl"
@@ -336,10 +404,111 @@ def test_unknown_sink_name_lists_available() -> None:
         ("jsonl:/tmp/a:b.jsonl", ("jsonl", {"path": "/tmp/a:b.jsonl"})),
         ("console", ("console", {})),
         ("console:0.5", ("console", {"interval_s": "0.5"})),
+        # OPTION=VALUE pieces
+        ("jsonl:path=-", ("jsonl", {"path": "-"})),
+        (" jsonl : path = out.jsonl ", ("jsonl", {"path": "out.jsonl"})),
+        ("console:interval_s=0.5", ("console", {"interval_s": "0.5"})),
+        ("report:out_dir=figs,dpi=80", ("report", {"out_dir": "figs", "dpi": "80"})),
+        (
+            "report:out_dir=figs,video=nets=a.mp4,cam2=b.mp4,labels=nets=pull",
+            ("report", {"out_dir": "figs", "video": "nets=a.mp4,cam2=b.mp4", "labels": "nets=pull"}),
+        ),
+        # bare values: whitespace dropped; ':' ',' '=' kept when not led by OPTION=
+        ("jsonl: -", ("jsonl", {"path": "-"})),
+        ("jsonl:out=1.jsonl", ("jsonl", {"path": "out=1.jsonl"})),
+        ("report:/tmp/w/rr:video=x", ("report", {"out_dir": "/tmp/w/rr:video=x"})),
+        ("report:figs,2024", ("report", {"out_dir": "figs,2024"})),
+        ("console:stream=x", ("console", {"interval_s": "stream=x"})),  # not an option: refused by the sink
     ],
 )
 def test_parse_sink_spec(spec: str, expected: tuple[str, dict[str, str]]) -> None:
     assert parse_sink_spec(spec) == expected
+
+
+def test_parse_sink_spec_errors_are_configuration_errors() -> None:
+    with pytest.raises(SinkOptionError, match="sink spec must be NAME"):
+        parse_sink_spec(" :x")
+    with pytest.raises(SinkOptionError, match="unknown option 'bogus'"):
+        parse_sink_spec("jsonl:path=a,bogus=b")
+
+
+def test_a_bare_value_that_hides_options_is_kept_whole_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="sinks.base"):
+        assert parse_sink_spec("report:figs,dpi=80") == ("report", {"out_dir": "figs,dpi=80"})
+    assert "write report:out_dir=figs,dpi=80 to set several options" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="sinks.base"):
+        assert parse_sink_spec("jsonl:a,b=c.jsonl") == ("jsonl", {"path": "a,b=c.jsonl"})  # b is no option
+    assert caplog.text == ""
+
+
+def test_jsonl_path_option_in_spec_writes_to_stdout(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    for spec in ("jsonl:path=-", "jsonl: -"):
+        sink = Sink.from_spec(spec)
+        assert isinstance(sink, JsonlSink)
+        assert sink.path == "-"
+        sink.open()
+        sink.write_batch([decode(encode("pose", "cam1", 0, {"frame_index": 0}))])
+        sink.close()
+        assert json.loads(capsys.readouterr().out)["topic"] == "pose/cam1/"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_only_declared_user_options_are_accepted() -> None:
+    assert option_names(ConsoleSink) == ["interval_s"]
+    assert option_names(JsonlSink) == ["path"]
+    assert option_names(ReportSink) == [
+        "out_dir",
+        "video",
+        "labels",
+        "dpi",
+        "min_keypoint_conf",
+        "max_frames",
+        "max_shots",
+    ]
+    for option, value in (("stream", "foo"), ("now_fn", 1)):
+        expected = rf"^unknown option {option!r} for sink 'console'; expected one of: interval_s$"
+        with pytest.raises(SinkOptionError, match=expected):
+            create_sink("console", {option: value})
+    with pytest.raises(SinkError, match="expected one of: interval_s$"):
+        ConsoleSink(bogus=1)
+    # code may still pass its own parameters
+    stream = io.StringIO()
+    assert ConsoleSink(stream=stream)._stream_option is stream
+
+
+def test_user_options_default_to_parameters_without_leading_underscore() -> None:
+    class ClockSink(RecordingSink):
+        def __init__(self, rate: str = "1", _clock: Any = None, **options: Any) -> None:
+            super().__init__(**options)
+            self.rate, self.clock = rate, _clock
+
+    assert option_names(ClockSink) == ["rate"]
+    with pytest.raises(SinkOptionError, match="unknown option '_clock' for sink 'clock'"):
+        ClockSink.from_options({"_clock": 1}, name="clock")
+
+    class BrokenSink(RecordingSink):
+        user_options = ("rate",)
+
+    with pytest.raises(SinkError, match="sink class BrokenSink lists user option 'rate' that its __init__ does not"):
+        option_names(BrokenSink)
+
+
+def test_sink_is_labelled_by_its_plugin_name(tmp_path: Path) -> None:
+    created = create_sink("jsonl", {"path": str(tmp_path / "missing" / "out.jsonl")})
+    assert created.plugin_name == "jsonl"
+    assert JsonlSink("x.jsonl").plugin_name == "jsonl"  # constructed directly: found by its entry point
+    assert ConsoleSink().plugin_name == "console"
+    assert RecordingSink().plugin_name == "RecordingSink"  # not registered: its class name
+    assert RecordingSink.from_options({}, name="rec").plugin_name == "rec"
+    thread = SinkThread(SinkRunner(created, "tcp://127.0.0.1:1"))
+    assert thread.name == "jsonl"
+    thread.start()
+    thread.join(5.0)
+    assert not thread.is_alive()
+    assert isinstance(thread.error, SinkError)
+    assert f"{thread.name}: {thread.error}".startswith("jsonl: cannot open jsonl output")
+    assert SinkThread(SinkRunner(created, "tcp://127.0.0.1:1"), name="custom").name == "custom"
 
 
 def test_create_sink_from_spec() -> None:
@@ -356,6 +525,12 @@ def test_create_sink_from_spec() -> None:
     ("make", "fragment"),
     [
         (lambda: parse_sink_spec(":x"), "sink spec must be NAME or NAME:ARG"),
+        (lambda: parse_sink_spec("jsonl:path=a,path=b"), "sink 'jsonl' option 'path' is given twice"),
+        (
+            lambda: parse_sink_spec("report:out_dir=figs,vidoe=x.mp4"),
+            "unknown option 'vidoe' for sink 'report' in 'report:out_dir=figs,vidoe=x.mp4'; expected one of: out_dir,",
+        ),
+        (lambda: create_sink(*parse_sink_spec("console:stream=x")), "got 'stream=x'"),
         (lambda: create_sink("jsonl", {}), "sink 'jsonl' requires option 'path'"),
         (lambda: create_sink("jsonl", {"path": "a", "bogus": 1}), "unknown option 'bogus' for sink 'jsonl'"),
         (lambda: JsonlSink("a", bogus=1), "unknown option 'bogus' for sink JsonlSink; expected one of: path"),
@@ -585,3 +760,42 @@ def test_subscriber_recv_requires_open() -> None:
         subscriber.recv(0)
     with pytest.raises(SinkError, match="cannot connect subscriber to 'nope'"):
         Subscriber("nope").open()
+
+
+def test_console_summary_gives_no_fps_for_a_run_that_arrived_at_once() -> None:
+    stream = io.StringIO()
+    clock = FakeClock()
+    sink = ConsoleSink(interval_s=1.0, stream=stream, now_fn=clock)
+    sink.open()
+    clock.now_s = 100.2
+    sink.write_batch([_pose("cam1", i, batter_found=True) for i in range(5)])  # one batch: no span
+    for i in range(5):  # 0.2 s apart: a 0.8 s span, still too short for a mean rate
+        clock.now_s = 100.5 + 0.2 * i
+        sink.write_batch([_pose("cam2", i, batter_found=True)])
+    for i in range(6):  # 0.25 s apart: 5 intervals in 1.25 s = 4.0 fps
+        clock.now_s = 102.0 + 0.25 * i
+        sink.write_batch([_pose("cam3", i, batter_found=True)])
+    sink.close()
+    lines = stream.getvalue().splitlines()[-3:]
+    assert lines[0].startswith("cam1: 5 frames, - fps, batter found 100.0%")
+    assert lines[1].startswith("cam2: 5 frames, - fps, ")
+    assert lines[2].startswith("cam3: 6 frames, 4.0 fps, ")
+
+
+@pytest.mark.parametrize(
+    ("fields", "end"),
+    [
+        ({"reason": "error", "error": "file not found: x.mp4"}, "(error: file not found: x.mp4)"),
+        ({"reason": "timeout", "error": "read timed out"}, "(timeout, error: read timed out)"),
+        ({"reason": "end", "error": None}, "(end)"),
+        ({"error": "boom"}, "(error: boom)"),  # an eos without reason
+    ],
+)
+def test_console_summary_end_reason(fields: dict[str, Any], end: str) -> None:
+    stream = io.StringIO()
+    sink = ConsoleSink(stream=stream, now_fn=FakeClock())
+    sink.open()
+    sink.write_batch([decode(encode("eos", "cam1", 0, {"frames": 0, "dropped": 0, "corrupt": 0, **fields}))])
+    sink.close()
+    (line,) = stream.getvalue().splitlines()
+    assert line == f"cam1: 0 frames, - fps, batter found -, dropped 0, corrupt 0 {end}"
