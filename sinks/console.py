@@ -48,8 +48,8 @@ def _int_or(value: object, default: int) -> int:
 class ConsoleSink(Sink):
     """Print ``cam1: 120 frames, 29.9 fps, batter 95%, dropped 0 | cam2: ...`` every interval.
 
-    On a terminal the line is rewritten in place (carriage return); otherwise one line per interval. fps is
-    the number of ``pose`` messages that arrived in the last ``rate_window_s`` seconds (arrival clock)
+    One line per interval, written through ``tqdm.write`` on a terminal or on standard error (so it
+    never lands inside the CLI's progress bar). fps is the number of ``pose`` messages that arrived in the last ``rate_window_s`` seconds (arrival clock)
     divided by that window, or by the time since :meth:`open` while that is shorter. The window spans
     several intervals so that batched delivery (8 frames at once, then nothing for a while) reads as
     a steady rate instead of alternating with 0.0.
@@ -182,9 +182,10 @@ class ConsoleSink(Sink):
 
     def _emit_status(self, now_s: float) -> None:
         line = self.status_line(now_s)
-        if self._tty:
-            # tqdm.write clears and redraws any progress bar of this process (the CLI's), so the
-            # status lines and the bar never overwrite each other.
+        if self._tty or self._stream is sys.stderr:
+            # tqdm.write clears and redraws any progress bar of this process on that stream (the
+            # CLI's, on stderr, also when stderr is a log file), so status lines never land inside
+            # the bar's line.
             from tqdm import tqdm
 
             tqdm.write(line, file=self._stream)

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -752,6 +753,28 @@ def test_console_sink_writes_whole_lines_on_tty_through_tqdm() -> None:
     assert stream.getvalue().endswith("\n")
     sink.close()
     assert "\ncam1: 1 frames" in stream.getvalue()
+
+
+def test_console_lines_on_stderr_never_land_inside_a_progress_bar(monkeypatch) -> None:
+    from tqdm import tqdm
+
+    log = io.StringIO()  # stderr redirected to a file: not a terminal
+    monkeypatch.setattr(sys, "stderr", log)
+    clock = FakeClock()
+    sink = ConsoleSink(interval_s=0.5)
+    sink._now_fn = clock
+    sink.open()
+    bar = tqdm(total=10, file=sys.stderr, desc="batsight", mininterval=0)
+    bar.update(3)
+    clock.now_s += 1.0
+    sink.write_batch([_pose("cam1", 0, True)])
+    bar.update(2)
+    bar.close()
+    text = log.getvalue()
+    status = text.index("cam1: 1 frames")
+    assert text[status - 1] in "\r\n"  # starts its own line: the bar line was cleared first
+    assert text[text.index("\n", status) - 1] != "|"  # and the bar did not continue on the status line
+    sink.close()
 
 
 def test_subscriber_recv_requires_open() -> None:
