@@ -31,6 +31,19 @@ __all__ = ["RtspServer", "free_tcp_port"]
 SERVER_EXE = "rtsp-server-perl"
 FFMPEG_EXE = "ffmpeg"
 
+#: ``/usr/bin/rtsp-server-perl``'s body, with the module's RTP port base (``$RTP_START_PORT``, which
+#: housekeeping falls back to) taken from the first argument; the rest are its usual options.
+_SERVER_SCRIPT = """
+use strict; use warnings; use AnyEvent; use RTSP::Server;
+$RTSP::Server::RTP_START_PORT = shift @ARGV;
+my $srv = RTSP::Server->new_with_options();
+$srv->listen;
+my $cv = AnyEvent->condvar;
+$SIG{INT} = sub { $cv->send };
+$SIG{TERM} = sub { $cv->send };
+$cv->recv;
+"""
+
 
 #: Ports are drawn below Linux' default ephemeral range (32768-60999), so that no outgoing connection
 #: of another process takes one of ours while the server is down between a kill and a restart.
@@ -190,15 +203,16 @@ class RtspServer:
     def start_server(self) -> None:
         """Start ``rtsp-server-perl`` bound to 127.0.0.1 and wait until both ports accept.
 
-        Known limit: rtsp-server-perl's ``housekeeping`` resets the RTP start port to its built-in
-        20000 once no stream is mounted (after a publisher leaves), ignoring ``--rtp_start_port``. So
-        two servers running at once (e.g. ``python -m tests.soak`` beside the test suite) can collide
-        on UDP 20000 after an outage; one at a time, as in CI, they cannot.
+        rtsp-server-perl's ``housekeeping`` (run whenever a connection ends, even a readiness probe)
+        resets the RTP start port to the module's ``$RTP_START_PORT`` (20000) while no stream is
+        mounted, ignoring ``--rtp_start_port``; two servers at once would then collide on UDP 20000.
+        So the server runs from :data:`_SERVER_SCRIPT`, the same few lines as ``rtsp-server-perl``
+        with ``$RTP_START_PORT`` set to this server's own free range first.
         """
         if self._server is not None and self._server.poll() is None:
             return
         self._server = self._spawn([
-            SERVER_EXE,
+            "perl", "-e", _SERVER_SCRIPT, str(self.rtp_start_port),
             "--clientport", str(self.client_port), "--client_listen_address", "127.0.0.1",
             "--serverport", str(self.source_port), "--source_listen_address", "127.0.0.1",
             "--rtp_start_port", str(self.rtp_start_port), "--loglevel", "2",

@@ -504,6 +504,35 @@ def test_rtsp_outage_reconnects_and_resumes(rtsp_server: RtspServer, outage: str
     assert_no_secret(caplog.text, *(str(r.args) for r in caplog.records), str(source.last_error), repr(source))
 
 
+@pytest.mark.timeout(60)
+def test_rtsp_test_server_keeps_to_its_own_rtp_ports(rtsp_server: RtspServer) -> None:
+    """With UDP 20000 (rtsp-server-perl's built-in RTP base) taken, the helper's server still streams.
+
+    Guards the test helper itself: the stock server falls back to 20000 after any connection while
+    nothing is mounted, so a second server (or anything else on 20000) broke the RTSP tests.
+    """
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        squatter.bind(("0.0.0.0", 20000))  # noqa: S104 - the server's RTP listener binds the wildcard address
+    except OSError:
+        squatter.close()
+        pytest.skip("UDP 20000 is already taken by something else")
+    try:
+        rtsp_server.stop_publisher()  # remount: the publisher's RTP ports are chosen now, with 20000 taken
+        rtsp_server.start_publisher()
+        config = SourceConfig(rtsp_transport="udp", open_timeout_s=5.0, read_timeout_s=2.0, reconnect=False)
+        source = UrlSource.from_spec(rtsp_server.url, "cam", config)
+        source.open()
+        try:
+            frames = list(itertools.islice(source.frames(), 5))
+        finally:
+            source.close()
+    finally:
+        squatter.close()
+    assert [f.frame_index for f in frames] == list(range(5))
+    assert "20000" not in rtsp_server.log_tail()
+
+
 def test_http_file_with_a_known_duration_ends_instead_of_replaying(http_dir) -> None:
     from tests.test_stream import write_video
 
