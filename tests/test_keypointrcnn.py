@@ -223,11 +223,29 @@ def test_missing_state_dict_path_names_it(tmp_path):
     assert "model.keypoint_weights" in str(info.value)
 
 
-def test_not_a_state_dict_is_a_model_error(tmp_path):
+# "hello" makes torch's unpickler raise KeyError
+@pytest.mark.parametrize("content", [b"not a torch file", b"hello\n"])
+def test_not_a_state_dict_is_a_model_error(tmp_path, content):
     path = tmp_path / "yolo11n-pose.pt"
-    path.write_bytes(b"not a torch file")
-    with pytest.raises(ModelError, match="yolo11n-pose.pt"):
+    path.write_bytes(content)
+    with pytest.raises(ModelError, match="yolo11n-pose.pt.*as a state dict"):
         KeypointRCNNTopDown(weights=path, device="cpu").build()
+
+
+def test_a_state_dict_of_another_model_names_what_differs(kp, tmp_path):
+    state = dict(kp.model.state_dict())
+    state.pop("roi_heads.keypoint_predictor.kps_score_lowres.bias")
+    state["extra.weight"] = torch.zeros(3)
+    state["roi_heads.keypoint_predictor.kps_score_lowres.weight"] = torch.zeros(512, 5, 4, 4)
+    path = tmp_path / "other.pth"
+    torch.save(state, path)
+    with pytest.raises(ModelError) as info:
+        KeypointRCNNTopDown(weights=path, device="cpu").build()
+    text = str(info.value)
+    assert "1 missing keys (roi_heads.keypoint_predictor.kps_score_lowres.bias)" in text
+    assert "1 unexpected keys (extra.weight)" in text
+    shapes = "roi_heads.keypoint_predictor.kps_score_lowres.weight: file [512, 5, 4, 4] vs model [512, 17, 4, 4]"
+    assert f"1 shape mismatches ({shapes})" in text
 
 
 def _online(host: str = "download.pytorch.org") -> bool:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import pickle
 import socket
 import urllib.request
 from collections import OrderedDict
@@ -318,7 +317,7 @@ class KeypointRCNNTopDown:
             log.info("downloading Keypoint R-CNN COCO_V1 weights from %s to %s", enum.url, cache)
         try:
             return keypointrcnn_resnet50_fpn(weights=enum, progress=False, **kwargs)
-        except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        except Exception as exc:  # a corrupt cache file can make the unpickler raise anything
             msg = f"cannot load Keypoint R-CNN weights COCO_V1: {_one_line(exc)}. {hint}"
             raise ModelError(msg) from exc
 
@@ -334,7 +333,7 @@ class KeypointRCNNTopDown:
             raise ModelError(msg)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        except Exception as exc:  # the unpickler raises anything (KeyError on a text file) for garbage
             msg = (
                 f"cannot read {path} as a state dict with torch.load(weights_only=True): {_one_line(exc)}. "
                 "Save it with torch.save(model.state_dict(), path)"
@@ -352,14 +351,12 @@ class KeypointRCNNTopDown:
             # weights (its COCO files included): rebuild that way; COCO_V1 also has eps = 0.
             coco_v1_name = Path(urlparse(KeypointRCNN_ResNet50_FPN_Weights.COCO_V1.url).path).name
             _freeze_batchnorm(model, eps=0.0 if path.name == coco_v1_name else 1e-5)
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            msg = (
-                f"state dict {path} does not fit keypointrcnn_resnet50_fpn(num_keypoints={self.num_keypoints}): "
-                f"{_one_line(exc)}"
-            )
-            raise ModelError(msg) from exc
+        problems = _state_dict_mismatch(model.state_dict(), state)
+        if problems:
+            target = f"keypointrcnn_resnet50_fpn(num_keypoints={self.num_keypoints})"
+            msg = f"state dict {path} does not fit {target}: {problems}"
+            raise ModelError(msg)
+        model.load_state_dict(state)
         return model
 
     # ------------------------------------------------------------------ inference
@@ -644,6 +641,27 @@ def _no_person(num_keypoints: int) -> tuple[np.ndarray, ...]:
         np.full((k, s, s), np.nan, np.float32),
         np.full((4,), np.nan, np.float32),
     )
+
+
+def _state_dict_mismatch(expected: Mapping[str, Any], given: Mapping[str, Any], examples: int = 2) -> str:
+    """Describe how ``given`` differs from the model's ``expected`` state dict; ``""`` when it fits.
+
+    Counts missing keys, unexpected keys and shape mismatches, each with the first ``examples``
+    names (shapes as ``file [..] vs model [..]``), so that a wrong file is recognisable at a glance.
+    """
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    shapes = [
+        f"{k}: file {list(given[k].shape)} vs model {list(expected[k].shape)}"
+        for k in expected
+        if k in given and tuple(given[k].shape) != tuple(expected[k].shape)
+    ]
+    parts = []
+    for what, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+        if items:
+            shown = ", ".join(items[:examples]) + (", ..." if len(items) > examples else "")
+            parts.append(f"{len(items)} {what} ({shown})")
+    return "; ".join(parts)
 
 
 def _freeze_batchnorm(model: Any, *, eps: float) -> None:
