@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -50,7 +51,25 @@ class SourceStats:
     shots: int = 0
     ended: bool = False
     error: str | None = None
-    _fps_mark: tuple[float, int, int] = (0.0, 0, 0)
+    #: ``(monotonic s, frames_in, frames_out)`` samples taken by :meth:`Pipeline.source_health`.
+    _rate_samples: deque[tuple[float, int, int]] = field(default_factory=deque)
+
+    def rates(self, now_s: float, frames_in: int, window_s: float) -> tuple[float, float]:
+        """Record a sample and return ``(fps_in, fps_out)`` over about the last ``window_s`` seconds.
+
+        The rate is taken against the newest sample at least ``window_s`` old (or the oldest one), so
+        a call that comes soon after the previous one (the final ``health/`` at stop) does not divide
+        a burst of frames by a tiny interval. Frames per second; ``0.0`` until a second sample.
+        """
+        samples = self._rate_samples
+        samples.append((now_s, frames_in, self.frames_out))
+        while len(samples) > 2 and samples[1][0] <= now_s - window_s:
+            samples.popleft()
+        t0, in0, out0 = samples[0]
+        span_s = now_s - t0
+        if span_s <= 0:
+            return 0.0, 0.0
+        return (frames_in - in0) / span_s, (self.frames_out - out0) / span_s
 
 
 @dataclass
@@ -500,11 +519,7 @@ class Pipeline:
         out = {}
         for reader in self.readers:
             st = self.stats[reader.source_id]
-            t_prev, in_prev, out_prev = st._fps_mark
-            dt = now - t_prev if t_prev else 0.0
-            fps_in = (reader.frames_in - in_prev) / dt if dt > 0 else 0.0
-            fps_out = (st.frames_out - out_prev) / dt if dt > 0 else 0.0
-            st._fps_mark = (now, reader.frames_in, st.frames_out)
+            fps_in, fps_out = st.rates(now, reader.frames_in, max(1.0, self.config.publisher.health_period_s))
             source = reader.source
             if st.ended:
                 state = "failed" if st.error else "ended"

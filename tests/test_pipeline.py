@@ -333,3 +333,18 @@ def test_sink_error_policies(tmp_path, policy):
         lines = (tmp_path / "out.jsonl").read_text().splitlines()
         assert 0 < len(lines) < len(messages)  # only the skipped batch is missing
         assert '"kind":"eos"' in lines[-2] or '"kind":"eos"' in lines[-1]
+
+
+def test_health_rates_use_a_window_not_the_time_since_the_last_call():
+    from engine.pipeline import SourceStats
+
+    stats = SourceStats("cam", None)
+    assert stats.rates(100.0, 0, window_s=1.0) == (0.0, 0.0)
+    for k in range(1, 6):  # steady 10 fps in and 8 fps out, health every second
+        stats.frames_out = 8 * k
+        fps_in, fps_out = stats.rates(100.0 + k, 10 * k, window_s=1.0)
+        assert (fps_in, fps_out) == pytest.approx((10.0, 8.0))
+    stats.frames_out += 4  # the final health 0.05 s later, after a burst of 4 frames
+    fps_in, fps_out = stats.rates(105.05, 54, window_s=1.0)
+    assert fps_in == pytest.approx(14 / 1.05) and fps_out == pytest.approx(12 / 1.05)  # not 4 / 0.05 = 80
+    assert len(stats._rate_samples) <= 3  # bounded memory
