@@ -106,23 +106,33 @@ class UltralyticsPose(KeypointModel):
         self.infer([np.zeros((self.config.imgsz, self.config.imgsz, 3), np.uint8)])  # warm-up
 
     def infer(self, images: list[np.ndarray]) -> list[Persons]:
-        """See :meth:`KeypointModel.infer`. Raises ``ModelError`` when called before ``build()``."""
+        """See :meth:`KeypointModel.infer`. Raises ``ModelError`` when called before ``build()``.
+
+        Images are passed to Ultralytics in groups of one frame shape: Ultralytics letterboxes a batch
+        of equal shapes to the smallest stride-multiple rectangle but pads a mixed batch to a square,
+        so without grouping a source's results would depend on which other sources shared its batch.
+        """
         if self._model is None:
             msg = "UltralyticsPose.infer() called before build()"
             raise ModelError(msg)
-        if not images:
-            return []
-        results = self._model.predict(
-            images,
-            imgsz=self.config.imgsz,
-            conf=self.config.conf,
-            iou=self.config.iou,
-            classes=[0],
-            device=self.device,
-            half=self.half,
-            verbose=False,
-        )
-        return [self._to_persons(result) for result in results]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, image in enumerate(images):
+            groups.setdefault(image.shape, []).append(i)
+        out: list[Persons | None] = [None] * len(images)
+        for indices in groups.values():
+            results = self._model.predict(
+                [images[i] for i in indices],
+                imgsz=self.config.imgsz,
+                conf=self.config.conf,
+                iou=self.config.iou,
+                classes=[0],
+                device=self.device,
+                half=self.half,
+                verbose=False,
+            )
+            for i, result in zip(indices, results, strict=True):
+                out[i] = self._to_persons(result)
+        return out  # type: ignore[return-value]  # every slot filled above
 
     @staticmethod
     def _to_persons(result) -> Persons:  # noqa: ANN001 - ultralytics.engine.results.Results
