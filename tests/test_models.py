@@ -146,3 +146,16 @@ def test_tracker_keeps_ids_for_a_moving_person():
     confirmed = [row for row in ids if min(row) >= 0]
     assert len(confirmed) >= 10
     assert all(row == confirmed[0] for row in confirmed) and confirmed[0][0] != confirmed[0][1]
+
+
+def test_track_ids_count_per_source_whatever_the_other_sources_do():
+    """Ultralytics >= 8.3 numbers tracks per BYTETracker; batsight relies on it (one tracker per source)."""
+    alone, first, second = PersonTracker(frame_rate=30), PersonTracker(frame_rate=30), PersonTracker(frame_rate=30)
+    ids_alone, ids_second = [], []
+    for t in range(10):
+        moving = _persons([[100 + 3 * t, 100, 180 + 3 * t, 300], [400, 100, 470, 290]], [-1, -1])
+        ids_alone.append(alone.update(moving).track_id.tolist())
+        first.update(_persons([[10, 10, 60, 150], [200, 20, 260, 170], [300, 30, 350, 160]], [-1, -1, -1]))
+        ids_second.append(second.update(moving).track_id.tolist())  # interleaved with another source's tracker
+    assert ids_second == ids_alone
+    assert sorted(ids_alone[-1]) == [1, 2]
