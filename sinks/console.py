@@ -33,6 +33,10 @@ class _SourceStats:
     error: str | None = None
 
 
+#: Source states (``health/``) not worth a mention in the status line; others (``stalled``,
+#: ``reconnecting``, ``failed`` ...) are shown next to the source id.
+_QUIET_STATES = frozenset({"", "live", "ended"})
+
 #: Above this many sources the status line sums them into one part instead of listing each.
 MAX_SOURCES_LISTED = 6
 
@@ -49,10 +53,10 @@ class ConsoleSink(Sink):
     """Print ``cam1: 120 frames, 29.9 fps, batter 95%, dropped 0 | cam2: ...`` every interval.
 
     One line per interval, written through ``tqdm.write`` on a terminal or on standard error (so it
-    never lands inside the CLI's progress bar). fps is the number of ``pose`` messages that arrived in the last ``rate_window_s`` seconds (arrival clock)
-    divided by that window, or by the time since :meth:`open` while that is shorter. The window spans
-    several intervals so that batched delivery (8 frames at once, then nothing for a while) reads as
-    a steady rate instead of alternating with 0.0.
+    never lands inside the CLI's progress bar). fps is the number of ``pose`` messages that arrived
+    in the last ``rate_window_s`` seconds (arrival clock) divided by that window, or by the time since
+    :meth:`open` while that is shorter. The window spans several intervals so that batched delivery
+    (8 frames at once, then nothing for a while) reads as a steady rate instead of alternating with 0.0.
 
     Args:
         interval_s: Seconds between status lines, ``> 0``; a string (``--sink console:0.5``) is
@@ -157,8 +161,9 @@ class ConsoleSink(Sink):
     def status_line(self, now_s: float) -> str:
         """The live status text for ``now_s`` (seconds on ``now_fn``'s clock); resets nothing.
 
-        One part per source; with more than :data:`MAX_SOURCES_LISTED` sources, one part for all of
-        them together (summed frames, fps and drops, and how many sources are in each state).
+        One part per source, its state in brackets unless it is ``live`` or ``ended``; with more than
+        :data:`MAX_SOURCES_LISTED` sources, one part for all of them together (summed frames, fps and
+        drops, and how many sources are in each state).
         """
         cutoff_s = now_s - self.rate_window_s
         span_s = max(min(self.rate_window_s, now_s - self._opened_s), 1e-9)
@@ -166,7 +171,8 @@ class ConsoleSink(Sink):
         for source_id in sorted(self._sources):
             stats = self._sources[source_id]
             fps = sum(n for t, n in stats.arrivals if t >= cutoff_s) / span_s
-            rows.append((source_id, stats.frames, fps, stats.batter, stats.dropped))
+            name = source_id if stats.state in _QUIET_STATES else f"{source_id} [{stats.state}]"
+            rows.append((name, stats.frames, fps, stats.batter, stats.dropped))
         if len(rows) > MAX_SOURCES_LISTED:
             states: dict[str, int] = {}
             for stats in self._sources.values():

@@ -671,7 +671,7 @@ def test_console_sink_status_line_and_summary() -> None:
             {
                 "engine_state": "running",
                 "uptime_s": 2.0,
-                "sources": {"cam1": {"state": "running", "dropped": 7, "corrupt": 1, "frames_in": 38}},
+                "sources": {"cam1": {"state": "live", "dropped": 7, "corrupt": 1, "frames_in": 38}},
             },
         )
     )
@@ -715,6 +715,20 @@ def test_console_sink_fps_is_steady_under_batched_delivery() -> None:
     settled = rates[len(rates) // 3 :]
     assert all(abs(rate - 10.0) <= 8 / 3.0 + 1e-6 for rate in settled), settled
     assert abs(sum(settled) / len(settled) - 10.0) < 1.0
+    sink.close()
+
+
+def test_console_status_names_a_source_that_is_not_live() -> None:
+    stream = io.StringIO()
+    clock = FakeClock()
+    sink = ConsoleSink(interval_s=1.0, stream=stream, now_fn=clock)
+    sink.open()
+    sources = {"cam": {"state": "reconnecting", "dropped": 3}, "nets": {"state": "live", "dropped": 0}}
+    health = decode(encode("health", "", 0, {"engine_state": "running", "uptime_s": 1.0, "sources": sources}))
+    clock.now_s = 101.0
+    sink.write_batch([_pose("cam", 0, True), _pose("nets", 0, True), health])
+    line = stream.getvalue().splitlines()[0]
+    assert line.startswith("cam [reconnecting]: 1 frames, 1.0 fps, batter 100%, dropped 3 | nets: 1 frames")
     sink.close()
 
 
