@@ -104,10 +104,14 @@ def _progress_bar(pipeline: Any) -> Any:
 
 def _print_summary(summary: Any, out: Any = None) -> None:
     out = out or sys.stdout
-    lines = [
-        f"batsight: {summary.frames} frames in {summary.wall_s:.2f} s -> {summary.fps:.2f} fps "
-        f"(model only {summary.model_fps:.2f} fps), dropped {summary.dropped}, corrupt {summary.corrupt}",
-    ]
+    if summary.frames:
+        head = (
+            f"batsight: {summary.frames} frames in {summary.wall_s:.2f} s -> {summary.fps:.2f} fps "
+            f"(model only {summary.model_fps:.2f} fps)"
+        )
+    else:
+        head = f"batsight: no frames in {summary.run_s:.1f} s of running"
+    lines = [f"{head}, dropped {summary.dropped}, corrupt {summary.corrupt}"]
     for source_id, st in summary.per_source.items():
         pct = 100.0 * st["batter_frames"] / st["frames"] if st["frames"] else 0.0
         line = (

@@ -83,6 +83,7 @@ class RunSummary:
         model_s: Seconds spent inside the model's ``infer`` calls.
         model_fps: ``frames / model_s``: model-only throughput at the same image size.
         dropped, corrupt: Sums over sources.
+        run_s: Seconds from ``start()`` to now (or to the end), frames or not.
         per_source: ``{source_id: {"frames", "batter_frames", "dropped", "corrupt", "error"}}``.
     """
 
@@ -93,6 +94,7 @@ class RunSummary:
     model_fps: float = 0.0
     dropped: int = 0
     corrupt: int = 0
+    run_s: float = 0.0
     per_source: dict[str, dict] = field(default_factory=dict)
 
 
@@ -222,6 +224,7 @@ class Pipeline:
         self._t0: float | None = None
         self._t_end: float | None = None
         self._start_ns = 0
+        self._end_ns = 0
 
     # ----------------------------------------------------------------------------------- lifecycle
     def start(self, expected_subscribers: int = 0) -> None:
@@ -436,6 +439,7 @@ class Pipeline:
             self.stop()
         finally:
             self._t_end = time.perf_counter()
+            self._end_ns = self.now_ns()
             self._stop.set()  # the inference thread ends with this thread
             try:
                 self._publish_health("stopped")
@@ -576,5 +580,6 @@ class Pipeline:
             model_fps=frames / self.model_s if self.model_s > 0 else 0.0,
             dropped=sum(r.dropped for r in self.readers),
             corrupt=sum(r.source.corrupt for r in self.readers),
+            run_s=((self._end_ns or self.now_ns()) - self._start_ns) / 1e9 if self._start_ns else 0.0,
             per_source=per_source,
         )
