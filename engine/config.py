@@ -31,6 +31,10 @@ class SourceConfig(_Strict):
     live_queue_size: int = Field(2, ge=1, description="frames buffered per live source (drop-oldest)")
     open_timeout_s: float = Field(10.0, gt=0, description="PyAV open timeout for URLs / devices")
     read_timeout_s: float = Field(5.0, gt=0, description="PyAV read timeout for URLs / devices")
+    stall_after_s: float = Field(
+        1.0, gt=0,
+        description="a live source without a frame this long reports 'stalled', seconds (capped at read_timeout_s)",
+    )
     rtsp_transport: Literal["udp", "tcp"] = Field("tcp", description="RTSP lower transport")
     reconnect: bool = Field(True, description="live sources reopen after an error, end or stall (files never)")
     reconnect_initial_s: float = Field(0.5, gt=0, description="backoff before the first reopen attempt, seconds")

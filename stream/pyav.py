@@ -5,8 +5,9 @@ packet and every packet is decoded on its own, so a packet the decoder refuses i
 in ``corrupt`` instead of ending the source. PyAV's ``Container.demux`` yields one final empty packet
 per stream; decoding it flushes the decoder, so the frames it still holds are delivered too.
 
-Live sources (URLs, cameras) reconnect: when the input errors, ends, or delivers nothing for
-``read_timeout_s`` (PyAV's read timeout), the container is closed, the source backs off per
+Live sources (URLs, cameras) read ``stalled`` once no frame came for ``stall_after_s``, and they
+reconnect: when the input errors, ends, or delivers nothing for ``read_timeout_s`` (PyAV's read
+timeout), the container is closed, the source backs off per
 :class:`~stream.reconnect.ReconnectPolicy` and reopens, and the same ``frames()`` generator goes on
 yielding. Every source publishes a strictly increasing ``pts_s`` (:class:`PtsTimeline`): a PTS reset,
 a step back, a huge step forward or a reconnect moves an offset instead of the published time, and
@@ -208,9 +209,12 @@ class PyAVSource(Source):
     attempt within ``open_timeout_s``, so ``frames()`` returns at most that long after ``close()``.
     After ``close()``, ``frames()`` yields nothing.
 
-    Reconnect (live sources with ``config.reconnect``): when a read fails, times out (state
-    ``"stalled"``) or the stream ends, the container is closed and the source backs off and reopens
-    per :attr:`policy` (state ``"reconnecting"``), then goes on yielding from the same generator:
+    Stall (live sources): with no frame for :attr:`stall_after_s` the state reads ``"stalled"`` while
+    the read still waits; a frame brings ``"live"`` back, and the read timeout (``read_timeout_s``)
+    ends the connection: a reconnect, or with reconnect off a :class:`SourceError`.
+    Reconnect (live sources with ``config.reconnect``): when a read fails, times out or the stream
+    ends, the container is closed and the source backs off and reopens per :attr:`policy` (state
+    ``"reconnecting"``), then goes on yielding from the same generator:
     ``frame_index`` keeps counting and ``pts_s`` keeps increasing, and the first frame after the
     reconnect has ``timeline_break=True``. A failed first ``open()`` is retried the same way inside
     ``open()``. The backoff sequence and the attempt count restart only once a frame has arrived, so
@@ -288,20 +292,28 @@ class PyAVSource(Source):
         return bool(self.live and self.config.reconnect)
 
     @property
+    def stall_after_s(self) -> float:
+        """Seconds without a frame after which a live source reads ``"stalled"``.
+
+        ``config.stall_after_s``, capped at ``config.read_timeout_s``: a larger value is accepted and
+        means ``"stalled"`` shows from the read timeout on, so a dead input goes (almost) straight
+        to ``"reconnecting"``, while an input whose reads still return packets but no frame shows it.
+        """
+        return min(self.config.stall_after_s, self.config.read_timeout_s)
+
+    @property
     def state(self) -> str:
         """Health state, one of :data:`SOURCE_STATES` (any thread may read it).
 
         ``"connecting"`` while the first open runs and until the first frame; ``"live"`` while frames
-        flow; ``"stalled"`` when a live source got no frame for ``read_timeout_s`` or its read timed
-        out; ``"reconnecting"`` while backing off, reopening, and until the first frame after it;
-        ``"ended"`` once the source finished for good (end of file, failure, ``close()``).
+        flow; ``"stalled"`` when a live source in ``"live"`` got no frame for :attr:`stall_after_s`
+        (its read still waiting) or its read timed out, until the next frame (``"live"`` again) or the
+        reconnect; ``"reconnecting"`` while backing off, reopening, and until the first frame after
+        it; ``"ended"`` once the source finished for good (end of file, failure, ``close()``). Files
+        are never ``"stalled"``.
         """
-        state = self._state
-        if (
-            state == "live"
-            and self.live
-            and time.monotonic() - self._last_frame_mono > self.config.read_timeout_s
-        ):
+        state = self._state  # read before the frame time: _make_frame() writes them the other way round
+        if state == "live" and self.live and time.monotonic() - self._last_frame_mono > self.stall_after_s:
             return "stalled"
         return state
 

@@ -46,6 +46,8 @@ def test_default_yaml_documents_every_key_with_the_model_defaults():
         (["analytics.wrist=kp9"], "analytics.wrist: must be a COCO keypoint name"),
         (["analytics.windw_s=2"], "analytics.windw_s: unknown key"),
         (["publisher.health_period_s=-1"], "publisher.health_period_s"),
+        (["source.stall_after_s=0"], "source.stall_after_s"),
+        (["source.stall_after_s=-1"], "source.stall_after_s"),
         (["analytics.shoulder=left_wrist"], "analytics.wrist and analytics.shoulder must differ"),
         (["nosuchsection.x=1"], "nosuchsection: unknown key"),
         (["sink_error_policies={jsonll: skip}"], "sink_error_policies: unknown sink 'jsonll' (available: console,"),
@@ -67,6 +69,12 @@ def test_set_overrides_parse_yaml_scalars():
     assert config.model.half is False
     assert config.analytics.window_s == 1.5
     assert config.sinks == ["jsonl:x"]
+
+
+def test_stall_after_s_defaults_to_one_second_and_may_exceed_the_read_timeout():
+    assert Config().source.stall_after_s == 1.0
+    config = load_config(None, ["source.stall_after_s=8", "source.read_timeout_s=2"])  # accepted: capped at 2 s
+    assert (config.source.stall_after_s, config.source.read_timeout_s) == (8.0, 2.0)
 
 
 def test_unreadable_and_non_mapping_files(tmp_path):

@@ -12,6 +12,7 @@ import http.server
 import itertools
 import logging
 import os
+import queue
 import random
 import socket
 import threading
@@ -19,6 +20,7 @@ import time
 import traceback
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -286,6 +288,178 @@ def test_file_with_pts_break_gets_monotonic_pts(tmp_path: Path, second_first_pts
     assert source.timeline.breaks == 1
 
 
+# -- the stalled state, driven by a fake clock and a scripted container --------------------------------
+
+
+class FakeClock:
+    """Stands in for the ``time`` module of ``stream.pyav``: ``monotonic()`` moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    @staticmethod
+    def time_ns() -> int:
+        return time.time_ns()
+
+
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """Replaces the clock of ``stream.pyav`` only: backoff waits (``stream.reconnect``) stay real."""
+    import stream.pyav
+
+    clock = FakeClock()
+    monkeypatch.setattr(stream.pyav, "time", clock)
+    return clock
+
+
+class _FakeVideoFrame:
+    time_base = Fraction(1, 25)
+
+    def __init__(self, pts: int) -> None:
+        self.pts = pts
+
+    def to_ndarray(self, format: str) -> np.ndarray:  # noqa: A002 - PyAV's signature
+        assert format == "bgr24"
+        return np.zeros((4, 6, 3), np.uint8)
+
+
+class _FakePacket:
+    size = 1
+
+    def __init__(self, pts: int) -> None:
+        self.pts = pts
+
+    def decode(self) -> list[_FakeVideoFrame]:
+        return [_FakeVideoFrame(self.pts)]
+
+
+class _FakeContainer:
+    """One connection of a live input: ``demux`` blocks on ``feed`` like a network read.
+
+    Put a PTS (int) to deliver a packet, an exception to make the read raise it, ``None`` to end.
+    """
+
+    def __init__(self) -> None:
+        self.feed: queue.Queue = queue.Queue()
+        codec = SimpleNamespace(width=6, height=4, decode=lambda packet: [])
+        self.stream = SimpleNamespace(codec_context=codec, codec_name="fake", frames=0, average_rate=Fraction(25),
+                                      guessed_rate=None, time_base=Fraction(1, 25), thread_type=None)
+        self.streams = SimpleNamespace(best=lambda kind: self.stream)
+        self.closed = False
+
+    def demux(self, stream):
+        while True:
+            item = self.feed.get(timeout=30)
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield _FakePacket(item)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class ScriptedUrlSource(UrlSource):
+    """A live URL source whose connections are :class:`_FakeContainer` objects (one per open)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.containers: list[_FakeContainer] = []
+        self.states_at_open: list[str] = []
+
+    def _open_container(self) -> _FakeContainer:
+        self.states_at_open.append(self.state)
+        self.containers.append(_FakeContainer())
+        return self.containers[-1]
+
+
+def test_a_live_source_without_frames_is_stalled_until_a_frame_or_the_read_timeout(fake_clock: FakeClock) -> None:
+    config = SourceConfig(read_timeout_s=3.0, stall_after_s=0.5, reconnect_initial_s=0.01, reconnect_max_s=0.01,
+                          reconnect_jitter=0.0)
+    source = ScriptedUrlSource.from_spec("rtsp://cam.local/stream", "cam", config)
+    assert source.stall_after_s == 0.5
+    runner = SourceRunner(source).start()
+
+    def sampled(state: str) -> None:  # let the sampler thread (every 10 ms) record the state too
+        runner.wait_for(f"{state} sampled", lambda: runner.states[-1][1] == state, 10.0)
+
+    runner.wait_for("the first connection", lambda: len(source.containers) == 1, 10.0)
+    first = source.containers[0]
+    fake_clock.advance(10.0)  # no frame yet: connecting, however long it takes
+    assert source.state == "connecting"
+
+    first.feed.put(0)
+    runner.wait_for("frame 0", lambda: len(runner.frames) == 1, 10.0)
+    assert source.state == "live"
+    sampled("live")
+    fake_clock.advance(0.5)  # exactly stall_after_s: not yet
+    assert source.state == "live"
+    fake_clock.advance(0.01)  # the reader thread is blocked in the read; other threads see the stall
+    assert source.state == "stalled"
+    sampled("stalled")
+
+    first.feed.put(1)
+    runner.wait_for("frame 1", lambda: len(runner.frames) == 2, 10.0)
+    assert source.state == "live"  # a frame ends the stall
+    sampled("live")
+    fake_clock.advance(2.9)
+    assert source.state == "stalled"  # still stalled up to the read timeout ...
+    sampled("stalled")
+
+    first.feed.put(TimeoutError("read timed out"))  # ... where the read gives up: reconnect
+    runner.wait_for("the second connection", lambda: len(source.containers) == 2, 10.0)
+    assert source.states_at_open == ["connecting", "reconnecting"]
+    assert first.closed
+    fake_clock.advance(10.0)  # reopened but no frame yet: reconnecting, never stalled
+    assert source.state == "reconnecting"
+    sampled("reconnecting")
+
+    source.containers[1].feed.put(0)
+    runner.wait_for("a frame after the reconnect", lambda: len(runner.frames) == 3, 10.0)
+    assert source.state == "live"
+    fake_clock.advance(0.6)
+    assert source.state == "stalled"
+
+    source.close()
+    assert source.state == "ended"
+    source.containers[1].feed.put(None)  # let the blocked read return, as PyAV's timeout would
+    runner.stop(timeout_s=10.0)
+    assert runner.error is None, error_text(runner.error) if runner.error else ""
+    assert source.state == "ended"
+    assert source.reconnects == 1 and "stalled: no packet" in str(source.last_error)
+    frames = [f for _, f in runner.frames]
+    check_timeline(frames)
+    assert [f.timeline_break for f in frames] == [False, False, True]
+    states = [s for _, s in runner.states]
+    assert states[:6] == ["connecting", "live", "stalled", "live", "stalled", "reconnecting"], runner.states
+
+
+def test_stall_after_s_above_the_read_timeout_means_stalled_from_the_timeout_on(fake_clock: FakeClock) -> None:
+    config = SourceConfig(read_timeout_s=1.0, stall_after_s=5.0, reconnect=False)
+    source = ScriptedUrlSource.from_spec("rtsp://cam.local/stream", "cam", config)
+    assert source.stall_after_s == 1.0  # accepted, capped at the read timeout
+    source.open()
+    frames = source.frames()
+    source.containers[0].feed.put(0)
+    next(frames)
+    fake_clock.advance(0.9)
+    assert source.state == "live"
+    fake_clock.advance(0.2)  # past the read timeout: a read still returning packets but no frame shows it
+    assert source.state == "stalled"
+    source.containers[0].feed.put(TimeoutError("read timed out"))
+    with pytest.raises(SourceError, match="stalled: no packet"):
+        next(frames)
+    assert source.state == "ended"  # reconnect off: the timeout ends the source
+    source.close()
+
+
 # -- URLs that never answer, close during backoff, credentials --------------------------------------
 
 
@@ -442,13 +616,22 @@ def rtsp_server(tmp_path: Path):
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("outage", ["publisher", "server"])
 def test_rtsp_outage_reconnects_and_resumes(rtsp_server: RtspServer, outage: str, caplog) -> None:
-    """Kill the publisher (or the whole server) for ~3 s, bring it back: the same source resumes."""
+    """Kill the publisher (or the whole server) until the source reconnects, bring it back: it resumes.
+
+    Publisher gone: the RTSP session stays up but no RTP comes, so the source shows ``stalled`` after
+    ``stall_after_s``, well before its read times out (``read_timeout_s``) and it goes
+    ``reconnecting``. (At the first timeout FFmpeg flushes its parser and hands out the last frame it
+    held, so one ``live`` blip may come between.) Server gone: the closed RTSP connection is an error
+    at once, straight to ``reconnecting``.
+    """
     caplog.set_level(logging.DEBUG)
-    read_timeout_s = 1.0
+    read_timeout_s = 3.0
+    stall_after_s = 0.5
     config = SourceConfig(
         rtsp_transport="udp",  # rtsp-server-perl relays RTP over UDP only
         open_timeout_s=5.0,
         read_timeout_s=read_timeout_s,
+        stall_after_s=stall_after_s,
         reconnect_initial_s=0.2,
         reconnect_max_s=1.0,
     )
@@ -463,13 +646,14 @@ def test_rtsp_outage_reconnects_and_resumes(rtsp_server: RtspServer, outage: str
         if outage == "server":
             rtsp_server.kill_server()  # the server vanishes abruptly, then its publisher
         rtsp_server.stop_publisher()
-        def went_down() -> list[float]:
-            return [t for t, s in runner.states if t >= t_kill and s in ("stalled", "reconnecting")]
+        t_killed = time.monotonic()  # stop_publisher() itself may take a while
 
-        runner.wait_for("stall detection", lambda: bool(went_down()), 10.0)
-        detected_s = went_down()[0] - t_kill  # stop_publisher() itself may take a while
-        assert detected_s < read_timeout_s + 4.0, f"drop detected after {detected_s:.1f} s"
-        time.sleep(max(0.0, 3.0 - (time.monotonic() - t_kill)))  # a ~3 s outage
+        def first_after_kill(state: str) -> float | None:
+            return next((t for t, s in list(runner.states) if t >= t_kill and s == state), None)
+
+        # the outage lasts until the read timed out and the source went reconnecting (at least ~3 s)
+        runner.wait_for("reconnecting", lambda: first_after_kill("reconnecting") is not None, read_timeout_s + 15.0)
+        time.sleep(max(0.0, 3.0 - (time.monotonic() - t_kill)))
         assert source.state in ("stalled", "reconnecting")
 
         t_back = time.monotonic()
@@ -501,6 +685,15 @@ def test_rtsp_outage_reconnects_and_resumes(rtsp_server: RtspServer, outage: str
     after_kill = [s for t, s in runner.states if t >= t_kill]
     i_down = next(i for i, s in enumerate(after_kill) if s in ("stalled", "reconnecting"))
     assert "live" in before_kill and "live" in after_kill[i_down:], runner.states
+    t_stalled, t_reconnecting = first_after_kill("stalled"), first_after_kill("reconnecting")
+    timing = (f"kill {t_kill:.2f} (done {t_killed:.2f}), stalled {t_stalled}, reconnecting {t_reconnecting};"
+              f" states {runner.states}")
+    assert t_reconnecting is not None and t_reconnecting - t_kill < 2 * read_timeout_s + 4.0, timing
+    if outage == "publisher":  # stalled is seen by other threads from stall_after_s on, before the reconnect
+        assert t_stalled is not None and t_stalled < t_reconnecting, timing
+        assert after_kill[i_down] == "stalled", timing  # the first sign of the outage
+        # generous for a loaded 2-core machine; before stall_after_s existed it took read_timeout_s (3 s)
+        assert t_stalled - t_kill < stall_after_s + 1.5, timing
     assert_no_secret(caplog.text, *(str(r.args) for r in caplog.records), str(source.last_error), repr(source))
 
 

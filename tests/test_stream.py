@@ -14,6 +14,7 @@ import threading
 import time
 from itertools import pairwise
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -264,6 +265,26 @@ def test_close_from_another_thread_stops_frames(tmp_path: Path) -> None:
     assert 5 <= len(got) < n
     source.close()  # idempotent
     assert list(source.frames()) == []
+
+
+def test_a_file_is_never_stalled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A paused file consumer (or a slow model) is not a stall: files have no live clock."""
+    import stream.pyav
+
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(stream.pyav, "time", SimpleNamespace(monotonic=lambda: clock["now"], time_ns=time.time_ns))
+    source = FileSource.from_spec(
+        str(write_video(tmp_path / "v.mp4", "mpeg4", 3)), "clip", SourceConfig(stall_after_s=0.1, read_timeout_s=0.2)
+    )
+    source.open()
+    frames = source.frames()
+    next(frames)
+    assert source.state == "live"
+    clock["now"] += 3600.0  # an hour without a frame
+    assert source.state == "live"
+    assert len(list(frames)) == 2
+    assert source.state == "ended"
+    source.close()
 
 
 def test_close_before_frames_and_twice(tmp_path: Path) -> None:
