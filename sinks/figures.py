@@ -420,8 +420,12 @@ def _draw_pose(
                 linestyle="--", label=f"{highlight[0]} path (segment)")
     for i, name in enumerate(COCO_KEYPOINT_NAMES):
         if visible[i]:
-            ax.annotate(name, (kp[i, 0], kp[i, 1]), xytext=(4, 3), textcoords="offset points", fontsize=6,
-                        color="black", bbox={"boxstyle": "round,pad=0.1", "fc": "white", "alpha": 0.6, "lw": 0})
+            # left-side names to the left of their point, right-side ones to the right: in a side-on
+            # view the two arms overlap, and the labels then still do not
+            left = name.startswith("left_")
+            ax.annotate(name, (kp[i, 0], kp[i, 1]), xytext=(-5 if left else 5, 3), textcoords="offset points",
+                        ha="right" if left else "left", fontsize=6, color="black",
+                        bbox={"boxstyle": "round,pad=0.1", "fc": "white", "alpha": 0.6, "lw": 0})
 
     if zoom_to_batter:
         points = kp[visible] if visible.any() else kp

@@ -184,6 +184,8 @@ def test_wrist_figure_plots_the_legendre_fits_on_dense_times() -> None:
     assert "nets, shot 3: pull (confidence 0.91)" in title and "frames 2-19" in title
     names = {t.get_text() for t in left.texts}
     assert {"left_wrist", "left_shoulder", "right_ankle"} <= names
+    sides = {t.get_text(): (t.get_horizontalalignment(), t.xyann[0]) for t in left.texts}
+    assert sides["left_wrist"] == ("right", -5) and sides["right_ankle"] == ("left", 5)  # arms' labels apart
 
 
 def test_wrist_figure_draws_on_the_video_frame_or_a_blank_canvas() -> None:
