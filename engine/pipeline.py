@@ -22,10 +22,10 @@ from engine.batching import Batcher, SourceReader
 from engine.config import Config
 from engine.models.base import KeypointModel
 from engine.publisher import Publisher
-from engine.shots import ShotAnalyzer, ShotClassifier, ShotResult, shot_message
+from engine.shots import ShotAnalyzer, ShotClassifier, ShotResult, mirrored_name, shot_message
 from engine.sources import Source
 from engine.tracking import BatterSelector, PersonTracker
-from engine.types import EndOfStream, Frame, PoseResult
+from engine.types import KEYPOINT_INDEX, EndOfStream, Frame, PoseResult
 
 log = logging.getLogger(__name__)
 
@@ -479,7 +479,10 @@ class Pipeline:
                 self.publisher.publish("fit", frame.source_id, {**common, **fit[0]}, fit[1])
         if shots is not None:
             b = result.batter
-            pair = self.config.analytics.pairs[0] if self.config.analytics.pairs else None
+            acfg = self.config.analytics
+            sim = None if update is None else update.similarity
+            front = (KEYPOINT_INDEX[acfg.wrist], KEYPOINT_INDEX[acfg.shoulder])
+            other = (KEYPOINT_INDEX[mirrored_name(acfg.wrist)], KEYPOINT_INDEX[mirrored_name(acfg.shoulder)])
             shot = shots.update(
                 frame.pts_s,
                 frame.frame_index,
@@ -487,7 +490,8 @@ class Pipeline:
                 None if b is None else result.persons.keypoints_conf[b],
                 frame.width,
                 frame.height,
-                None if update is None or pair is None else update.pairs.get(f"{pair[0]}/{pair[1]}"),
+                None if sim is None else float(sim[front]),
+                None if sim is None else float(sim[other]),
             )
             self._publish_shot(frame.source_id, shot)
 

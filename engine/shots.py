@@ -896,7 +896,9 @@ class ShotResult:
         dx: float64 ``[n]`` front wrist minus front shoulder x / frame width, in the right-hander's
             frame (negated for a left-hander); NaN where either keypoint is not visible.
         dy: float64 ``[n]`` same for y / frame height (y down).
-        pair_similarity: float32 ``[n]`` the pair similarity given per frame, NaN where missing.
+        pair_similarity: float32 ``[n]`` heatmap similarity of the front arm's ``wrist`` /
+            ``shoulder`` pair per frame (the mirrored pair given to :meth:`ShotAnalyzer.update` for
+            a left-hander), NaN where missing.
         fit: Whole-segment :class:`engine.analytics.WristFit` of the finite ``(t_s, dx, dy)``
             points, or ``None`` with fewer than 2 distinct times.
         prediction: The :class:`ShotPrediction`, or ``None`` when no frame shows shoulders and hips.
@@ -944,6 +946,7 @@ class _FrameRecord:
     width: float
     height: float
     pair_similarity: float
+    mirrored_pair_similarity: float
 
 
 class ShotAnalyzer:
@@ -1066,6 +1069,7 @@ class ShotAnalyzer:
         width: float,
         height: float,
         pair_similarity: float | None = None,
+        mirrored_pair_similarity: float | None = None,
     ) -> ShotResult | None:
         """Add one frame of the batter; return the shot it completes, if any.
 
@@ -1076,7 +1080,11 @@ class ShotAnalyzer:
             keypoints_conf: ``[17]`` confidences in [0, 1], or ``None`` (no batter).
             width: Frame width, pixels (> 0).
             height: Frame height, pixels (> 0).
-            pair_similarity: This frame's wrist/shoulder heatmap similarity, or ``None``.
+            pair_similarity: This frame's heatmap similarity of the configured wrist/shoulder
+                pair (``analytics.wrist`` / ``analytics.shoulder``), or ``None``.
+            mirrored_pair_similarity: The same for the other arm's pair (``right_wrist`` /
+                ``right_shoulder`` for the default), or ``None``. A left-hander's shot publishes
+                this one, so that ``pair_similarity`` always follows the front arm, like ``dx``.
 
         Returns:
             A :class:`ShotResult` or ``None``.
@@ -1118,7 +1126,10 @@ class ShotAnalyzer:
                 self._segmenter.reset()
                 self._frames.clear()  # the stance before a cut says nothing about the new view
         sim = math.nan if pair_similarity is None else float(pair_similarity)
-        self._frames.append(_FrameRecord(t, int(frame_index), kp, conf, float(width), float(height), sim))
+        mirrored_sim = math.nan if mirrored_pair_similarity is None else float(mirrored_pair_similarity)
+        self._frames.append(
+            _FrameRecord(t, int(frame_index), kp, conf, float(width), float(height), sim, mirrored_sim)
+        )
         while self._frames and t - self._frames[0].pts_s > self._keep_s:
             self._frames.popleft()
         seg = self._segmenter.update(t, dx, dy, int(frame_index))
@@ -1180,7 +1191,9 @@ class ShotAnalyzer:
             t_s=t,
             dx=dx,
             dy=dy,
-            pair_similarity=np.array([f.pair_similarity for f in frames], np.float32),
+            pair_similarity=np.array(
+                [f.mirrored_pair_similarity if left else f.pair_similarity for f in frames], np.float32
+            ),
             fit=fit,
             prediction=prediction,
             classifier_version=self._classifier.version,

@@ -250,6 +250,16 @@ def test_the_cover_drive_is_segmented_and_classified(real_run):
         ref = np.polynomial.Legendre.fit(t[ok], dx[ok], degree, domain=[t[ok].min(), t[ok].max()])
         np.testing.assert_allclose(shot["_arrays"]["dx_coef"], ref.coef, rtol=1e-5, atol=1e-7)
         assert shot["horizontal_span"] == pytest.approx(dx[ok].max() - dx[ok].min(), abs=1e-6)
+    # pair_similarity follows the front arm: the (wrist, shoulder) cell of each frame's sim/ matrix
+    sim_by_frame = {m["frame_index"]: m["_arrays"]["cosine_similarity"] for m in _kind(real_run["messages"], "sim")}
+    names = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+             "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
+             "left_knee", "right_knee", "left_ankle", "right_ankle"]  # COCO order, README
+    for shot in shots:
+        cell = (names.index(shot["wrist"]), names.index(shot["shoulder"]))
+        frames = range(shot["start_frame"], shot["end_frame"] + 1)
+        expected = [sim_by_frame[i][cell] if i in sim_by_frame else np.nan for i in frames]
+        np.testing.assert_allclose(shot["_arrays"]["pair_similarity"], np.array(expected, np.float32), rtol=1e-6)
     best = max(shots, key=lambda s: s["confidence"])
     assert best["label"] == "cover_drive"  # SOURCES.md: a cover drive; the classifier never saw this clip
     # the shot covers the swing (SOURCES.md: the drive is in the middle of the 4.5 s clip)

@@ -109,7 +109,7 @@ def _mirror_frame(kp: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, np.ndar
     return mirror_keypoints(kp, W), conf[list(FLIP_INDEX)]
 
 
-def _run_analyzer(analyzer: ShotAnalyzer, t, hands, mirror: bool = False, sims=None):
+def _run_analyzer(analyzer: ShotAnalyzer, t, hands, mirror: bool = False, sims=None, mirrored_sims=None):
     results = []
     conf = _right_hander_conf()
     for i, (ti, h) in enumerate(zip(t, hands, strict=True)):
@@ -117,7 +117,10 @@ def _run_analyzer(analyzer: ShotAnalyzer, t, hands, mirror: bool = False, sims=N
         c = conf
         if mirror:
             kp, c = _mirror_frame(kp, conf)
-        r = analyzer.update(float(ti), i, kp, c, W, H, None if sims is None else sims[i])
+        r = analyzer.update(
+            float(ti), i, kp, c, W, H, None if sims is None else sims[i],
+            None if mirrored_sims is None else mirrored_sims[i],
+        )
         if r is not None:
             results.append(r)
     r = analyzer.flush()
@@ -294,8 +297,12 @@ def test_handedness_cue_and_inference_are_antisymmetric():
 
 def test_mirrored_left_hander_gives_the_right_handers_features_and_descriptors(classifier):
     t, hands = _stream(30.0, [(1.0, 1.0)], 3.0)
-    right = _run_analyzer(_analyzer(classifier), t, hands)
-    left = _run_analyzer(_analyzer(classifier), t, hands, mirror=True)
+    left_arm_sims, right_arm_sims = np.linspace(0.1, 0.5, t.size), np.linspace(0.9, 0.6, t.size)
+    right = _run_analyzer(_analyzer(classifier), t, hands, sims=left_arm_sims, mirrored_sims=right_arm_sims)
+    # in the mirror image the arms swap: the front (right) arm's pair is the mirrored pair
+    left = _run_analyzer(
+        _analyzer(classifier), t, hands, mirror=True, sims=right_arm_sims, mirrored_sims=left_arm_sims
+    )
     assert len(right) == len(left) == 1
     r, m = right[0], left[0]
     assert (r.handedness, r.handedness_source) == ("right", "inferred")
@@ -306,6 +313,9 @@ def test_mirrored_left_hander_gives_the_right_handers_features_and_descriptors(c
     assert (m.segment.start_frame, m.segment.end_frame) == (r.segment.start_frame, r.segment.end_frame)
     np.testing.assert_allclose(m.dx, r.dx, atol=1e-12)
     np.testing.assert_allclose(m.dy, r.dy, atol=1e-12)
+    span = slice(r.segment.start_frame, r.segment.end_frame + 1)
+    np.testing.assert_array_equal(r.pair_similarity, left_arm_sims[span].astype(np.float32))
+    np.testing.assert_array_equal(m.pair_similarity, r.pair_similarity)  # the front arm's in both
     for name in ("dx_coef", "dy_coef", "r_coef"):
         np.testing.assert_allclose(getattr(m.fit, name), getattr(r.fit, name), atol=1e-9)
     for name in ("horizontal_span", "vertical_span", "mean_elevation_deg", "peak_r", "peak_r_time_s"):
