@@ -104,6 +104,9 @@ class BatterConfig(_Strict):
     ema_alpha: float = Field(0.3, gt=0.0, le=1.0, description="weight of the newest frame in a track's score")
     switch_ratio: float = Field(1.5, ge=1.0, description="a challenger must score this many times the batter")
     min_keypoint_conf: float = Field(0.3, ge=0.0, le=1.0, description="keypoints below this are invalid")
+    scene_cut_threshold: float = Field(
+        27.0, ge=0.0, description="camera-cut detector threshold (PySceneDetect ContentDetector), 0 = off"
+    )
 
 
 class AnalyticsConfig(_Strict):

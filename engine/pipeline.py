@@ -22,6 +22,7 @@ from engine.batching import Batcher, SourceReader
 from engine.config import Config
 from engine.models.base import KeypointModel
 from engine.publisher import Publisher
+from engine.scenecut import SceneCutDetector
 from engine.shots import ShotAnalyzer, ShotClassifier, ShotResult, mirrored_name, shot_message
 from engine.sources import Source
 from engine.tracking import BatterSelector, PersonTracker
@@ -293,6 +294,8 @@ class Pipeline:
         batcher = Batcher(self.readers, self.config.batch.max_batch, self.config.batch.max_wait_ms, self._notify)
         trackers = {s.source_id: PersonTracker() for s in self.sources}
         selectors = {s.source_id: BatterSelector(self.config.batter) for s in self.sources}
+        cut_threshold = self.config.batter.scene_cut_threshold
+        cut_detectors = {s.source_id: SceneCutDetector(cut_threshold) for s in self.sources} if cut_threshold else {}
         open_sources = {s.source_id for s in self.sources}
         try:
             while open_sources and not self._stop.is_set():
@@ -317,8 +320,12 @@ class Pipeline:
                         continue
                     persons = next(persons_iter)
                     tracker = trackers[item.source_id]
-                    if item.timeline_break:  # the media jumped: old tracks and scores no longer apply
-                        tracker.reset()
+                    cut_detector = cut_detectors.get(item.source_id)
+                    if item.timeline_break and cut_detector is not None:
+                        cut_detector.reset()
+                    scene_cut = cut_detector is not None and cut_detector.update(item.image)
+                    if item.timeline_break or scene_cut:  # the media jumped or the camera cut: old
+                        tracker.reset()  # tracks and scores no longer apply
                         selectors[item.source_id].reset()
                     persons = tracker.update(persons)
                     batter = selectors[item.source_id].update(persons, item.width, item.height)
@@ -329,6 +336,7 @@ class Pipeline:
                             batter=batter,
                             heatmap_source=self.model.heatmap_source if batter is not None else "none",
                             inference_ms=per_frame_ms,
+                            scene_cut=scene_cut,
                         )
                     )
                 if hasattr(self.model, "refine"):
@@ -458,8 +466,10 @@ class Pipeline:
         fields, arrays = pose_message(result)
         fields["raw_pts_s"] = frame.raw_pts_s
         fields["timeline_break"] = frame.timeline_break
+        fields["scene_cut"] = result.scene_cut
         self.publisher.publish("pose", frame.source_id, {**common, **fields}, arrays)
-        if frame.timeline_break:  # rolling windows restart where the source timeline broke
+        if frame.timeline_break or result.scene_cut:  # rolling windows restart where the timeline broke
+            # or the camera cut to another view
             analytics.reset_window()
             if shots is not None:  # a shot cannot span the break: end it here
                 self._publish_shot(frame.source_id, shots.flush())

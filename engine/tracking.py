@@ -48,6 +48,8 @@ class PersonTracker:
         args = IterableSimpleNamespace(**YAML.load(ROOT / "cfg" / "trackers" / "bytetrack.yaml"))
         args.track_buffer = max(1, int(round(args.track_buffer * frame_rate / 30.0)))
         self._tracker = BYTETracker(args)
+        self._id_offset = 0  # Ultralytics restarts ids at 1 on reset(): keep them unique per source
+        self._max_id = 0
 
     def update(self, persons: Persons) -> Persons:
         """Assign track ids to ``persons`` (one frame of one source, frames in order)."""
@@ -55,12 +57,14 @@ class PersonTracker:
         tracks = self._tracker.update(_Detections(persons.xyxy, persons.conf))
         if len(tracks):
             idx = tracks[:, -1].astype(np.int64)
-            track_id[idx] = tracks[:, 4].astype(np.int64)
+            track_id[idx] = tracks[:, 4].astype(np.int64) + self._id_offset
+            self._max_id = max(self._max_id, int(track_id[idx].max()))
         return Persons(persons.xyxy, persons.conf, track_id, persons.keypoints_xy, persons.keypoints_conf)
 
     def reset(self) -> None:
-        """Forget every track (e.g. after a timeline break)."""
+        """Forget every track (after a timeline break or a camera cut); later ids never repeat earlier ones."""
         self._tracker.reset()
+        self._id_offset = self._max_id
 
 
 def batter_scores(persons: Persons, width: int, height: int, min_keypoint_conf: float) -> np.ndarray:

@@ -198,6 +198,7 @@ class PoseResult:
         inference_ms: Model time for this frame's share of its batch, milliseconds.
         similarity: ``float32 [K, K]`` dependency matrix of ``heatmaps`` when the model computed it
             on the inference device, else ``None`` (analytics then compute it).
+        scene_cut: The camera cut to a new view at this frame (:mod:`engine.scenecut`).
     """
 
     frame: Frame
@@ -207,3 +208,4 @@ class PoseResult:
     heatmap_source: str = "none"
     inference_ms: float = 0.0
     similarity: np.ndarray | None = field(default=None, repr=False)
+    scene_cut: bool = False

@@ -122,6 +122,7 @@ def test_every_frame_yields_one_pose_message_in_order_with_the_batter(real_run):
     assert pts[-1] == pytest.approx(4.53, abs=0.05)  # 272 frames at 60 fps, SOURCES.md
     found = [m["batter_found"] for m in poses]
     assert sum(found) >= 0.95 * CLIP_FRAMES
+    assert not any(m["scene_cut"] or m["timeline_break"] for m in poses)  # one locked-off nets camera
     for m in poses:
         assert (m["frame_width"], m["frame_height"]) == (720, 1280)
         if m["batter_found"]:

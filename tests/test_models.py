@@ -159,3 +159,12 @@ def test_track_ids_count_per_source_whatever_the_other_sources_do():
         ids_second.append(second.update(moving).track_id.tolist())  # interleaved with another source's tracker
     assert ids_second == ids_alone
     assert sorted(ids_alone[-1]) == [1, 2]
+
+
+def test_track_ids_do_not_repeat_after_a_reset():
+    tracker = PersonTracker(frame_rate=30)
+    boxes = [[100, 100, 180, 300], [400, 100, 470, 290]]
+    before = [tracker.update(_persons(boxes, [-1, -1])).track_id.tolist() for _ in range(5)][-1]
+    tracker.reset()
+    after = [tracker.update(_persons(boxes, [-1, -1])).track_id.tolist() for _ in range(5)][-1]
+    assert sorted(before) == [1, 2] and sorted(after) == [3, 4]

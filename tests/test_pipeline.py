@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -205,6 +206,44 @@ def test_a_timeline_break_restarts_rolling_windows_but_not_the_cumulative_mean(t
     assert fits[39].header["n_points"] == 15 and fits[39].header["t_start_s"] == pytest.approx(25 / 30)
     expected = np.mean([sims[i].arrays["cosine_similarity"] for i in range(40)], axis=0)
     np.testing.assert_allclose(sims[39].arrays["cumulative_mean"], expected, atol=1e-6)
+
+
+class _CuttingSource(ListSource):
+    """Frames of one textured view, then (from ``cut_at``) another: a camera cut."""
+
+    def __init__(self, cut_at: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.cut_at = cut_at
+
+    def frames(self):
+        rng = np.random.default_rng(0)
+        h, w = self.size
+        views = [np.kron(rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8), np.ones((8, 8, 1), np.uint8))
+                 for _ in range(2)]
+        for frame in super().frames():
+            yield replace(frame, image=views[int(frame.frame_index >= self.cut_at)].copy())
+
+
+@pytest.mark.parametrize("threshold", [27.0, 0.0])
+def test_a_camera_cut_restarts_tracks_and_windows_unless_detection_is_off(tmp_path, threshold):
+    source = _CuttingSource(cut_at=20, source_id="cam", n_frames=36, size=(96, 128))
+    pipeline, messages, error = _run(
+        [source], FakeKeypointModel(), tmp_path, [f"batter.scene_cut_threshold={threshold}"]
+    )
+    assert error is None
+    poses = _by(messages, "pose")
+    assert [m.header["scene_cut"] for m in poses] == [threshold > 0 and i == 20 for i in range(36)]
+    assert not any(m.header["timeline_break"] for m in poses)
+    sims = {m.frame_index: m for m in _by(messages, "sim")}
+    assert sims[19].header["window_frames"] == 20
+    assert sims[20].header["window_frames"] == (1 if threshold else 21)
+    expected = np.mean([sims[i].arrays["cosine_similarity"] for i in range(36)], axis=0)
+    np.testing.assert_allclose(sims[35].arrays["cumulative_mean"], expected, atol=1e-6)  # kept across the cut
+    track_ids = [m.header["track_id"] for m in poses]
+    if threshold:  # ByteTrack starts over after the cut: the batter's track is a new one
+        assert track_ids[19] is not None and track_ids[-1] is not None and track_ids[-1] != track_ids[19]
+    else:
+        assert track_ids[19] == track_ids[-1] is not None
 
 
 def test_live_latency_stays_bounded_when_inference_is_slower_than_the_camera(tmp_path):
