@@ -644,6 +644,10 @@ class FakeClock:
         return self.now_s
 
 
+def _health(sources: dict[str, dict]) -> Message:
+    return decode(encode("health", "", 0, {"engine_state": "running", "uptime_s": 1.0, "sources": sources}))
+
+
 def _pose(source_id: str, seq: int, batter_found: bool) -> Message:
     return decode(encode("pose", source_id, seq, _pose_fields(seq, batter_found)))
 
@@ -724,7 +728,7 @@ def test_console_status_names_a_source_that_is_not_live() -> None:
     sink = ConsoleSink(interval_s=1.0, stream=stream, now_fn=clock)
     sink.open()
     sources = {"cam": {"state": "reconnecting", "dropped": 3}, "nets": {"state": "live", "dropped": 0}}
-    health = decode(encode("health", "", 0, {"engine_state": "running", "uptime_s": 1.0, "sources": sources}))
+    health = _health(sources)
     clock.now_s = 101.0
     sink.write_batch([_pose("cam", 0, True), _pose("nets", 0, True), health])
     line = stream.getvalue().splitlines()[0]
@@ -738,7 +742,7 @@ def test_console_sink_sums_many_sources_into_one_part() -> None:
     sink = ConsoleSink(interval_s=1.0, stream=stream, now_fn=clock)
     sink.open()
     sources = {f"cam{k:02d}": {"state": "live" if k % 3 else "reconnecting", "dropped": k} for k in range(9)}
-    health = decode(encode("health", "", 0, {"engine_state": "running", "uptime_s": 1.0, "sources": sources}))
+    health = _health(sources)
     clock.now_s = 102.0
     poses = [_pose(f"cam{k:02d}", i, batter_found=i % 2 == 0) for k in range(9) for i in range(k + 1)]
     sink.write_batch([health, *poses])
