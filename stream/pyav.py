@@ -63,6 +63,9 @@ MAX_CONSECUTIVE_DEMUX_ERRORS = 32
 MIN_WALL_STEP_S = 1e-3
 #: Values of :attr:`PyAVSource.state`, in lifecycle order.
 SOURCE_STATES = ("connecting", "live", "stalled", "reconnecting", "ended")
+#: A live read that took at least this share of ``read_timeout_s`` timed out inside FFmpeg, whatever
+#: it returned (see :meth:`PyAVSource._connection_frames`).
+STALE_READ_FRACTION = 0.9
 
 _USERINFO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 _USERINFO_ANYWHERE_RE = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s'\"]*@")
@@ -545,7 +548,9 @@ class PyAVSource(Source):
             ended = False
             try:
                 try:
+                    read_start_s = time.monotonic()
                     packet = next(demux, None)
+                    waited_s = time.monotonic() - read_start_s
                 except av.error.InvalidDataError as exc:
                     self.corrupt += 1
                     demux_errors += 1
@@ -564,6 +569,15 @@ class PyAVSource(Source):
                         msg = f"cannot read {self.label}: {_reason(exc)}"
                     raise self._error(msg) from self._safe_cause(exc)
                 demux_errors = 0
+                stale = self.live and produced and waited_s >= STALE_READ_FRACTION * self.config.read_timeout_s
+                if stale and not self._is_closed():
+                    # FFmpeg's RTSP demuxer answers a timed-out read with the packet still in its
+                    # reorder queue: a frame from before the outage, a read timeout late. Reconnect
+                    # now instead of publishing it and waiting out a second timeout. (Before the
+                    # connection's first frame there is nothing queued: waiting is no outage.)
+                    self._state = "stalled"
+                    msg = f"stalled: no packet from {self.label} for {waited_s:.1f} s"
+                    raise self._error(msg)
                 if packet is None:
                     ended = True
                     batch = [] if flushed else self._decode(None, stream)

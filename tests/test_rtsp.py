@@ -441,6 +441,35 @@ def test_a_live_source_without_frames_is_stalled_until_a_frame_or_the_read_timeo
     assert states[:6] == ["connecting", "live", "stalled", "live", "stalled", "reconnecting"], runner.states
 
 
+def test_a_packet_that_comes_a_read_timeout_late_is_stale_and_reconnects(fake_clock: FakeClock) -> None:
+    """FFmpeg answers a timed-out RTSP read with a queued packet from before the outage: drop it, reconnect."""
+    config = SourceConfig(read_timeout_s=3.0, stall_after_s=0.5, reconnect_initial_s=0.01, reconnect_max_s=0.01,
+                          reconnect_jitter=0.0)
+    source = ScriptedUrlSource.from_spec("rtsp://cam.local/stream", "cam", config)
+    runner = SourceRunner(source).start()
+    runner.wait_for("the first connection", lambda: len(source.containers) == 1, 10.0)
+    first = source.containers[0]
+    first.feed.put(0)
+    runner.wait_for("frame 0", lambda: len(runner.frames) == 1, 10.0)
+    fake_clock.advance(2.0)  # a slow but live camera: 2 s < 0.9 x read timeout
+    first.feed.put(1)
+    runner.wait_for("frame 1", lambda: len(runner.frames) == 2, 10.0)
+    fake_clock.advance(3.0)  # the read took the whole timeout and then returned a packet
+    first.feed.put(2)
+    runner.wait_for("the second connection", lambda: len(source.containers) == 2, 10.0)
+    assert len(runner.frames) == 2  # the stale frame was not published
+    source.containers[1].feed.put(0)
+    runner.wait_for("a frame after the reconnect", lambda: len(runner.frames) == 3, 10.0)
+    source.close()
+    source.containers[1].feed.put(None)
+    runner.stop(timeout_s=10.0)
+    assert runner.error is None, error_text(runner.error) if runner.error else ""
+    assert "stalled: no packet from rtsp://cam.local/stream for 3.0 s" in str(source.last_error)
+    frames = [f for _, f in runner.frames]
+    assert [f.timeline_break for f in frames] == [False, False, True]
+    assert source.reconnects == 1
+
+
 def test_stall_after_s_above_the_read_timeout_means_stalled_from_the_timeout_on(fake_clock: FakeClock) -> None:
     config = SourceConfig(read_timeout_s=1.0, stall_after_s=5.0, reconnect=False)
     source = ScriptedUrlSource.from_spec("rtsp://cam.local/stream", "cam", config)
@@ -620,9 +649,10 @@ def test_rtsp_outage_reconnects_and_resumes(rtsp_server: RtspServer, outage: str
 
     Publisher gone: the RTSP session stays up but no RTP comes, so the source shows ``stalled`` after
     ``stall_after_s``, well before its read times out (``read_timeout_s``) and it goes
-    ``reconnecting``. (At the first timeout FFmpeg flushes its parser and hands out the last frame it
-    held, so one ``live`` blip may come between.) Server gone: the closed RTSP connection is an error
-    at once, straight to ``reconnecting``.
+    ``reconnecting`` after one read timeout. (FFmpeg answers the timed-out read with the last packet
+    of its reorder queue, a frame from before the outage; the source drops it and reconnects, so no
+    stale frame and no ``live`` blip come between.) Server gone: the closed RTSP connection is an
+    error at once, straight to ``reconnecting``.
     """
     caplog.set_level(logging.DEBUG)
     read_timeout_s = 3.0
@@ -688,7 +718,11 @@ def test_rtsp_outage_reconnects_and_resumes(rtsp_server: RtspServer, outage: str
     t_stalled, t_reconnecting = first_after_kill("stalled"), first_after_kill("reconnecting")
     timing = (f"kill {t_kill:.2f} (done {t_killed:.2f}), stalled {t_stalled}, reconnecting {t_reconnecting};"
               f" states {runner.states}")
-    assert t_reconnecting is not None and t_reconnecting - t_kill < 2 * read_timeout_s + 4.0, timing
+    assert t_reconnecting is not None and t_reconnecting - t_kill < read_timeout_s + 3.0, timing
+    down = [s for t, s in runner.states if t_kill + 1.0 < t < t_back]
+    assert "live" not in down, timing  # no stale frame revived the source during the outage
+    stale = [f.frame_index for t, f in runner.frames if t_kill + 1.0 < t < t_back]
+    assert not stale, f"frames published during the outage: {stale}; {timing}"
     if outage == "publisher":  # stalled is seen by other threads from stall_after_s on, before the reconnect
         assert t_stalled is not None and t_stalled < t_reconnecting, timing
         assert after_kill[i_down] == "stalled", timing  # the first sign of the outage
