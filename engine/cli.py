@@ -206,11 +206,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.sources:
         config = config.model_copy(update={"sources": list(args.sources)})
     sink_specs = list(args.sink) if args.sink else list(config.sinks)
-    repeated = sorted({spec for spec in sink_specs if sink_specs.count(spec) > 1})
-    if repeated:
-        msg = f"sink {repeated[0]!r} is given twice: two sinks would write the same output"
-        raise ConfigError(msg)
     sinks = [(spec.partition(":")[0].strip(), _sink_from_spec(spec)) for spec in sink_specs]  # refused before start
+    seen: dict[tuple[str, str], str] = {}
+    for spec, (name, sink) in zip(sink_specs, sinks, strict=True):
+        key = (name, repr(sorted(getattr(sink, "user_option_values", {}).items())))
+        if key in seen:  # `jsonl:a.jsonl` and `jsonl:path=a.jsonl` are the same sink
+            msg = f"sink {spec!r} is given twice (also as {seen[key]!r}): two sinks would write the same output"
+            raise ConfigError(msg)
+        seen[key] = spec
     summary, sink_errors = run_pipeline(
         config, sinks, progress=config.progress and not args.no_progress, install_signals=True
     )

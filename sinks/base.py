@@ -55,6 +55,9 @@ class Sink(ABC):
     primary_option: ClassVar[str | None] = None
     user_options: ClassVar[tuple[str, ...] | None] = None
     _plugin_name: str | None = None  # set by from_options(name=...)
+    #: The user options it was created with by :meth:`from_options` (``{}`` otherwise); two sinks
+    #: of one plugin with equal values would write the same output.
+    user_option_values: dict[str, Any] = {}  # replaced per instance, never mutated
 
     def __init__(self, **options: Any) -> None:
         if options:
@@ -133,6 +136,7 @@ class Sink(ABC):
             raise SinkOptionError(str(exc)) from None
         if given_name:
             sink._plugin_name = given_name
+        sink.user_option_values = dict(options)
         return sink
 
     @classmethod

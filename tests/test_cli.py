@@ -236,6 +236,7 @@ def test_sink_options_and_duplicate_ids_are_configuration_errors(tmp_path):
         (["run", "a=x.mp4", "a=y.mp4"], "source id 'a' is given twice"),
         (["run", "bad id=x.mp4"], "'bad id' is not a valid source id"),
         (["run", "--sink", "jsonl:a.jsonl", "--sink", "jsonl:a.jsonl"], "sink 'jsonl:a.jsonl' is given twice"),
+        (["run", "--sink", "jsonl:a.jsonl", "--sink", "jsonl:path= a.jsonl"], "(also as 'jsonl:a.jsonl')"),
         (["run", "--set", "sink_error_policies={jsnl: skip}"], "unknown sink 'jsnl'"),
         (["report", "x.jsonl", "--out", "figs", "--label", "nets"], "--label must be SOURCE_ID=VALUE, got 'nets'"),
     ):
