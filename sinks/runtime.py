@@ -414,8 +414,13 @@ class SinkRunner:
             self.opened.set()
             try:
                 self.stop_reason = self._loop(stop_event)
-            finally:
-                self.sink.close()
+            except BaseException:
+                try:  # the loop's error is the one to report: a close that fails after it is logged
+                    self.sink.close()
+                except Exception as close_exc:  # noqa: BLE001 - third-party sink code
+                    logger.warning("sink %s also failed to close: %s", self.sink.plugin_name, close_exc)
+                raise
+            self.sink.close()
         finally:
             self._subscriber.close()
         logger.info(

@@ -277,6 +277,25 @@ def test_sink_write_failure_closes_sink_once(context: zmq.Context, publisher: Pu
     assert (sink.opened, sink.closed) == (1, 1)
 
 
+def test_the_write_error_is_reported_when_close_fails_after_it(
+    context: zmq.Context, publisher: Publisher, caplog: pytest.LogCaptureFixture
+) -> None:
+    class FullDisk(RecordingSink):
+        def close(self) -> None:
+            super().close()
+            msg = "cannot close: disk full"
+            raise SinkError(msg)
+
+    sink = FullDisk(fail_on_write=True)
+    runner = SinkRunner(sink, publisher.endpoint, context=context)
+    thread = _start(runner, publisher)
+    publisher.publish("pose", "cam1", _pose_fields(0))
+    thread.join(5.0)
+    assert not thread.is_alive() and sink.closed == 1
+    assert str(thread.error) == "disk full"  # the first error, not the close's
+    assert "also failed to close" in caplog.text and "cannot close: disk full" in caplog.text
+
+
 def test_run_standalone_until_engine_stop(tmp_path: Path, context: zmq.Context, publisher: Publisher) -> None:
     out = tmp_path / "standalone.jsonl"
     result: dict[str, Any] = {}
