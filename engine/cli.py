@@ -113,9 +113,9 @@ def _print_summary(summary: Any, out: Any = None) -> None:
         head = f"batsight: no frames in {summary.run_s:.1f} s of running"
     lines = [f"{head}, dropped {summary.dropped}, corrupt {summary.corrupt}"]
     for source_id, st in summary.per_source.items():
-        pct = 100.0 * st["batter_frames"] / st["frames"] if st["frames"] else 0.0
+        pct = f"{100.0 * st['batter_frames'] / st['frames']:.1f}%" if st["frames"] else "-"
         line = (
-            f"  {source_id}: {st['frames']} frames, batter found {pct:.1f}%, shots {st['shots']}, "
+            f"  {source_id}: {st['frames']} frames, batter found {pct}, shots {st['shots']}, "
             f"dropped {st['dropped']}, corrupt {st['corrupt']}"
         )
         if st["error"]:

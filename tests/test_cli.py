@@ -62,6 +62,7 @@ def test_missing_and_unreadable_files_fail_cleanly(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert re.search(r"^batsight: no frames in \d+\.\d s of running, dropped 0, corrupt \d+$", result.stdout, re.M)
+    assert "  missing: 0 frames, batter found -, shots 0" in result.stdout
     errors = [line for line in result.stderr.splitlines() if line.startswith("batsight: error:")]
     assert len(errors) == 3
     assert any("missing: file not found: missing.mp4" in e for e in errors)
