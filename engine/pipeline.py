@@ -219,6 +219,13 @@ class Pipeline:
         self._stop = threading.Event()
         self._stop_deadline: float | None = None
         self._classifier: ShotClassifier | None = None
+        # cells of the 17x17 matrix a shot's pair similarity comes from: the configured front arm and
+        # its mirror (a left-hander's front arm), fixed by the config
+        wrist, shoulder = config.analytics.wrist, config.analytics.shoulder
+        self._shot_pair_cells = (
+            (KEYPOINT_INDEX[wrist], KEYPOINT_INDEX[shoulder]),
+            (KEYPOINT_INDEX[mirrored_name(wrist)], KEYPOINT_INDEX[mirrored_name(shoulder)]),
+        )
         self._failure: _Failure | None = None
         self._threads: list[threading.Thread] = []
         self.model_s = 0.0
@@ -489,10 +496,8 @@ class Pipeline:
                 self.publisher.publish("fit", frame.source_id, {**common, **fit[0]}, fit[1])
         if shots is not None:
             b = result.batter
-            acfg = self.config.analytics
             sim = None if update is None else update.similarity
-            front = (KEYPOINT_INDEX[acfg.wrist], KEYPOINT_INDEX[acfg.shoulder])
-            other = (KEYPOINT_INDEX[mirrored_name(acfg.wrist)], KEYPOINT_INDEX[mirrored_name(acfg.shoulder)])
+            front, other = self._shot_pair_cells
             shot = shots.update(
                 frame.pts_s,
                 frame.frame_index,
