@@ -1,8 +1,10 @@
 """The pipeline: reader threads -> batcher + inference thread -> analytics + publisher thread.
 
-Every stage runs in its own thread and talks through bounded queues. A stage that fails puts a
-failure marker downstream in ``finally`` and :meth:`Pipeline.join` re-raises it, so nothing hangs
-and nothing dies silently (DESIGN §2). Only the publisher thread touches the ZeroMQ socket.
+The work of each frame is done by the per-source steps of :mod:`engine.steps`; this module only
+runs them. :class:`Pipeline` runs them on threads that talk through bounded queues: a stage that
+fails puts a failure marker downstream in ``finally`` and :meth:`Pipeline.join` re-raises it, so
+nothing hangs and nothing dies silently (DESIGN §2). Only the publisher thread touches the ZeroMQ
+socket. :func:`run_inline` runs the same steps on the calling thread, without threads or ZeroMQ.
 """
 
 from __future__ import annotations
@@ -10,27 +12,26 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
-import numpy as np
-
-from engine.analytics import AnalyticsUpdate, SourceAnalytics
 from engine.batching import Batcher, SourceReader
+from engine.clock import Clock, SystemClock
 from engine.config import Config
+from engine.messages import Health, Message, SourceHealth
 from engine.models.base import KeypointModel
 from engine.publisher import Publisher
-from engine.scenecut import SceneCutDetector
-from engine.shots import ShotAnalyzer, ShotClassifier, ShotResult, mirrored_name, shot_message
+from engine.shots import ShotClassifier
 from engine.sources import Source
-from engine.tracking import BatterSelector, PersonTracker
-from engine.types import KEYPOINT_INDEX, EndOfStream, Frame, PoseResult
+from engine.stats import RunSummary, SourceSummary
+from engine.steps import SourceState, health_message, refine_batters
+from engine.types import EndOfStream, Frame, Persons, PoseResult
 
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.1
+
+__all__ = ["Pipeline", "RunSummary", "SourceSummary", "run_inline"]
 
 
 @dataclass
@@ -41,138 +42,41 @@ class _Failure:
     error: BaseException
 
 
-@dataclass
-class SourceStats:
-    """Counters of one source, read by the health publisher, the progress bar and the summary."""
-
-    source_id: str
-    total_frames: int | None
-    frames_out: int = 0
-    batter_frames: int = 0
-    shots: int = 0
-    ended: bool = False
-    error: str | None = None
-    #: ``(monotonic s, frames_in, frames_out)`` samples taken by :meth:`Pipeline.source_health`.
-    _rate_samples: deque[tuple[float, int, int]] = field(default_factory=deque)
-
-    def rates(self, now_s: float, frames_in: int, window_s: float) -> tuple[float, float]:
-        """Record a sample and return ``(fps_in, fps_out)`` over about the last ``window_s`` seconds.
-
-        The rate is taken against the newest sample at least ``window_s`` old (or the oldest one), so
-        a call that comes soon after the previous one (the final ``health/`` at stop) does not divide
-        a burst of frames by a tiny interval. Frames per second; ``0.0`` until a second sample.
-        """
-        samples = self._rate_samples
-        samples.append((now_s, frames_in, self.frames_out))
-        while len(samples) > 2 and samples[1][0] <= now_s - window_s:
-            samples.popleft()
-        t0, in0, out0 = samples[0]
-        span_s = now_s - t0
-        if span_s <= 0:
-            return 0.0, 0.0
-        return (frames_in - in0) / span_s, (self.frames_out - out0) / span_s
+def _eos_reason(eos: EndOfStream) -> str:
+    return "error" if eos.error else "stopped" if eos.stopped else "end"
 
 
-@dataclass
-class RunSummary:
-    """What a finished run did (printed by the CLI, asserted by tests).
+class _ModelTimer:
+    """Runs the model's ``infer`` on a batch of frames and keeps the time spent in the model."""
 
-    Attributes:
-        frames: Frames published (all sources).
-        wall_s: Seconds from the first model call to the last message.
-        fps: ``frames / wall_s``: whole-pipeline throughput.
-        model_s: Seconds spent inside the model's ``infer`` calls.
-        model_fps: ``frames / model_s``: model-only throughput at the same image size.
-        dropped, corrupt: Sums over sources.
-        run_s: Seconds from ``start()`` to now (or to the end), frames or not.
-        per_source: ``{source_id: {"frames", "batter_frames", "dropped", "corrupt", "error"}}``.
-    """
+    def __init__(self, model: KeypointModel, clock: Clock) -> None:
+        self.model = model
+        self.clock = clock
+        self.model_s = 0.0
+        self.first_call_s: float | None = None
 
-    frames: int = 0
-    wall_s: float = 0.0
-    fps: float = 0.0
-    model_s: float = 0.0
-    model_fps: float = 0.0
-    dropped: int = 0
-    corrupt: int = 0
-    run_s: float = 0.0
-    per_source: dict[str, dict] = field(default_factory=dict)
+    def infer(self, frames: list[Frame]) -> tuple[list[Persons], float]:
+        """``(persons per frame, model ms per frame)``; nothing is called for an empty batch."""
+        if not frames:
+            return [], 0.0
+        t = self.clock.monotonic()
+        if self.first_call_s is None:
+            self.first_call_s = t
+        persons = self.model.infer([f.image for f in frames])
+        dt = self.clock.monotonic() - t
+        self.model_s += dt
+        return persons, dt * 1000.0 / len(frames)
 
-
-def _f32(value: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(value, dtype=np.float32)
-
-
-def pose_message(result: PoseResult) -> tuple[dict, dict[str, np.ndarray]]:
-    """Fields and arrays of the ``pose/`` message for one frame (wire table in the README)."""
-    frame, persons, b = result.frame, result.persons, result.batter
-    fields = {
-        "frame_width": frame.width,
-        "frame_height": frame.height,
-        "n_persons": len(persons),
-        "batter_found": b is not None,
-        "track_id": None if b is None else int(persons.track_id[b]),
-        "heatmap_source": result.heatmap_source if b is not None else "none",
-        "inference_ms": round(result.inference_ms, 3),
-    }
-    arrays = {"persons_xyxy": _f32(persons.xyxy), "persons_track_id": np.ascontiguousarray(persons.track_id)}
-    if b is not None:
-        arrays.update(
-            xyxy=_f32(persons.xyxy[b]),
-            keypoints_xy=_f32(persons.keypoints_xy[b]),
-            keypoints_conf=_f32(persons.keypoints_conf[b]),
-        )
-    return fields, arrays
-
-
-def sim_message(update: AnalyticsUpdate, window_s: float, heatmap_source: str) -> tuple[dict, dict[str, np.ndarray]]:
-    """Fields and arrays of the ``sim/`` message (thesis 6.1 Keypoint Dependency Matrix)."""
-    fields = {
-        "window_s": window_s,
-        "window_frames": update.window_frames,
-        "pairs": {k: float(v) for k, v in update.pairs.items()},
-        "heatmap_source": heatmap_source,
-    }
-    arrays = {
-        "cosine_similarity": _f32(update.similarity),
-        "window_mean": _f32(update.window_mean),
-        "cumulative_mean": _f32(update.cumulative_mean),
-    }
-    return fields, arrays
-
-
-def fit_message(update: AnalyticsUpdate, window_s: float, wrist: str, shoulder: str) -> tuple[dict, dict] | None:
-    """Fields and arrays of the ``fit/`` message (thesis 6.2), or ``None`` when there is no fit."""
-    fit = update.fit
-    if fit is None:
-        return None
-    fields = {
-        "window_s": window_s,
-        "wrist": wrist,
-        "shoulder": shoulder,
-        "basis": "legendre",
-        "dx": update.dx,
-        "dy": update.dy,
-        "n_points": fit.n_points,
-        "t_start_s": fit.t_start_s,
-        "t_end_s": fit.t_end_s,
-        "degree_xy": fit.degree_xy,
-        "rms_dx": fit.rms_dx,
-        "rms_dy": fit.rms_dy,
-        "rms_r": fit.rms_r,
-        "horizontal_span": fit.horizontal_span,
-        "vertical_span": fit.vertical_span,
-        "mean_elevation_deg": fit.mean_elevation_deg,
-        "peak_r": fit.peak_r,
-        "peak_r_time_s": fit.peak_r_time_s,
-        "r_vertex_time_s": fit.r_vertex_time_s,
-    }
-    arrays = {
-        "dx_coef": np.ascontiguousarray(fit.dx_coef, np.float64),
-        "dy_coef": np.ascontiguousarray(fit.dy_coef, np.float64),
-        "r_coef": np.ascontiguousarray(fit.r_coef, np.float64),
-    }
-    return fields, arrays
+    def track_and_refine(self, states: dict[str, SourceState], frames: list[Frame]) -> list[PoseResult]:
+        """Steps 1-2 of :mod:`engine.steps` for a batch of frames (any sources, in batch order)."""
+        persons_list, per_frame_ms = self.infer(frames)
+        results = [
+            states[frame.source_id].track(frame, persons, self.model.heatmap_source, per_frame_ms)
+            for frame, persons in zip(frames, persons_list, strict=True)
+        ]
+        results, refine_s = refine_batters(self.model, results, self.clock)
+        self.model_s += refine_s
+        return results
 
 
 class Pipeline:
@@ -189,7 +93,8 @@ class Pipeline:
         sources: Unopened sources (their reader threads open them).
         model: Keypoint model, already built (``model.build()``).
         publisher: Unopened publisher; built from ``config.publisher`` when ``None``.
-        now_ns: Clock for ``publish_time_ns`` and health, injectable for tests.
+        clock: Monotonic and wall clock (:class:`engine.clock.SystemClock` by default), injectable
+            for tests.
     """
 
     def __init__(
@@ -198,13 +103,13 @@ class Pipeline:
         sources: list[Source],
         model: KeypointModel,
         publisher: Publisher | None = None,
-        now_ns: Callable[[], int] = time.time_ns,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.sources = sources
         self.model = model
-        self.publisher = publisher or Publisher(config.publisher)
-        self.now_ns = now_ns
+        self.clock = clock or SystemClock()
+        self.publisher = publisher or Publisher(config.publisher, now_ns=self.clock.time_ns)
         self._notify = threading.Event()
         self.readers = [
             SourceReader(
@@ -214,25 +119,31 @@ class Pipeline:
             )
             for s in sources
         ]
-        self.stats = {s.source_id: SourceStats(s.source_id, s.total_frames) for s in sources}
+        self._states: dict[str, SourceState] = {}
         self._results: queue.Queue[PoseResult | EndOfStream | _Failure] = queue.Queue(maxsize=64)
         self._stop = threading.Event()
         self._stop_deadline: float | None = None
-        self._classifier: ShotClassifier | None = None
-        # cells of the 17x17 matrix a shot's pair similarity comes from: the configured front arm and
-        # its mirror (a left-hander's front arm), fixed by the config
-        wrist, shoulder = config.analytics.wrist, config.analytics.shoulder
-        self._shot_pair_cells = (
-            (KEYPOINT_INDEX[wrist], KEYPOINT_INDEX[shoulder]),
-            (KEYPOINT_INDEX[mirrored_name(wrist)], KEYPOINT_INDEX[mirrored_name(shoulder)]),
-        )
         self._failure: _Failure | None = None
-        self._threads: list[threading.Thread] = []
-        self.model_s = 0.0
-        self._t0: float | None = None
+        self._inference_thread: threading.Thread | None = None
+        self._publisher_thread: threading.Thread | None = None
+        self._timer = _ModelTimer(model, self.clock)
         self._t_end: float | None = None
         self._start_ns = 0
         self._end_ns = 0
+        self._build_states(None)
+
+    def _build_states(self, classifier: ShotClassifier | None) -> None:
+        self._states = {r.source_id: SourceState(r.source, r, self.config, classifier) for r in self.readers}
+
+    @property
+    def stats(self) -> dict[str, object]:
+        """``{source_id: SourceStats}`` counters of every source (read-only use)."""
+        return {sid: state.stats for sid, state in self._states.items()}
+
+    @property
+    def model_s(self) -> float:
+        """Seconds spent inside the model so far."""
+        return self._timer.model_s
 
     # ----------------------------------------------------------------------------------- lifecycle
     def start(self, expected_subscribers: int = 0) -> None:
@@ -245,8 +156,8 @@ class Pipeline:
         Raises:
             PublishError: before any source is opened, so nothing is half-started.
         """
-        if self.config.shots.enabled and self._classifier is None:
-            self._classifier = ShotClassifier.load(self.config.shots.classifier or None)
+        if self.config.shots.enabled:
+            self._build_states(ShotClassifier.load(self.config.shots.classifier or None))
         if not self.publisher.is_open:  # the CLI opens it early to fail fast on a taken port
             self.publisher.open()
         pub = self.config.publisher
@@ -259,15 +170,13 @@ class Pipeline:
                     "starting after %.1f s with %d of %d in-process sinks and %d of %d external subscriptions",
                     pub.wait_subscribers_s, ready, expected_subscribers, others, pub.min_subscribers,
                 )
-        self._start_ns = self.now_ns()
+        self._start_ns = self.clock.time_ns()
         for reader in self.readers:
             reader.start()
-        self._threads = [
-            threading.Thread(target=self._inference_loop, name="inference", daemon=True),
-            threading.Thread(target=self._publish_loop, name="publisher", daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
+        self._inference_thread = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
+        self._publisher_thread = threading.Thread(target=self._publish_loop, name="publisher", daemon=True)
+        self._inference_thread.start()
+        self._publisher_thread.start()
 
     def stop(self) -> None:
         """End early: stop the sources; queued frames still finish and ``eos/`` goes out.
@@ -276,15 +185,17 @@ class Pipeline:
         I/O) gets its ``eos/`` anyway, with ``reason: "timeout"``, so shutdown time is bounded.
         """
         if self._stop_deadline is None:
-            self._stop_deadline = time.monotonic() + self.config.source.read_timeout_s + 2.0
+            self._stop_deadline = self.clock.monotonic() + self.config.source.read_timeout_s + 2.0
         for reader in self.readers:
             reader.stop()
 
     def join(self, timeout_s: float | None = None) -> bool:
         """Wait for the run to finish; True when finished. Re-raises the first stage failure."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        for t in self._threads:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        deadline = None if timeout_s is None else self.clock.monotonic() + timeout_s
+        for t in (self._inference_thread, self._publisher_thread):
+            if t is None:
+                continue
+            remaining = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
             t.join(remaining)
             if t.is_alive():
                 return False
@@ -299,100 +210,21 @@ class Pipeline:
     # ----------------------------------------------------------------------------------- stages
     def _inference_loop(self) -> None:
         batcher = Batcher(self.readers, self.config.batch.max_batch, self.config.batch.max_wait_ms, self._notify)
-        trackers = {s.source_id: PersonTracker() for s in self.sources}
-        selectors = {s.source_id: BatterSelector(self.config.batter) for s in self.sources}
-        cut_threshold = self.config.batter.scene_cut_threshold
-        cut_detectors = {s.source_id: SceneCutDetector(cut_threshold) for s in self.sources} if cut_threshold else {}
-        open_sources = {s.source_id for s in self.sources}
+        open_sources = set(self._states)
         try:
             while open_sources and not self._stop.is_set():
                 batch = batcher.next_batch(_POLL_S)
-                frames = [item for item in batch if isinstance(item, Frame)]
-                persons_list = []
-                per_frame_ms = 0.0
-                if frames:
-                    t = time.perf_counter()
-                    if self._t0 is None:
-                        self._t0 = t
-                    persons_list = self.model.infer([f.image for f in frames])
-                    dt = time.perf_counter() - t
-                    self.model_s += dt
-                    per_frame_ms = dt * 1000.0 / len(frames)
-                results: list[PoseResult | EndOfStream] = []
-                persons_iter = iter(persons_list)
-                for item in batch:
+                results = iter(self._timer.track_and_refine(self._states, [i for i in batch if isinstance(i, Frame)]))
+                for item in batch:  # frames and end markers keep their order
                     if isinstance(item, EndOfStream):
                         open_sources.discard(item.source_id)
-                        results.append(item)
-                        continue
-                    persons = next(persons_iter)
-                    tracker = trackers[item.source_id]
-                    cut_detector = cut_detectors.get(item.source_id)
-                    if item.timeline_break and cut_detector is not None:
-                        cut_detector.reset()
-                    scene_cut = cut_detector is not None and cut_detector.update(item.image)
-                    if item.timeline_break or scene_cut:  # the media jumped or the camera cut: old
-                        tracker.reset()  # tracks and scores no longer apply
-                        selectors[item.source_id].reset()
-                    persons = tracker.update(persons)
-                    batter = selectors[item.source_id].update(persons, item.width, item.height)
-                    results.append(
-                        PoseResult(
-                            frame=item,
-                            persons=persons,
-                            batter=batter,
-                            heatmap_source=self.model.heatmap_source if batter is not None else "none",
-                            inference_ms=per_frame_ms,
-                            scene_cut=scene_cut,
-                        )
-                    )
-                if hasattr(self.model, "refine"):
-                    results = self._refine_batters(results)
-                for result in results:
-                    self._put_result(result)
+                        self._put_result(item)
+                    else:
+                        self._put_result(next(results))
         except BaseException as exc:  # noqa: BLE001 - forwarded to join()
             log.exception("inference stage failed")
             self.stop()
             self._put_result(_Failure("inference", exc))
-
-    def _refine_batters(self, results: list[PoseResult | EndOfStream]) -> list[PoseResult | EndOfStream]:
-        """Run the model's keypoint refinement (Keypoint R-CNN) on every batter box of the batch.
-
-        The batter's keypoints are replaced and its heatmap logits attached (``"model"``); where
-        the refinement finds nothing (``full`` mode, NaN keypoints) the detector's keypoints stay
-        and analytics render heatmaps (``"rendered"``).
-        """
-        todo = [i for i, r in enumerate(results) if isinstance(r, PoseResult) and r.batter is not None]
-        if not todo:
-            return results
-        t = time.perf_counter()
-        refined = self.model.refine(
-            [results[i].frame.image for i in todo],
-            [results[i].persons.xyxy[results[i].batter][None] for i in todo],
-        )
-        dt = time.perf_counter() - t
-        self.model_s += dt
-        out = list(results)
-        for i, hm in zip(todo, refined, strict=True):
-            result = results[i]
-            if len(hm) != 1 or not np.all(np.isfinite(hm.keypoints_xy)):
-                out[i] = replace(result, heatmap_source="rendered")
-                continue
-            b = result.batter
-            persons = result.persons
-            keypoints_xy = persons.keypoints_xy.copy()
-            keypoints_conf = persons.keypoints_conf.copy()
-            keypoints_xy[b] = hm.keypoints_xy[0]
-            keypoints_conf[b] = hm.keypoints_conf[0]
-            out[i] = replace(
-                result,
-                persons=replace(persons, keypoints_xy=keypoints_xy, keypoints_conf=keypoints_conf),
-                heatmaps=np.ascontiguousarray(hm.heatmaps[0], np.float32),
-                similarity=None if hm.similarity is None else hm.similarity[0],
-                heatmap_source="model",
-                inference_ms=result.inference_ms + dt * 1000.0 / len(todo),
-            )
-        return out
 
     def _put_result(self, item: PoseResult | EndOfStream | _Failure) -> None:
         """Queue for the publisher thread; gives up only when that thread is gone (never hangs)."""
@@ -401,204 +233,176 @@ class Pipeline:
                 self._results.put(item, timeout=_POLL_S)
                 return
             except queue.Full:
-                if not self._threads[1].is_alive():
+                if self._publisher_thread is None or not self._publisher_thread.is_alive():
                     return
 
+    def _publish(self, messages: list[Message]) -> None:
+        for message in messages:
+            self.publisher.publish(message)
+
     def _publish_loop(self) -> None:
-        cfg = self.config
-        analytics = {
-            s.source_id: SourceAnalytics(cfg.analytics, cfg.batter.min_keypoint_conf) for s in self.sources
-        }
-        shots = (
-            {
-                s.source_id: ShotAnalyzer(
-                    cfg.shots, cfg.analytics, cfg.batter.min_keypoint_conf, classifier=self._classifier
-                )
-                for s in self.sources
-            }
-            if cfg.shots.enabled
-            else {}
-        )
-        open_sources = {s.source_id for s in self.sources}
-        next_health = time.monotonic()
+        open_sources = set(self._states)
+        next_health = self.clock.monotonic()
         try:
             while open_sources:
-                if time.monotonic() >= next_health:
-                    self._publish_health("running")
-                    next_health = time.monotonic() + cfg.publisher.health_period_s
+                if self.clock.monotonic() >= next_health:
+                    self.publisher.publish(self._health("running"))
+                    next_health = self.clock.monotonic() + self.config.publisher.health_period_s
                 try:
                     item = self._results.get(timeout=_POLL_S)
                 except queue.Empty:
-                    if self._stop_deadline is not None and time.monotonic() > self._stop_deadline:
+                    if self._stop_deadline is not None and self.clock.monotonic() > self._stop_deadline:
                         for source_id in sorted(open_sources):
                             log.warning("source %s did not stop in time; ending it", source_id)
-                            self._publish_eos(EndOfStream(source_id), reason="timeout")
+                            self._publish(self._states[source_id].finish("timeout", flush_shot=False))
                         open_sources.clear()
                     continue
                 if isinstance(item, _Failure):
                     self._failure = self._failure or item
                     for source_id in sorted(open_sources):
-                        self._publish_eos(EndOfStream(source_id, error=item.error), reason="error")
+                        self._publish(self._states[source_id].finish("error", item.error, flush_shot=False))
                     open_sources.clear()
                     break
                 if isinstance(item, EndOfStream):
-                    if item.source_id in shots:
-                        self._publish_shot(item.source_id, shots[item.source_id].flush())
-                    self._publish_eos(item, reason="error" if item.error else "stopped" if item.stopped else "end")
+                    self._publish(self._states[item.source_id].finish(_eos_reason(item), item.error))
                     open_sources.discard(item.source_id)
                     continue
-                self._publish_result(item, analytics[item.frame.source_id], shots.get(item.frame.source_id))
+                self._publish(self._states[item.frame.source_id].analyse(item))
         except BaseException as exc:  # noqa: BLE001 - forwarded to join()
             log.exception("publisher stage failed")
             self._failure = self._failure or _Failure("publisher", exc)
             self.stop()
         finally:
-            self._t_end = time.perf_counter()
-            self._end_ns = self.now_ns()
+            self._t_end = self.clock.monotonic()
+            self._end_ns = self.clock.time_ns()
             self._stop.set()  # the inference thread ends with this thread
             try:
-                self._publish_health("stopped")
+                self.publisher.publish(self._health("stopped"))
             except Exception:  # noqa: BLE001 - best effort on the way out
                 log.exception("final health message failed")
 
-    def _publish_result(
-        self, result: PoseResult, analytics: SourceAnalytics, shots: ShotAnalyzer | None = None
-    ) -> None:
-        frame = result.frame
-        common = {
-            "frame_index": frame.frame_index,
-            "pts_s": frame.pts_s,
-            "capture_time_ns": frame.capture_time_ns,
-        }
-        fields, arrays = pose_message(result)
-        fields["raw_pts_s"] = frame.raw_pts_s
-        fields["timeline_break"] = frame.timeline_break
-        fields["scene_cut"] = result.scene_cut
-        self.publisher.publish("pose", frame.source_id, {**common, **fields}, arrays)
-        if frame.timeline_break or result.scene_cut:  # rolling windows restart where the timeline broke
-            # or the camera cut to another view
-            analytics.reset_window()
-            if shots is not None:  # a shot cannot span the break: end it here
-                self._publish_shot(frame.source_id, shots.flush())
-                shots.reset()
-        stats = self.stats[frame.source_id]
-        stats.frames_out += 1
-        update = None
-        if result.batter is not None:
-            stats.batter_frames += 1
-            update = analytics.update(result)
-        if update is not None:
-            acfg = self.config.analytics
-            fields, arrays = sim_message(update, acfg.window_s, result.heatmap_source)
-            self.publisher.publish("sim", frame.source_id, {**common, **fields}, arrays)
-            fit = fit_message(update, acfg.window_s, acfg.wrist, acfg.shoulder)
-            if fit is not None:
-                self.publisher.publish("fit", frame.source_id, {**common, **fit[0]}, fit[1])
-        if shots is not None:
-            b = result.batter
-            sim = None if update is None else update.similarity
-            front, other = self._shot_pair_cells
-            shot = shots.update(
-                frame.pts_s,
-                frame.frame_index,
-                None if b is None else result.persons.keypoints_xy[b],
-                None if b is None else result.persons.keypoints_conf[b],
-                frame.width,
-                frame.height,
-                None if sim is None else float(sim[front]),
-                None if sim is None else float(sim[other]),
-            )
-            self._publish_shot(frame.source_id, shot)
+    # ----------------------------------------------------------------------------------- health
+    def source_health(self) -> dict[str, SourceHealth]:
+        """Per-source health entries (also used by the CLI's status)."""
+        now_s = self.clock.monotonic()
+        window_s = max(1.0, self.config.publisher.health_period_s)
+        return {sid: state.health(now_s, window_s) for sid, state in self._states.items()}
 
-    def _publish_shot(self, source_id: str, shot: ShotResult | None) -> None:
-        """Publish a finished shot (``shot/``); ``frame_index`` / ``pts_s`` are the shot's last frame."""
-        if shot is None:
-            return
-        fields, arrays = shot_message(shot)
-        fields.update(frame_index=fields["end_frame"], pts_s=fields["end_s"], capture_time_ns=None)
-        self.publisher.publish("shot", source_id, fields, arrays)
-        self.stats[source_id].shots += 1
-
-    def _publish_eos(self, eos: EndOfStream, reason: str) -> None:
-        stats = self.stats[eos.source_id]
-        stats.ended = True
-        stats.error = None if eos.error is None else str(eos.error)
-        reader = next(r for r in self.readers if r.source_id == eos.source_id)
-        fields = {
-            "frame_index": None,
-            "pts_s": None,
-            "capture_time_ns": None,
-            "frames": stats.frames_out,
-            "dropped": reader.dropped,
-            "corrupt": reader.source.corrupt,
-            "error": stats.error,
-            "reason": reason,
-        }
-        self.publisher.publish("eos", eos.source_id, fields)
-
-    def source_health(self) -> dict[str, dict]:
-        """Per-source health fields (also used by the CLI's status)."""
-        now = time.monotonic()
-        out = {}
-        for reader in self.readers:
-            st = self.stats[reader.source_id]
-            fps_in, fps_out = st.rates(now, reader.frames_in, max(1.0, self.config.publisher.health_period_s))
-            source = reader.source
-            if st.ended:
-                state = "failed" if st.error else "ended"
-            else:  # the source knows best (stalled, reconnecting); else the reader's view
-                state = getattr(source, "state", None) or reader.state
-            out[reader.source_id] = {
-                "state": state,
-                "reconnects": int(getattr(source, "reconnects", 0)),
-                "frames_in": reader.frames_in,
-                "frames_out": st.frames_out,
-                "dropped": reader.dropped,
-                "corrupt": reader.source.corrupt,
-                "queue_depth": reader.queue.qsize(),
-                "fps_in": round(fps_in, 2),
-                "fps_out": round(fps_out, 2),
-                "batter_frames": st.batter_frames,
-            }
-        return out
-
-    def _publish_health(self, engine_state: str) -> None:
-        fields = {
-            "frame_index": None,
-            "pts_s": None,
-            "capture_time_ns": None,
-            "engine_state": engine_state,
-            "uptime_s": round((self.now_ns() - self._start_ns) / 1e9, 3),
-            "model": type(self.model).__name__,
-            "device": self.model.device,
-            "sources": self.source_health(),
-        }
-        self.publisher.publish("health", "", fields)
+    def _health(self, engine_state: str) -> Health:
+        return health_message(
+            list(self._states.values()),
+            engine_state,
+            (self.clock.time_ns() - self._start_ns) / 1e9,
+            self.model,
+            self.clock.monotonic(),
+            max(1.0, self.config.publisher.health_period_s),
+        )
 
     # ----------------------------------------------------------------------------------- results
     def summary(self) -> RunSummary:
         """Counters of the run so far (complete after ``join()``)."""
-        frames = sum(s.frames_out for s in self.stats.values())
-        wall = (self._t_end or time.perf_counter()) - self._t0 if self._t0 is not None else 0.0
-        per_source = {}
-        for reader in self.readers:
-            st = self.stats[reader.source_id]
-            per_source[reader.source_id] = {
-                "frames": st.frames_out,
-                "batter_frames": st.batter_frames,
-                "shots": st.shots,
-                "dropped": reader.dropped,
-                "corrupt": reader.source.corrupt,
-                "error": st.error,
-            }
-        return RunSummary(
-            frames=frames,
-            wall_s=wall,
-            fps=frames / wall if wall > 0 else 0.0,
-            model_s=self.model_s,
-            model_fps=frames / self.model_s if self.model_s > 0 else 0.0,
-            dropped=sum(r.dropped for r in self.readers),
-            corrupt=sum(r.source.corrupt for r in self.readers),
-            run_s=((self._end_ns or self.now_ns()) - self._start_ns) / 1e9 if self._start_ns else 0.0,
-            per_source=per_source,
+        return _summary(
+            list(self._states.values()),
+            self._timer,
+            (self._t_end if self._t_end is not None else self.clock.monotonic()),
+            ((self._end_ns or self.clock.time_ns()) - self._start_ns) / 1e9 if self._start_ns else 0.0,
         )
+
+
+def _summary(states: list[SourceState], timer: _ModelTimer, end_s: float, run_s: float) -> RunSummary:
+    frames = sum(s.stats.frames_out for s in states)
+    wall = end_s - timer.first_call_s if timer.first_call_s is not None else 0.0
+    per_source = {
+        s.source_id: SourceSummary(
+            frames=s.stats.frames_out,
+            batter_frames=s.stats.batter_frames,
+            shots=s.stats.shots,
+            dropped=s.reader.dropped,
+            corrupt=s.source.corrupt,
+            error=s.stats.error,
+        )
+        for s in states
+    }
+    return RunSummary(
+        frames=frames,
+        wall_s=wall,
+        fps=frames / wall if wall > 0 else 0.0,
+        model_s=timer.model_s,
+        model_fps=frames / timer.model_s if timer.model_s > 0 else 0.0,
+        dropped=sum(s.reader.dropped for s in states),
+        corrupt=sum(s.source.corrupt for s in states),
+        run_s=run_s,
+        per_source=per_source,
+    )
+
+
+def _inline_batches(
+    sources: list[Source], max_batch: int
+) -> Iterator[tuple[Source, list[Frame], BaseException | None]]:
+    """Each source in turn, opened, read in batches of ``max_batch``; the error that ended it last."""
+    for source in sources:
+        batch: list[Frame] = []
+        error: BaseException | None = None
+        try:
+            source.open()
+            for frame in source.frames():
+                batch.append(frame)
+                if len(batch) == max_batch:
+                    yield source, batch, None
+                    batch = []
+        except Exception as exc:  # noqa: BLE001 - a failed source ends with reason "error", as on threads
+            error = exc
+        finally:
+            source.close()
+        yield source, batch, error
+
+
+def run_inline(
+    config: Config,
+    sources: list[Source],
+    model: KeypointModel,
+    emit: Callable[[Message], None] | None = None,
+    clock: Clock | None = None,
+) -> list[Message]:
+    """Run sources through the same steps as :class:`Pipeline` on the calling thread, without ZeroMQ.
+
+    Sources are read one after the other, each in batches of ``config.batch.max_batch`` frames (so
+    batching across sources and live drop policies do not apply); every message a threaded run
+    would publish for them is produced, in the same per-source order, with ``seq`` left at 0, plus
+    one final ``health/`` (``engine_state: "stopped"``).
+
+    Args:
+        config: Validated configuration.
+        sources: Unopened sources; each is opened, read to its end and closed.
+        model: Keypoint model, already built.
+        emit: Called with each message as it is produced (default: nothing).
+        clock: Clock (default :class:`engine.clock.SystemClock`).
+
+    Returns:
+        Every message, in production order.
+    """
+    clock = clock or SystemClock()
+    classifier = ShotClassifier.load(config.shots.classifier or None) if config.shots.enabled else None
+    states = {
+        s.source_id: SourceState(s, SourceReader(s, 1), config, classifier) for s in sources
+    }
+    timer = _ModelTimer(model, clock)
+    out: list[Message] = []
+    start_ns = clock.time_ns()
+
+    def publish(messages: list[Message]) -> None:
+        for message in messages:
+            out.append(message)
+            if emit is not None:
+                emit(message)
+
+    for source, frames, error in _inline_batches(sources, config.batch.max_batch):
+        state = states[source.source_id]
+        state.reader.frames_in += len(frames)
+        for result in timer.track_and_refine(states, frames):
+            publish(state.analyse(result))
+        if len(frames) < config.batch.max_batch or error is not None:  # the source's last batch
+            publish(state.finish("error" if error is not None else "end", error))
+    publish([health_message(list(states.values()), "stopped", (clock.time_ns() - start_ns) / 1e9, model,
+                            clock.monotonic(), max(1.0, config.publisher.health_period_s))])
+    return out

@@ -17,6 +17,7 @@ import zmq
 
 from engine.config import PublisherConfig
 from engine.errors import PublishError
+from engine.messages import Message
 from engine.security import ClientCurve, CurveServer
 from engine.wire import READY_TOPIC_PREFIX, encode
 
@@ -142,14 +143,30 @@ class Publisher:
             raise PublishError(msg)
         return self._socket
 
-    def publish(
+    def publish(self, message: Message) -> int:
+        """Encode and send one typed message (:mod:`engine.messages`) without blocking.
+
+        Returns:
+            The ``seq`` given to the message: 0, 1, 2, ... per ``(kind, source_id)``. A message a
+            subscriber misses still consumes its ``seq``, so that subscriber sees the gap.
+
+        Raises:
+            PublishError: the publisher is not open.
+            WireFormatError: the message cannot be encoded (nothing sent, no ``seq`` consumed).
+        """
+        return self.publish_raw(message.KIND, message.source_id, message.header_fields(), message.array_fields())
+
+    def publish_raw(
         self,
         kind: str,
         source_id: str,
         fields: Mapping[str, Any],
         arrays: Mapping[str, np.ndarray] | None = None,
     ) -> int:
-        """Encode and send one message without blocking.
+        """Encode and send one message from plain header fields (no schema check beyond the wire's).
+
+        The engine publishes typed messages (:meth:`publish`); this is the wire-level form, for
+        tests and tools that need to send what the schema would refuse.
 
         Args:
             kind: One of :data:`engine.wire.KINDS`.
@@ -158,8 +175,7 @@ class Publisher:
             arrays: ``name -> ndarray`` sent as raw buffers. ZeroMQ copies them before this returns.
 
         Returns:
-            The ``seq`` given to the message: 0, 1, 2, ... per ``(kind, source_id)``. A message a
-            subscriber misses still consumes its ``seq``, so that subscriber sees the gap.
+            The ``seq`` given to the message (see :meth:`publish`).
 
         Raises:
             PublishError: the publisher is not open.

@@ -35,15 +35,21 @@ class Source(ABC):
             files (blocking queue, every frame processed exactly once, in order).
         total_frames: Frame count when known in advance (files), else ``None``; for progress bars.
         corrupt: Frames or packets skipped because they could not be decoded.
-        state: Optional, read by ``health/``: ``"connecting"``, ``"live"``, ``"stalled"``,
-            ``"reconnecting"`` or ``"ended"`` (PyAV sources keep it; others leave it to the reader).
-        reconnects: Optional, successful reopenings of a live source.
+        fps: Nominal frame rate of the input, frames per second, known after ``open()``; ``None``
+            when unknown. The engine gives it to the source's tracker.
+        state: Read by ``health/``: ``"connecting"``, ``"live"``, ``"stalled"``,
+            ``"reconnecting"`` or ``"ended"``; ``None`` (the default) leaves the state to the
+            reader thread's view (PyAV sources keep their own).
+        reconnects: Successful reopenings of a live source (0 for sources that never reconnect).
     """
 
     source_id: str
     live: bool = False
     total_frames: int | None = None
     corrupt: int = 0
+    fps: float | None = None
+    state: str | None = None
+    reconnects: int = 0
 
     @classmethod
     @abstractmethod

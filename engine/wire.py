@@ -33,7 +33,6 @@ buffer) and ``examples/serialization/serialsocket.py`` (why not pickle).
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,13 +41,14 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from engine import messages
 from engine.errors import WireFormatError
 
-#: Version written to and required in every header's ``v``.
-WIRE_VERSION = 1
+#: Version written to and required in every header's ``v`` (defined with the schema, :mod:`engine.messages`).
+WIRE_VERSION = messages.WIRE_VERSION
 
 #: Message kinds, in pipeline order. ``health`` is engine-wide; every other kind is per source.
-KINDS: tuple[str, ...] = ("pose", "sim", "fit", "shot", "health", "eos")
+KINDS: tuple[str, ...] = messages.KINDS
 
 #: Topic prefix of the marker subscription each in-process sink adds (``READY_TOPIC_PREFIX +
 #: unique id``). No message topic starts with a NUL byte, so the marker never receives anything; it
@@ -63,14 +63,12 @@ DTYPES: tuple[str, ...] = ("float32", "float64", "int32", "int64", "uint8", "boo
 RESERVED_KEYS: frozenset[str] = frozenset({"v", "kind", "source_id", "seq", "publish_time_ns", "arrays", "topic"})
 
 #: Standard per-frame header keys, taken from ``fields`` when given and ``None`` otherwise.
-FRAME_KEYS: tuple[str, ...] = ("frame_index", "pts_s", "capture_time_ns")
+FRAME_KEYS: tuple[str, ...] = messages.FRAME_KEYS
 
 #: Default limits of :func:`decode`.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_HEADER_BYTES = 1024 * 1024
 
-_SOURCE_ID_RE = re.compile(r"[A-Za-z0-9_.-]+")
-_HEALTH = "health"
 # Little-endian wire dtypes; on little-endian hosts these equal the native dtypes.
 _WIRE_DTYPES: dict[str, np.dtype] = {name: np.dtype(name).newbyteorder("<") for name in DTYPES}
 _REQUIRED = ("v", "kind", "source_id", "seq", "frame_index", "pts_s", "capture_time_ns", "publish_time_ns", "arrays")
@@ -81,39 +79,8 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_kind_source(kind: object, source_id: object) -> None:
-    if not isinstance(kind, str) or kind not in KINDS:
-        msg = f"kind must be one of {', '.join(KINDS)}, got {kind!r}"
-        raise WireFormatError(msg)
-    if not isinstance(source_id, str):
-        msg = f"source_id must be a str, got {type(source_id).__name__}"
-        raise WireFormatError(msg)
-    if kind == _HEALTH:
-        if source_id != "":
-            msg = f"source_id of a health message must be '', got {source_id!r}"
-            raise WireFormatError(msg)
-    elif _SOURCE_ID_RE.fullmatch(source_id) is None:
-        msg = f"source_id must match [A-Za-z0-9_.-]+, got {source_id!r}"
-        raise WireFormatError(msg)
-
-
-def topic_for(kind: str, source_id: str) -> bytes:
-    """Topic frame of a message.
-
-    Args:
-        kind: One of :data:`KINDS`.
-        source_id: ``[A-Za-z0-9_.-]+``; must be ``""`` when ``kind == "health"``.
-
-    Returns:
-        ``b"<kind>/<source_id>/"``, or ``b"health/"`` for ``health``.
-
-    Raises:
-        WireFormatError: unknown ``kind`` or invalid ``source_id``.
-    """
-    _check_kind_source(kind, source_id)
-    if kind == _HEALTH:
-        return b"health/"
-    return f"{kind}/{source_id}/".encode("ascii")
+_check_kind_source = messages.check_kind_source
+topic_for = messages.topic_for
 
 
 def _normalise(value: Any, path: str) -> Any:
@@ -243,25 +210,6 @@ def encode(
     return [topic, msgpack.packb(header, use_bin_type=True), *buffers]
 
 
-def _json_safe(value: Any) -> Any:
-    """Copy of a decoded header value with non-finite floats replaced by ``None``."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, list):
-        return [_json_safe(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    return value
-
-
-def _array_to_json(array: np.ndarray) -> Any:
-    if array.dtype.kind == "f":
-        out = array.astype(object)
-        out[~np.isfinite(array)] = None
-        return out.tolist()
-    return array.tolist()
-
-
 @dataclass(frozen=True, eq=False)
 class Message:
     """One decoded wire message.
@@ -312,9 +260,9 @@ class Message:
             ``"arrays": {name: nested lists}``. Non-finite floats (NaN, +-inf), in the header and in
             arrays, become ``None`` so the result passes ``json.dumps(..., allow_nan=False)``.
         """
-        out = {key: _json_safe(value) for key, value in self.header.items() if key != "arrays"}
+        out = {key: messages.json_safe(value) for key, value in self.header.items() if key != "arrays"}
         out["topic"] = self.topic
-        out["arrays"] = {name: _array_to_json(array) for name, array in self.arrays.items()}
+        out["arrays"] = {name: messages.array_to_json(array) for name, array in self.arrays.items()}
         return out
 
 
@@ -472,3 +420,38 @@ def decode(
         header=header,
         arrays=arrays,
     )
+
+
+def encode_message(
+    message: messages.Message, seq: int, publish_time_ns: int | None = None
+) -> list[bytes | memoryview]:
+    """Encode a typed message (:mod:`engine.messages`) as ZeroMQ frames; see :func:`encode`.
+
+    The message's own ``seq`` and ``publish_time_ns`` are ignored: the publisher sets them here.
+
+    Raises:
+        WireFormatError: as :func:`encode`.
+    """
+    return encode(
+        message.KIND,
+        message.source_id,
+        seq,
+        message.header_fields(),
+        message.array_fields(),
+        publish_time_ns=publish_time_ns,
+    )
+
+
+def decode_message(
+    parts: Sequence[object],
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    max_header_bytes: int = MAX_HEADER_BYTES,
+) -> messages.AnyMessage:
+    """Decode, validate and type one multipart message (:func:`decode`, then the kind's schema).
+
+    Raises:
+        WireFormatError: as :func:`decode`, or fields / arrays that do not fit the kind's schema
+            (:func:`engine.messages.from_parts`).
+    """
+    raw = decode(parts, max_message_bytes, max_header_bytes)
+    return messages.from_parts(raw.header, raw.arrays)

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from engine.errors import SinkError, SinkOptionError
 from engine.plugins import SINKS, load
-from engine.wire import Message
+from engine.messages import AnyMessage
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ _OPTION_PIECE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)", re.DOTALL)
 
 
 class Sink(ABC):
-    """A consumer of decoded wire messages (:class:`engine.wire.Message`).
+    """A consumer of typed messages (:mod:`engine.messages`: ``Pose``, ``Similarity``, ``Fit``, ``Shot``, ``Health``, ``EndOfStream``).
 
     Lifecycle and threading contract:
 
@@ -92,7 +92,7 @@ class Sink(ABC):
         """
 
     @abstractmethod
-    def write_batch(self, messages: list[Message]) -> None:
+    def write_batch(self, messages: list[AnyMessage]) -> None:
         """Consume messages, in arrival order (per ``(kind, source_id)``: increasing ``seq``).
 
         Args:

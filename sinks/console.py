@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar
 
 from engine.errors import SinkError
-from engine.wire import Message
+from engine.messages import AnyMessage, EndOfStream, Health, Pose
 from sinks.base import Sink
 
 
@@ -111,9 +111,8 @@ class ConsoleSink(Sink):
             stats = self._sources[source_id] = _SourceStats()
         return stats
 
-    def _update(self, message: Message, now_s: float) -> None:
-        header = message.header
-        if message.kind == "pose":
+    def _update(self, message: AnyMessage, now_s: float) -> None:
+        if isinstance(message, Pose):
             stats = self._source(message.source_id)
             stats.frames += 1
             if stats.arrivals and stats.arrivals[-1][0] == now_s:
@@ -122,30 +121,23 @@ class ConsoleSink(Sink):
                 stats.arrivals.append([now_s, 1])
                 while stats.arrivals[0][0] < now_s - self.rate_window_s:
                     stats.arrivals.popleft()
-            stats.batter += header.get("batter_found") is True
+            stats.batter += message.batter_found
             if stats.first_arrival_s is None:
                 stats.first_arrival_s = now_s
             stats.last_arrival_s = now_s
-        elif message.kind == "health":
-            state = header.get("engine_state")
-            self._engine_state = state if isinstance(state, str) else ""
-            sources = header.get("sources")
-            if isinstance(sources, dict):
-                for source_id, info in sources.items():
-                    if not isinstance(info, dict):
-                        continue
-                    stats = self._source(source_id)
-                    stats.dropped = _int_or(info.get("dropped"), stats.dropped)
-                    stats.corrupt = _int_or(info.get("corrupt"), stats.corrupt)
-                    source_state = info.get("state")
-                    stats.state = source_state if isinstance(source_state, str) else stats.state
-        elif message.kind == "eos":
+        elif isinstance(message, Health):
+            self._engine_state = message.engine_state
+            for source_id, info in message.sources.items():
+                stats = self._source(source_id)
+                stats.dropped = info.dropped
+                stats.corrupt = info.corrupt
+                stats.state = info.state
+        elif isinstance(message, EndOfStream):
             stats = self._source(message.source_id)
-            stats.dropped = _int_or(header.get("dropped"), stats.dropped)
-            stats.corrupt = _int_or(header.get("corrupt"), stats.corrupt)
-            reason, error = header.get("reason"), header.get("error")
-            stats.eos_reason = str(reason) if reason is not None else "eos"
-            stats.error = str(error) if error is not None else None
+            stats.dropped = message.dropped
+            stats.corrupt = message.corrupt
+            stats.eos_reason = message.reason
+            stats.error = message.error
 
     def _write(self, text: str) -> None:
         if self._stream is None:
@@ -199,7 +191,7 @@ class ConsoleSink(Sink):
             self._write(line + "\n")
         self._last_status_s = now_s
 
-    def write_batch(self, messages: list[Message]) -> None:
+    def write_batch(self, messages: list[AnyMessage]) -> None:
         """Update per-source counters and write a status line when ``interval_s`` has passed.
 
         Raises:

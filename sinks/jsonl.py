@@ -1,6 +1,6 @@
 """``jsonl`` sink: one JSON object per message, one message per line.
 
-Each line is :meth:`engine.wire.Message.to_json_dict` (header fields, ``topic``, arrays as nested
+Each line is :meth:`engine.messages.Message.to_json_dict` (header fields, ``topic``, arrays as nested
 lists, NaN as ``null``). Every batch is written with one ``write`` and flushed, so the file holds
 only complete lines after each batch, also when the engine is stopped mid-run.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from engine.errors import SinkError
-from engine.wire import Message
+from engine.messages import AnyMessage
 from sinks.base import Sink
 
 
@@ -65,7 +65,7 @@ class JsonlSink(Sink):
             raise SinkError(msg) from exc
         self._owns_file = True
 
-    def write_batch(self, messages: list[Message]) -> None:
+    def write_batch(self, messages: list[AnyMessage]) -> None:
         """Append one line per message and flush.
 
         Raises:

@@ -34,7 +34,7 @@ def _receive_during(publisher: Publisher, subscribers: dict[str, Subscriber], se
     deadline = time.monotonic() + seconds
     i = 0
     while time.monotonic() < deadline:
-        publisher.publish("pose", "cam1", {"frame_index": i})
+        publisher.publish_raw("pose", "cam1", {"frame_index": i})
         i += 1
         for name, sub in subscribers.items():
             while sub.recv(0) is not None:
@@ -102,8 +102,8 @@ def test_in_process_sinks_get_accepted_keys(certs, tmp_path):
     try:
         assert publisher.wait_for_subscribers(0, 5.0, ready_topics=1)[0] == 1
         for i in range(5):
-            publisher.publish("pose", "cam1", {"frame_index": i})
-        publisher.publish("eos", "cam1", {"frames": 5})
+            publisher.publish_raw("pose", "cam1", {"frame_index": i})
+        publisher.publish_raw("eos", "cam1", {"frames": 5})
         thread.join(10)
     finally:
         publisher.close()

@@ -202,9 +202,9 @@ def test_topic_prefix_safety_over_real_zmq() -> None:
         with Publisher(config, context=context) as publisher:
             with Subscriber(publisher.endpoint, topics=("pose/cam1/",), context=context) as subscriber:
                 assert publisher.wait_for_subscribers(1, timeout_s=5.0) == (0, 1)
-                publisher.publish("pose", "cam10", {"frame_index": 0})
-                publisher.publish("pose", "cam1", {"frame_index": 1})
-                publisher.publish("pose", "cam10", {"frame_index": 2})
+                publisher.publish_raw("pose", "cam10", {"frame_index": 0})
+                publisher.publish_raw("pose", "cam1", {"frame_index": 1})
+                publisher.publish_raw("pose", "cam10", {"frame_index": 2})
                 received = subscriber.recv(timeout_ms=2000)
                 assert received is not None
                 assert received.source_id == "cam1"

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from engine.config import ModelConfig
 from engine.types import Persons
+
+if TYPE_CHECKING:
+    from engine.types import KeypointHeatmaps
 
 
 class KeypointModel(ABC):
@@ -48,6 +51,21 @@ class KeypointModel(ABC):
         Returns:
             One :class:`~engine.types.Persons` per image, in frame pixels, ``track_id`` all ``-1``.
         """
+
+    def refine(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[KeypointHeatmaps] | None:
+        """Re-estimate keypoints (and heatmaps) of given boxes; ``None``: this backend does not refine.
+
+        Called from the inference thread after tracking, with the batter box of each frame that has
+        one. The default returns ``None`` and the detector's keypoints stay.
+
+        Args:
+            images: ``uint8 [H, W, 3]`` BGR frames.
+            boxes: one float32 ``[1, 4]`` ``xyxy`` box in frame pixels per image.
+
+        Returns:
+            One :class:`~engine.types.KeypointHeatmaps` per image (keypoints in frame pixels), or ``None``.
+        """
+        return None
 
 
 def resolve_device(requested: str) -> str:
