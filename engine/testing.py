@@ -1,19 +1,25 @@
-"""Public test doubles: an in-memory source and a deterministic keypoint model.
+"""Public test doubles: a source, a keypoint model, a clock, a publisher and message factories.
 
-Pattern: bytewax ``testing.py`` (``TestingSource``). They let pipeline tests run in milliseconds
-without decoding video or running a network, while exercising the real threads and queues.
+An in-memory source, a deterministic keypoint model, a fake clock, an in-memory publisher and
+factories of valid typed messages.
+
+Pattern: bytewax ``testing.py`` (``TestingSource``, ``TestingSink``). They let pipeline tests run in
+milliseconds without decoding video, running a network or opening sockets. Doubles of sinks live in
+``tests/helpers.py`` (the engine never imports ``sinks``).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from collections.abc import Iterator
 
 import numpy as np
 
-from engine.config import ModelConfig, SourceConfig
+from engine.config import ModelConfig, PublisherConfig, SourceConfig
 from engine.errors import SourceError
+from engine.messages import EndOfStream, Health, Message, Pose, SourceHealth
 from engine.models.base import KeypointModel
 from engine.sources import Source
 from engine.types import NUM_KEYPOINTS, Frame, Persons
@@ -142,3 +148,126 @@ class FakeKeypointModel(KeypointModel):
                 )
             )
         return out
+
+
+class FakeClock:
+    """A :class:`engine.clock.Clock` that moves only when told (thread-safe reads).
+
+    Args:
+        start_s: Initial monotonic reading, seconds.
+        start_ns: Initial wall-clock reading, Unix epoch ns.
+    """
+
+    def __init__(self, start_s: float = 1000.0, start_ns: int = 1_700_000_000_000_000_000) -> None:
+        self.now_s = start_s
+        self.now_ns = start_ns
+
+    def monotonic(self) -> float:
+        """The monotonic reading, seconds."""
+        return self.now_s
+
+    def time_ns(self) -> int:
+        """The wall-clock reading, Unix epoch ns."""
+        return self.now_ns
+
+    def __call__(self) -> float:
+        """Same as :meth:`monotonic` (for collaborators that take a ``now_fn`` callable)."""
+        return self.now_s
+
+    def advance(self, seconds: float) -> None:
+        """Move both readings forward by ``seconds``."""
+        self.now_s += seconds
+        self.now_ns += int(round(seconds * 1e9))
+
+
+class MemoryPublisher:
+    """Stands in for :class:`engine.publisher.Publisher` without ZeroMQ: keeps every message.
+
+    ``messages`` holds what was published, each with the ``seq`` the real publisher would give it
+    (per ``(kind, source_id)``); ``published`` is set after every message so tests can wait on it.
+    """
+
+    def __init__(self, config: PublisherConfig | None = None) -> None:
+        self.config = config or PublisherConfig()
+        self.messages: list[Message] = []
+        self.published = threading.Event()
+        self._seq: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+        self.is_open = False
+        self.endpoint = "inproc://memory"
+
+    def open(self) -> None:
+        """Mark open."""
+        self.is_open = True
+
+    def close(self) -> None:
+        """Mark closed."""
+        self.is_open = False
+
+    def wait_for_subscribers(self, count: int, timeout_s: float, ready_topics: int = 0) -> tuple[int, int]:
+        """Everyone is already here: ``(ready_topics, count)``."""
+        return ready_topics, count
+
+    def publish(self, message: Message) -> int:
+        """Keep ``message`` (with its ``seq`` set) and return that ``seq``."""
+        with self._lock:
+            key = (message.kind, message.source_id)
+            seq = self._seq.get(key, 0)
+            self._seq[key] = seq + 1
+            self.messages.append(replace(message, seq=seq))
+        self.published.set()
+        return seq
+
+    def of_kind(self, kind: str, source_id: str | None = None) -> list[Message]:
+        """The messages of ``kind`` (and ``source_id`` when given), in publishing order."""
+        with self._lock:
+            return [m for m in self.messages if m.kind == kind and (source_id is None or m.source_id == source_id)]
+
+
+def make_pose(
+    source_id: str = "cam1", frame_index: int = 0, batter_found: bool = True, fps: float = 30.0, seq: int = 0,
+    n_persons: int = 2, frame_size: tuple[int, int] = (1280, 720),
+) -> Pose:
+    """A valid ``pose/`` message with deterministic values derived from ``frame_index``.
+
+    The batter (when found) is person 0: box ``[100 + i, 50, 300 + i, 650]`` with keypoint ``k`` at
+    ``(150 + i + 5 k, 60 + 30 k)`` and confidence ``0.5 + k / 40`` (``i = frame_index``).
+    """
+    width, height = frame_size
+    i = float(frame_index)
+    xyxy = np.array([[100 + i, 50, 300 + i, 650]] + [[700, 60, 800, 500]] * (n_persons - 1), np.float32)
+    k = np.arange(NUM_KEYPOINTS, dtype=np.float32)
+    return Pose(
+        source_id=source_id, frame_index=frame_index, pts_s=frame_index / fps, capture_time_ns=1_000 + frame_index,
+        seq=seq, frame_width=width, frame_height=height, n_persons=n_persons, batter_found=batter_found,
+        track_id=1 if batter_found else None, heatmap_source="rendered" if batter_found else "none",
+        inference_ms=10.0, raw_pts_s=frame_index / fps, timeline_break=False, scene_cut=False,
+        persons_xyxy=xyxy[:n_persons], persons_track_id=np.arange(1, n_persons + 1, dtype=np.int64),
+        xyxy=xyxy[0].copy() if batter_found else None,
+        keypoints_xy=np.stack([150 + i + 5 * k, 60 + 30 * k], axis=1).astype(np.float32) if batter_found else None,
+        keypoints_conf=(0.5 + k / 40).astype(np.float32) if batter_found else None,
+    )
+
+
+def make_eos(
+    source_id: str = "cam1", frames: int = 0, reason: str = "end", dropped: int = 0, corrupt: int = 0,
+    error: str | None = None, seq: int = 0,
+) -> EndOfStream:
+    """A valid ``eos/`` message."""
+    return EndOfStream(source_id=source_id, seq=seq, frames=frames, dropped=dropped, corrupt=corrupt, error=error,
+                       reason=reason)  # type: ignore[arg-type]
+
+
+def make_source_health(state: str = "live", frames: int = 0, dropped: int = 0, corrupt: int = 0) -> SourceHealth:
+    """A valid ``health/`` entry of one source (``frames`` in and out)."""
+    return SourceHealth(state=state, reconnects=0, frames_in=frames, frames_out=frames,  # type: ignore[arg-type]
+                        dropped=dropped, corrupt=corrupt, queue_depth=0, fps_in=0.0, fps_out=0.0, batter_frames=0)
+
+
+def make_health(
+    engine_state: str = "running", sources: dict[str, SourceHealth] | None = None, uptime_s: float = 1.0,
+    seq: int = 0,
+) -> Health:
+    """A valid ``health/`` message."""
+    return Health(seq=seq, engine_state=engine_state, uptime_s=uptime_s, model="FakeKeypointModel",  # type: ignore[arg-type]
+                  device="cpu", sources=sources or {})
