@@ -837,6 +837,22 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
 AnyMessage = Pose | Similarity | Fit | Shot | Health | EndOfStream
 
 
+def header_names(cls: type[Message]) -> tuple[str, ...]:
+    """The kind-specific header field names of a message class, in wire order (groups flattened)."""
+    out: list[str] = []
+    for f in _schema(cls):
+        if f.role == "header":
+            out.append(f.name)
+        elif f.role == "group":
+            out.extend(g.name for g in fields(_group_class(f)))
+    return tuple(out)
+
+
+def array_specs(cls: type[Message]) -> dict[str, ArraySpec]:
+    """``name -> ArraySpec`` of a message class's arrays, in wire order."""
+    return {f.name: f.spec for f in _schema(cls) if f.role == "array" and f.spec is not None}
+
+
 def from_parts(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> AnyMessage:
     """The typed message of a decoded header (its ``kind`` picks the class) and its arrays.
 
