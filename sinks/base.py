@@ -15,8 +15,8 @@ from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 from engine.errors import SinkError, SinkOptionError
-from engine.plugins import SINKS, load
 from engine.messages import AnyMessage
+from engine.plugins import SINKS, load
 
 logger = logging.getLogger(__name__)
 
