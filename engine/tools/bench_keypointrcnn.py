@@ -1,6 +1,6 @@
 """Benchmark of :class:`engine.models.keypointrcnn.KeypointRCNNTopDown`: top-down against full mode.
 
-Run ``python -m engine.bench_keypointrcnn [CLIP] [--frame 100] [--box X1,Y1,X2,Y2] [--runs 10]
+Run ``python -m engine.tools.bench_keypointrcnn [CLIP] [--frame 100] [--box X1,Y1,X2,Y2] [--runs 10]
 [--warmup 2] [--sizes 800 480] [--device auto]``.
 
 One real frame of the nets clip (default ``../shared/data/real/clips/cricket/cover_drive_04_nets.mp4``
@@ -29,7 +29,7 @@ import numpy as np
 
 from engine.models.keypointrcnn import KeypointRCNNTopDown
 
-_REPO = Path(__file__).resolve().parents[1]
+_REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CLIP = _REPO.parent / "shared" / "data" / "real" / "clips" / "cricket" / "cover_drive_04_nets.mp4"
 #: The batter on frame 100 of the default clip, as yolo11n-pose boxes it (frame pixels, xyxy).
 DEFAULT_BOX = (463.0, 267.0, 607.0, 607.0)
@@ -76,7 +76,9 @@ def _parse_box(text: str) -> tuple[float, float, float, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, run the benchmark and write one line per (size, path) to stdout."""
-    parser = argparse.ArgumentParser(prog="python -m engine.bench_keypointrcnn", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m engine.tools.bench_keypointrcnn", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("clip", nargs="?", type=Path, default=DEFAULT_CLIP, help="video file (default: %(default)s)")
     parser.add_argument("--frame", type=int, default=100, help="0-based frame index (default: %(default)s)")
     parser.add_argument("--box", type=_parse_box, default=DEFAULT_BOX, help="batter box X1,Y1,X2,Y2 in frame px")

@@ -1,6 +1,6 @@
 """Benchmark of :class:`engine.analytics.SourceAnalytics` per batter frame.
 
-Run ``python -m engine.bench_analytics [--frames 2000] [--fps 60] [--window-s 2] [--size 56]``.
+Run ``python -m engine.tools.bench_analytics [--frames 2000] [--fps 60] [--window-s 2] [--size 56]``.
 Synthetic data: one batter whose 17 keypoints move smoothly (a swinging wrist) inside a moving box,
 at ``fps`` frames per second, so the fit window holds ``window_s * fps`` points. Prints mean and p99
 microseconds per batter frame for the whole ``update`` on both heatmap paths (rendered here via the
@@ -86,7 +86,7 @@ def _line(name: str, us: np.ndarray) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and write the table to stdout; returns the exit status 0."""
-    parser = argparse.ArgumentParser(prog="python -m engine.bench_analytics", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m engine.tools.bench_analytics", description=__doc__)
     parser.add_argument("--frames", type=int, default=2000, help="batter frames timed per path")
     parser.add_argument("--fps", type=float, default=60.0, help="synthetic frame rate")
     parser.add_argument("--window-s", type=float, default=2.0, help="analytics window, seconds")

@@ -1,6 +1,6 @@
 """Train the shot classifier and write ``engine/data/shot_classifier_v1.json``.
 
-Run ``python -m engine.train_shots [--data DIR] [--out FILE]``. It prints cross-validated balanced
+Run ``python -m engine.tools.train_shots [--data DIR] [--out FILE]``. It prints cross-validated balanced
 accuracy (pull vs cover drive, and 3-class) with confusion matrices, then fits the final model on
 all the data and writes the parameter file that :class:`engine.shots.ShotClassifier` loads.
 Only numpy is needed (the trees are implemented here; scikit-learn is not used).
@@ -56,9 +56,9 @@ from engine.shots import (
 )
 
 #: Default data folder, relative to the repository root (``../shared`` of the checkout).
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "keypoints" / "cricshot10_mediapipe33"
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "keypoints" / "cricshot10_mediapipe33"
 #: Default output: the packaged parameter file.
-DEFAULT_OUT = Path(__file__).resolve().parent / "data" / "shot_classifier_v1.json"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "data" / "shot_classifier_v1.json"
 #: Version written into the parameter file.
 VERSION = "1.0.0"
 #: CricShot10 folder -> class.
@@ -372,7 +372,7 @@ def fit_params(data: Dataset, cv: dict[str, Any] | None, *, seed: int = 0) -> di
     return {
         "version": VERSION,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "produced_by": "python -m engine.train_shots",
+        "produced_by": "python -m engine.tools.train_shots",
         "classes": list(SHOT_CLASSES),
         "feature": {
             "name": FEATURE_SET,
@@ -411,7 +411,7 @@ def _format_confusion(matrix: list[list[int]], names: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: cross-validate, fit on everything, write the parameter file."""
-    parser = argparse.ArgumentParser(prog="python -m engine.train_shots", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m engine.tools.train_shots", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="cricshot10_mediapipe33 folder")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="parameter file to write")
     parser.add_argument("--folds", type=int, default=5, help="CV folds")

@@ -1,0 +1,421 @@
+"""Per-source shot analysis: segment, infer handedness, fit the whole segment, classify; ``shot/`` payload.
+
+:class:`ShotAnalyzer` ties :class:`engine.shots.ShotSegmenter`, :func:`engine.shots.infer_handedness`,
+:func:`engine.analytics.fit_wrist_trajectory` and :class:`engine.shots.ShotClassifier` together and
+returns a :class:`ShotResult` per shot; :func:`shot_message` turns it into the ``shot/`` wire payload.
+Keypoints are ``[17, 2]`` COCO keypoints in original-frame pixels (x right, y down); times are
+seconds on the source's PTS timeline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.analytics import WristFit, fit_wrist_trajectory, wrist_offsets
+from engine.config import AnalyticsConfig, ShotConfig
+from engine.shots.classifier import ShotClassifier, ShotPrediction
+from engine.shots.handedness import FLIP_INDEX, infer_handedness, mirror_keypoints, mirrored_name
+from engine.shots.segmenter import ShotSegment, ShotSegmenter, f64_vector
+from engine.types import KEYPOINT_INDEX, NUM_KEYPOINTS
+
+__all__ = ["ShotAnalyzer", "ShotResult", "shot_message"]
+
+_FLIP = np.array(FLIP_INDEX)
+_LS, _RS = KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_shoulder"]
+_LW, _RW = KEYPOINT_INDEX["left_wrist"], KEYPOINT_INDEX["right_wrist"]
+_LH, _RH = KEYPOINT_INDEX["left_hip"], KEYPOINT_INDEX["right_hip"]
+
+
+@dataclass(frozen=True)
+class ShotResult:
+    """Everything known about one finished shot.
+
+    Attributes:
+        shot_index: 0-based count of shots of this analyzer (since construction).
+        segment: The :class:`ShotSegment` (its ``dx``/``dy`` are the segmentation signal: hands'
+            midpoint minus shoulders' midpoint in torso lengths, NaN where not visible).
+        handedness: ``"right"`` or ``"left"``.
+        handedness_source: ``"config"`` or ``"inferred"``.
+        handedness_score: Mean :func:`handedness_cue` used for the inference (0.0 when configured).
+        wrist: COCO name of the front wrist actually used (``right_wrist`` for a left-hander when
+            the configured wrist is ``left_wrist``).
+        shoulder: COCO name of the front shoulder actually used.
+        t_s: float64 ``[n]`` times of the segment's frames, seconds.
+        dx: float64 ``[n]`` front wrist minus front shoulder x / frame width, in the right-hander's
+            frame (negated for a left-hander); NaN where either keypoint is not visible.
+        dy: float64 ``[n]`` same for y / frame height (y down).
+        pair_similarity: float32 ``[n]`` heatmap similarity of the front arm's ``wrist`` /
+            ``shoulder`` pair per frame (the mirrored pair given to :meth:`ShotAnalyzer.update` for
+            a left-hander), NaN where missing.
+        fit: Whole-segment :class:`engine.analytics.WristFit` of the finite ``(t_s, dx, dy)``
+            points, or ``None`` with fewer than 2 distinct times.
+        prediction: The :class:`ShotPrediction`, or ``None`` when no frame shows shoulders and hips.
+        classifier_version: ``version`` of the classifier parameters.
+    """
+
+    shot_index: int
+    segment: ShotSegment
+    handedness: str
+    handedness_source: str
+    handedness_score: float
+    wrist: str
+    shoulder: str
+    t_s: np.ndarray = field(repr=False)
+    dx: np.ndarray = field(repr=False)
+    dy: np.ndarray = field(repr=False)
+    pair_similarity: np.ndarray = field(repr=False)
+    fit: WristFit | None
+    prediction: ShotPrediction | None
+    classifier_version: str
+
+    def __post_init__(self) -> None:
+        n = f64_vector("t_s", self.t_s, None).shape[0]
+        f64_vector("dx", self.dx, n)
+        f64_vector("dy", self.dy, n)
+        ps = self.pair_similarity
+        if not isinstance(ps, np.ndarray) or ps.dtype != np.float32 or ps.shape != (n,):
+            got = (ps.shape, ps.dtype) if isinstance(ps, np.ndarray) else type(ps).__name__
+            msg = f"`pair_similarity` must be float32 with shape ({n},), got {got}"
+            raise ValueError(msg)
+        if self.handedness not in ("right", "left") or self.handedness_source not in ("config", "inferred"):
+            msg = f"bad handedness {self.handedness!r} / source {self.handedness_source!r}"
+            raise ValueError(msg)
+
+    def __len__(self) -> int:
+        return int(self.t_s.shape[0])
+
+
+@dataclass
+class _FrameRecord:
+    pts_s: float
+    frame_index: int
+    keypoints_xy: np.ndarray | None  # float64 [17, 2] pixels
+    keypoints_conf: np.ndarray | None  # float64 [17]
+    width: float
+    height: float
+    pair_similarity: float
+    mirrored_pair_similarity: float
+
+
+class ShotAnalyzer:
+    """Shots of one source: segment, infer handedness, fit the whole segment, classify.
+
+    Per frame, when both wrists and both shoulders have confidence ``>= min_keypoint_conf``,
+    the segmentation signal is the wrists' midpoint minus the shoulders' midpoint in pixels,
+    divided by the batter's torso length (median of the last 15 frames with hips visible), and fed
+    to a :class:`ShotSegmenter` (so ``shots.*_speed`` are torso lengths per second); otherwise the
+    frame is fed as not visible. A shoulder jump of more than ``max_jump`` torso lengths between
+    consecutive visible frames (camera cut, another person) or ``pts_s`` going backwards finishes
+    the shot in progress and starts afresh.
+
+    When a segment completes, its frames (kept in a bounded buffer) give:
+
+    * handedness: ``shots.handedness`` if not ``auto``, else :func:`infer_handedness` over the
+      frames from ``handedness_window_s`` before the segment to its end;
+    * right-hander frame: a left-hander's keypoints are mirrored (:func:`mirror_keypoints`), so
+      the configured front arm (``analytics.wrist`` / ``analytics.shoulder``, default left) is
+      the front arm for both; the published names are the original labels;
+    * ``dx``, ``dy`` by :func:`engine.analytics.wrist_offsets` and the whole-segment
+      :func:`engine.analytics.fit_wrist_trajectory` at ``shots.fit_degree`` (r quadratic);
+    * the class by :meth:`ShotClassifier.predict_keypoints` (mirror-averaged).
+
+    Not thread-safe; one instance per source, called from that source's analytics thread.
+    ``update`` never blocks and holds at most a few seconds of frames.
+
+    Args:
+        shot_config: Segmentation, handedness, fit degree, classifier file.
+        analytics_config: Front wrist / shoulder names for a right-hander.
+        min_keypoint_conf: Keypoints below this confidence are not visible, in [0, 1].
+        classifier: A loaded classifier; ``None`` loads ``shot_config.classifier`` (or the
+            packaged file).
+
+    Raises:
+        ValueError: ``min_keypoint_conf`` outside [0, 1].
+        ModelError: the classifier file cannot be loaded.
+    """
+
+    def __init__(
+        self,
+        shot_config: ShotConfig,
+        analytics_config: AnalyticsConfig,
+        min_keypoint_conf: float = 0.3,
+        classifier: ShotClassifier | None = None,
+    ) -> None:
+        if not 0.0 <= min_keypoint_conf <= 1.0:
+            msg = f"`min_keypoint_conf` must lie in [0, 1], got {min_keypoint_conf!r}"
+            raise ValueError(msg)
+        self._c = shot_config
+        self._wrist = analytics_config.wrist
+        self._shoulder = analytics_config.shoulder
+        self._min_conf = float(min_keypoint_conf)
+        self._classifier = classifier if classifier is not None else ShotClassifier.load(shot_config.classifier or None)
+        self._segmenter = ShotSegmenter(shot_config)
+        self._keep_s = (
+            shot_config.max_duration_s + shot_config.pre_roll_s + shot_config.post_roll_s
+            + shot_config.end_hold_s + shot_config.handedness_window_s + shot_config.max_gap_s + 1.0
+        )
+        self._shots = 0
+        self.reset()
+
+    @property
+    def classifier(self) -> ShotClassifier:
+        """The shot classifier."""
+        return self._classifier
+
+    @property
+    def shots(self) -> int:
+        """Number of shots returned so far."""
+        return self._shots
+
+    def reset(self) -> None:
+        """Forget the frames and any shot in progress (the shot counter keeps counting)."""
+        self._segmenter.reset()
+        self._frames: deque[_FrameRecord] = deque()
+        self._torso: deque[float] = deque(maxlen=15)
+        self._last_sh: tuple[np.ndarray, float] | None = None
+        self._last_pts: float | None = None
+
+    def _visible(self, conf: np.ndarray, *idx: int) -> bool:
+        return bool(all(conf[i] >= self._min_conf for i in idx))
+
+    def _signal(self, kp: np.ndarray, conf: np.ndarray) -> tuple[float | None, float | None, bool]:
+        """``(dx, dy, cut)``: hands relative to shoulders in torso lengths, and a cut flag."""
+        if not self._visible(conf, _LS, _RS):
+            return None, None, False
+        sh = (kp[_LS] + kp[_RS]) / 2.0
+        torso_now: float | None = None
+        if self._visible(conf, _LH, _RH):
+            torso_now = float(np.hypot(*(sh - (kp[_LH] + kp[_RH]) / 2.0)))
+            if not torso_now > 0:
+                torso_now = None
+        cut = False
+        if self._last_sh is not None:
+            prev_sh, prev_scale = self._last_sh
+            ref = prev_scale if torso_now is None else min(prev_scale, torso_now)
+            cut = float(np.hypot(*(sh - prev_sh))) > self._c.max_jump * ref
+        if cut:
+            self._torso.clear()
+        if torso_now is not None:
+            self._torso.append(torso_now)
+        if not self._torso:
+            self._last_sh = None
+            return None, None, cut
+        scale = float(np.median(np.fromiter(self._torso, np.float64)))
+        self._last_sh = (sh, scale)
+        if not self._visible(conf, _LW, _RW):
+            return None, None, cut
+        hands = (kp[_LW] + kp[_RW]) / 2.0
+        d = (hands - sh) / scale
+        return float(d[0]), float(d[1]), cut
+
+    def update(
+        self,
+        pts_s: float,
+        frame_index: int,
+        keypoints_xy: np.ndarray | None,
+        keypoints_conf: np.ndarray | None,
+        width: float,
+        height: float,
+        pair_similarity: float | None = None,
+        mirrored_pair_similarity: float | None = None,
+    ) -> ShotResult | None:
+        """Add one frame of the batter; return the shot it completes, if any.
+
+        Args:
+            pts_s: Frame time, seconds (source PTS).
+            frame_index: The frame's index.
+            keypoints_xy: Batter's ``[17, 2]`` keypoints in frame pixels, or ``None`` (no batter).
+            keypoints_conf: ``[17]`` confidences in [0, 1], or ``None`` (no batter).
+            width: Frame width, pixels (> 0).
+            height: Frame height, pixels (> 0).
+            pair_similarity: This frame's heatmap similarity of the configured wrist/shoulder
+                pair (``analytics.wrist`` / ``analytics.shoulder``), or ``None``.
+            mirrored_pair_similarity: The same for the other arm's pair (``right_wrist`` /
+                ``right_shoulder`` for the default), or ``None``. A left-hander's shot publishes
+                this one, so that ``pair_similarity`` always follows the front arm, like ``dx``.
+
+        Returns:
+            A :class:`ShotResult` or ``None``.
+
+        Raises:
+            ValueError: non-finite ``pts_s``, bad shapes, or non-positive frame size.
+        """
+        t = float(pts_s)
+        if not math.isfinite(t):
+            msg = f"`pts_s` must be a finite number of seconds, got {pts_s!r}"
+            raise ValueError(msg)
+        if not (width > 0 and height > 0):
+            msg = f"`width` and `height` must be > 0 pixels, got {width!r} x {height!r}"
+            raise ValueError(msg)
+        kp = conf = None
+        if keypoints_xy is not None and keypoints_conf is not None:
+            kp = np.array(keypoints_xy, dtype=np.float64)
+            conf = np.array(keypoints_conf, dtype=np.float64)
+            if kp.shape != (NUM_KEYPOINTS, 2) or conf.shape != (NUM_KEYPOINTS,):
+                msg = (
+                    f"`keypoints_xy` must have shape ({NUM_KEYPOINTS}, 2) and `keypoints_conf` "
+                    f"({NUM_KEYPOINTS},), got {kp.shape} and {conf.shape}"
+                )
+                raise ValueError(msg)
+        done: ShotSegment | None = None
+        if self._last_pts is not None and t < self._last_pts:
+            done = self._segmenter.flush()
+            result = self._result(done) if done is not None else None
+            self.reset()
+        else:
+            result = None
+        self._last_pts = t
+        dx = dy = None
+        if kp is not None and conf is not None:
+            dx, dy, cut = self._signal(kp, conf)
+            if cut and result is None:
+                done = self._segmenter.flush()
+                result = self._result(done) if done is not None else None
+                self._segmenter.reset()
+                self._frames.clear()  # the stance before a cut says nothing about the new view
+        sim = math.nan if pair_similarity is None else float(pair_similarity)
+        mirrored_sim = math.nan if mirrored_pair_similarity is None else float(mirrored_pair_similarity)
+        self._frames.append(
+            _FrameRecord(t, int(frame_index), kp, conf, float(width), float(height), sim, mirrored_sim)
+        )
+        while self._frames and t - self._frames[0].pts_s > self._keep_s:
+            self._frames.popleft()
+        seg = self._segmenter.update(t, dx, dy, int(frame_index))
+        if seg is not None:
+            # A cut and a completed shot on the same frame cannot both happen: the segmenter was
+            # reset at the cut and cannot complete a shot on its first sample.
+            return self._result(seg)
+        return result
+
+    def flush(self) -> ShotResult | None:
+        """End of stream: finish the shot in progress, if long enough."""
+        seg = self._segmenter.flush()
+        return self._result(seg) if seg is not None else None
+
+    def _result(self, seg: ShotSegment) -> ShotResult:
+        c = self._c
+        frames = [f for f in self._frames if seg.start_s <= f.pts_s <= seg.end_s]
+        n = len(frames)
+        if c.handedness == "auto":
+            lo = seg.start_s - c.handedness_window_s
+            stance = [
+                f.keypoints_conf
+                for f in self._frames
+                if lo <= f.pts_s <= seg.end_s and f.keypoints_conf is not None
+            ]
+            conf_arr = np.asarray(stance, np.float64).reshape(-1, NUM_KEYPOINTS)
+            handedness, score = infer_handedness(conf_arr, c.handedness_min_score)
+            source = "inferred"
+        else:
+            handedness, score, source = c.handedness, 0.0, "config"
+        left = handedness == "left"
+        wrist = mirrored_name(self._wrist) if left else self._wrist
+        shoulder = mirrored_name(self._shoulder) if left else self._shoulder
+        t = np.array([f.pts_s for f in frames], np.float64)
+        dx = np.full(n, np.nan)
+        dy = np.full(n, np.nan)
+        iw, ish = KEYPOINT_INDEX[self._wrist], KEYPOINT_INDEX[self._shoulder]
+        kps = np.full((n, NUM_KEYPOINTS, 2), np.nan)
+        confs = np.zeros((n, NUM_KEYPOINTS))
+        for i, f in enumerate(frames):
+            if f.keypoints_xy is None or f.keypoints_conf is None:
+                continue
+            kp = mirror_keypoints(f.keypoints_xy, f.width) if left else f.keypoints_xy
+            cf = f.keypoints_conf[_FLIP] if left else f.keypoints_conf
+            kps[i], confs[i] = kp, cf
+            if cf[iw] >= self._min_conf and cf[ish] >= self._min_conf:
+                dx[i], dy[i] = wrist_offsets(kp, f.width, f.height, self._wrist, self._shoulder)
+        good = np.isfinite(dx) & np.isfinite(dy)
+        fit = fit_wrist_trajectory(t[good], dx[good], dy[good], c.fit_degree) if np.count_nonzero(good) >= 2 else None
+        prediction = self._classifier.predict_keypoints(kps, t, confs, self._min_conf) if n else None
+        result = ShotResult(
+            shot_index=self._shots,
+            segment=seg,
+            handedness=handedness,
+            handedness_source=source,
+            handedness_score=score,
+            wrist=wrist,
+            shoulder=shoulder,
+            t_s=t,
+            dx=dx,
+            dy=dy,
+            pair_similarity=np.array(
+                [f.mirrored_pair_similarity if left else f.pair_similarity for f in frames], np.float32
+            ),
+            fit=fit,
+            prediction=prediction,
+            classifier_version=self._classifier.version,
+        )
+        self._shots += 1
+        return result
+
+
+# --------------------------------------------------------------------------------------------------
+# Wire payload (to move into the typed messages module, issue 7 item 1)
+# --------------------------------------------------------------------------------------------------
+
+
+def _num(value: float | None) -> float | None:
+    """Plain float, or ``None`` for ``None`` / NaN / inf."""
+    if value is None:
+        return None
+    v = float(value)
+    return v if math.isfinite(v) else None
+
+
+def shot_message(result: ShotResult) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The ``shot/`` payload of a :class:`ShotResult`: scalar fields and raw arrays.
+
+    Fields hold plain Python values only (``int``, ``float``, ``str``, ``dict``, ``None``), with
+    ``None`` for NaN or unknown (no fit, no prediction). Arrays: ``dx_coef``, ``dy_coef``,
+    ``r_coef`` float64 Legendre coefficients on ``[t_start_s, t_end_s]`` (empty without a fit),
+    ``t_s``, ``dx``, ``dy`` float64 ``[n]`` (right-hander frame, NaN where not visible) and
+    ``pair_similarity`` float32 ``[n]`` over the segment's frames.
+    """
+    seg, fit, pred = result.segment, result.fit, result.prediction
+    fields: dict[str, Any] = {
+        "shot_index": int(result.shot_index),
+        "start_frame": int(seg.start_frame),
+        "end_frame": int(seg.end_frame),
+        "start_s": float(seg.start_s),
+        "end_s": float(seg.end_s),
+        "duration_s": float(seg.duration_s),
+        "label": pred.label if pred is not None else None,
+        "confidence": _num(pred.confidence) if pred is not None else None,
+        "probabilities": {k: float(v) for k, v in pred.probabilities.items()} if pred is not None else None,
+        "handedness": result.handedness,
+        "handedness_source": result.handedness_source,
+        "wrist": result.wrist,
+        "shoulder": result.shoulder,
+        "n_points": int(fit.n_points) if fit is not None else int(np.count_nonzero(np.isfinite(result.dx))),
+        "degree_xy": int(fit.degree_xy) if fit is not None else None,
+        "basis": "legendre",
+        "t_start_s": _num(fit.t_start_s) if fit is not None else None,
+        "t_end_s": _num(fit.t_end_s) if fit is not None else None,
+        "rms_dx": _num(fit.rms_dx) if fit is not None else None,
+        "rms_dy": _num(fit.rms_dy) if fit is not None else None,
+        "rms_r": _num(fit.rms_r) if fit is not None else None,
+        "horizontal_span": _num(fit.horizontal_span) if fit is not None else None,
+        "vertical_span": _num(fit.vertical_span) if fit is not None else None,
+        "mean_elevation_deg": _num(fit.mean_elevation_deg) if fit is not None else None,
+        "peak_r": _num(fit.peak_r) if fit is not None else None,
+        "peak_r_time_s": _num(fit.peak_r_time_s) if fit is not None else None,
+        "r_vertex_time_s": _num(fit.r_vertex_time_s) if fit is not None else None,
+        "classifier_version": result.classifier_version,
+    }
+    empty = np.zeros((0,), np.float64)
+    arrays: dict[str, np.ndarray] = {
+        "dx_coef": np.ascontiguousarray(fit.dx_coef, np.float64) if fit is not None else empty,
+        "dy_coef": np.ascontiguousarray(fit.dy_coef, np.float64) if fit is not None else empty.copy(),
+        "r_coef": np.ascontiguousarray(fit.r_coef, np.float64) if fit is not None else empty.copy(),
+        "t_s": np.ascontiguousarray(result.t_s, np.float64),
+        "dx": np.ascontiguousarray(result.dx, np.float64),
+        "dy": np.ascontiguousarray(result.dy, np.float64),
+        "pair_similarity": np.ascontiguousarray(result.pair_similarity, np.float32),
+    }
+    return fields, arrays
