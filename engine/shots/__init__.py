@@ -23,7 +23,7 @@ Modules, each usable on its own:
   ``python -m engine.tools.train_shots``); predictions are averaged over the sequence and its
   mirror image, so the class does not depend on the (inferred) handedness.
 * :mod:`~engine.shots.analyzer`: :class:`ShotAnalyzer`, one per source; ties the above together
-  and returns a :class:`ShotResult` per shot; :func:`shot_message` turns it into the ``shot/``
+  and returns a :class:`ShotResult` per shot; :meth:`engine.messages.Shot.from_result` turns it into the ``shot/``
   wire payload.
 * :mod:`~engine.shots.mediapipe`: :func:`mediapipe33_to_coco17` for the MediaPipe-33 training data.
 
@@ -31,7 +31,7 @@ Only numpy is used at run time. Nothing here is thread-safe: one :class:`ShotAna
 source, called from that source's analytics thread.
 """
 
-from engine.shots.analyzer import ShotAnalyzer, ShotResult, shot_message
+from engine.shots.analyzer import ShotAnalyzer, ShotResult
 from engine.shots.classifier import SHOT_CLASSES, ShotClassifier, ShotPrediction
 from engine.shots.features import FEATURE_SET, feature_names, shot_features
 from engine.shots.handedness import FLIP_INDEX, handedness_cue, infer_handedness, mirror_keypoints, mirrored_name
@@ -56,5 +56,4 @@ __all__ = [
     "mirror_keypoints",
     "mirrored_name",
     "shot_features",
-    "shot_message",
 ]

@@ -2,7 +2,7 @@
 
 :class:`ShotAnalyzer` ties :class:`engine.shots.ShotSegmenter`, :func:`engine.shots.infer_handedness`,
 :func:`engine.analytics.fit_wrist_trajectory` and :class:`engine.shots.ShotClassifier` together and
-returns a :class:`ShotResult` per shot; :func:`shot_message` turns it into the ``shot/`` wire payload.
+returns a :class:`ShotResult` per shot; :meth:`engine.messages.Shot.from_result` turns it into the ``shot/`` message.
 Keypoints are ``[17, 2]`` COCO keypoints in original-frame pixels (x right, y down); times are
 seconds on the source's PTS timeline.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -23,7 +22,7 @@ from engine.shots.handedness import FLIP_INDEX, infer_handedness, mirror_keypoin
 from engine.shots.segmenter import ShotSegment, ShotSegmenter, f64_vector
 from engine.types import KEYPOINT_INDEX, NUM_KEYPOINTS
 
-__all__ = ["ShotAnalyzer", "ShotResult", "shot_message"]
+__all__ = ["ShotAnalyzer", "ShotResult"]
 
 _FLIP = np.array(FLIP_INDEX)
 _LS, _RS = KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_shoulder"]
@@ -353,69 +352,3 @@ class ShotAnalyzer:
         )
         self._shots += 1
         return result
-
-
-# --------------------------------------------------------------------------------------------------
-# Wire payload (to move into the typed messages module, issue 7 item 1)
-# --------------------------------------------------------------------------------------------------
-
-
-def _num(value: float | None) -> float | None:
-    """Plain float, or ``None`` for ``None`` / NaN / inf."""
-    if value is None:
-        return None
-    v = float(value)
-    return v if math.isfinite(v) else None
-
-
-def shot_message(result: ShotResult) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The ``shot/`` payload of a :class:`ShotResult`: scalar fields and raw arrays.
-
-    Fields hold plain Python values only (``int``, ``float``, ``str``, ``dict``, ``None``), with
-    ``None`` for NaN or unknown (no fit, no prediction). Arrays: ``dx_coef``, ``dy_coef``,
-    ``r_coef`` float64 Legendre coefficients on ``[t_start_s, t_end_s]`` (empty without a fit),
-    ``t_s``, ``dx``, ``dy`` float64 ``[n]`` (right-hander frame, NaN where not visible) and
-    ``pair_similarity`` float32 ``[n]`` over the segment's frames.
-    """
-    seg, fit, pred = result.segment, result.fit, result.prediction
-    fields: dict[str, Any] = {
-        "shot_index": int(result.shot_index),
-        "start_frame": int(seg.start_frame),
-        "end_frame": int(seg.end_frame),
-        "start_s": float(seg.start_s),
-        "end_s": float(seg.end_s),
-        "duration_s": float(seg.duration_s),
-        "label": pred.label if pred is not None else None,
-        "confidence": _num(pred.confidence) if pred is not None else None,
-        "probabilities": {k: float(v) for k, v in pred.probabilities.items()} if pred is not None else None,
-        "handedness": result.handedness,
-        "handedness_source": result.handedness_source,
-        "wrist": result.wrist,
-        "shoulder": result.shoulder,
-        "n_points": int(fit.n_points) if fit is not None else int(np.count_nonzero(np.isfinite(result.dx))),
-        "degree_xy": int(fit.degree_xy) if fit is not None else None,
-        "basis": "legendre",
-        "t_start_s": _num(fit.t_start_s) if fit is not None else None,
-        "t_end_s": _num(fit.t_end_s) if fit is not None else None,
-        "rms_dx": _num(fit.rms_dx) if fit is not None else None,
-        "rms_dy": _num(fit.rms_dy) if fit is not None else None,
-        "rms_r": _num(fit.rms_r) if fit is not None else None,
-        "horizontal_span": _num(fit.horizontal_span) if fit is not None else None,
-        "vertical_span": _num(fit.vertical_span) if fit is not None else None,
-        "mean_elevation_deg": _num(fit.mean_elevation_deg) if fit is not None else None,
-        "peak_r": _num(fit.peak_r) if fit is not None else None,
-        "peak_r_time_s": _num(fit.peak_r_time_s) if fit is not None else None,
-        "r_vertex_time_s": _num(fit.r_vertex_time_s) if fit is not None else None,
-        "classifier_version": result.classifier_version,
-    }
-    empty = np.zeros((0,), np.float64)
-    arrays: dict[str, np.ndarray] = {
-        "dx_coef": np.ascontiguousarray(fit.dx_coef, np.float64) if fit is not None else empty,
-        "dy_coef": np.ascontiguousarray(fit.dy_coef, np.float64) if fit is not None else empty.copy(),
-        "r_coef": np.ascontiguousarray(fit.r_coef, np.float64) if fit is not None else empty.copy(),
-        "t_s": np.ascontiguousarray(result.t_s, np.float64),
-        "dx": np.ascontiguousarray(result.dx, np.float64),
-        "dy": np.ascontiguousarray(result.dy, np.float64),
-        "pair_similarity": np.ascontiguousarray(result.pair_similarity, np.float32),
-    }
-    return fields, arrays
