@@ -25,7 +25,10 @@ _OPTION_PIECE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)", re.DOTALL)
 
 
 class Sink(ABC):
-    """A consumer of typed messages (:mod:`engine.messages`: ``Pose``, ``Similarity``, ``Fit``, ``Shot``, ``Health``, ``EndOfStream``).
+    """A consumer of typed messages (:mod:`engine.messages`).
+
+    Each message is one of ``Pose``, ``Similarity``, ``Fit``, ``Shot``, ``Health``, ``EndOfStream``;
+    sinks read their typed attributes (``message.batter_found``), never header strings.
 
     Lifecycle and threading contract:
 
