@@ -24,7 +24,8 @@ from engine.config import SourceConfig
 from engine.errors import SourceError
 from engine.sources import build_sources
 from stream.default import DefaultSource
-from stream.pyav import FileSource, UrlSource, WebcamSource, redact_url
+from stream.pyav import FileSource, UrlSource, WebcamSource
+from stream.redact import redact_url
 from tests.conftest import shared_file
 
 W, H = 64, 48
@@ -270,9 +271,12 @@ def test_close_from_another_thread_stops_frames(tmp_path: Path) -> None:
 def test_a_file_is_never_stalled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A paused file consumer (or a slow model) is not a stall: files have no live clock."""
     import stream.pyav
+    import stream.pyav_base
 
     clock = {"now": 1000.0}
-    monkeypatch.setattr(stream.pyav, "time", SimpleNamespace(monotonic=lambda: clock["now"], time_ns=time.time_ns))
+    fake_time = SimpleNamespace(monotonic=lambda: clock["now"], time_ns=time.time_ns)
+    monkeypatch.setattr(stream.pyav, "time", fake_time)
+    monkeypatch.setattr(stream.pyav_base, "time", fake_time)
     source = FileSource.from_spec(
         str(write_video(tmp_path / "v.mp4", "mpeg4", 3)), "clip", SourceConfig(stall_after_s=0.1, read_timeout_s=0.2)
     )
