@@ -29,6 +29,9 @@ __all__ = ["DefaultSource"]
 FRAME_SIZE: tuple[int, int] = (640, 480)
 #: Frame rate of the simulated camera, frames per second.
 FPS = 30.0
+#: The spec this source claims, and how strongly (see ``Source.claims``).
+DEFAULT_SPEC = "default"
+DEFAULT_CLAIM = 100
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ class DefaultSource(Source):
         live: Always ``False``.
         total_frames: ``config.default_frames``.
         corrupt: Always 0.
-        fps: 30.0 frames per second.
+        fps: Frame rate of the stream, frames per second: always 30.0 (``FPS``), from construction on.
         width: 640 pixels.
         height: 480 pixels.
     """
@@ -101,10 +104,19 @@ class DefaultSource(Source):
         self.config = config
         self.total_frames: int | None = int(config.default_frames)
         self.corrupt = 0
-        self.fps = FPS
+        self.fps: float | None = FPS
         self.width, self.height = FRAME_SIZE
         self._images: list[np.ndarray] | None = None
         self._closed = threading.Event()
+
+    @classmethod
+    def claims(cls, spec: str) -> int:
+        """Claim exactly the spec ``"default"`` (the input used when the user names none).
+
+        Returns:
+            ``DEFAULT_CLAIM`` (100) for ``"default"``, else 0.
+        """
+        return DEFAULT_CLAIM if spec == DEFAULT_SPEC else 0
 
     @classmethod
     def from_spec(cls, spec: str, source_id: str, config: SourceConfig) -> DefaultSource:

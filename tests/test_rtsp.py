@@ -1,4 +1,6 @@
-"""Reconnecting live sources and trustworthy timestamps (``stream/reconnect.py``, ``stream/pyav.py``).
+"""Reconnecting live sources and trustworthy timestamps (``stream/reconnect.py``, ``stream/timeline.py``).
+
+The sources under test are ``stream/pyav.py`` on their shared base ``stream/pyav_base.py``.
 
 The RTSP test runs a real server on 127.0.0.1 (``tests/rtsp_server.py``: Debian's rtsp-server-perl fed
 by ffmpeg); without those programs it skips, except under ``BATSIGHT_REQUIRE_RTSP=1`` (``.ci/run``),
@@ -29,8 +31,11 @@ import pytest
 from engine.config import SourceConfig
 from engine.errors import ConfigError, SourceError
 from engine.types import Frame
-from stream.pyav import SOURCE_STATES, FileSource, PtsTimeline, UrlSource, redact_text
+from stream.pyav import FileSource, UrlSource
+from stream.pyav_base import SOURCE_STATES
 from stream.reconnect import WAIT_SLICE_S, ReconnectPolicy
+from stream.redact import redact_text
+from stream.timeline import PtsTimeline
 from tests.rtsp_server import RtspServer, free_tcp_port
 
 USER, SECRET = "viewer", "s3cr3t-Pw"
@@ -292,7 +297,7 @@ def test_file_with_pts_break_gets_monotonic_pts(tmp_path: Path, second_first_pts
 
 
 class FakeClock:
-    """Stands in for the ``time`` module of ``stream.pyav``: ``monotonic()`` moves only when told."""
+    """Stands in for the ``time`` module of ``stream.pyav(_base)``: ``monotonic()`` moves only when told."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -310,11 +315,13 @@ class FakeClock:
 
 @pytest.fixture
 def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """Replaces the clock of ``stream.pyav`` only: backoff waits (``stream.reconnect``) stay real."""
+    """Replaces the clock of the PyAV sources only: backoff waits (``stream.reconnect``) stay real."""
     import stream.pyav
+    import stream.pyav_base
 
     clock = FakeClock()
     monkeypatch.setattr(stream.pyav, "time", clock)
+    monkeypatch.setattr(stream.pyav_base, "time", clock)
     return clock
 
 

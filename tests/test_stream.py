@@ -12,6 +12,7 @@ import re
 import socket
 import threading
 import time
+from fractions import Fraction
 from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,9 +23,11 @@ import pytest
 
 from engine.config import SourceConfig
 from engine.errors import SourceError
-from engine.sources import build_sources
+from engine.sources import Source, build_sources, source_kind
+from stream.decode import stream_fps
 from stream.default import DefaultSource
-from stream.pyav import FileSource, UrlSource, WebcamSource, redact_url
+from stream.pyav import FileSource, UrlSource, WebcamSource
+from stream.redact import redact_url
 from tests.conftest import shared_file
 
 W, H = 64, 48
@@ -138,6 +141,83 @@ def test_real_clips(relative: str, expected_frames: int, hw: tuple[int, int]) ->
     assert {f.image.shape for f in frames} == {(*hw, 3)}
     pts = [f.pts_s for f in frames]
     assert all(b > a for a, b in pairwise(pts)), "pts_s must increase"
+
+
+# -- nominal frame rate (fps) --------------------------------------------------------------------
+
+
+def median_pts_rate(path: Path) -> float:
+    """Independent reference: 1 / the median step of the decoded frames' PTS, frames per second."""
+    with av.open(str(path)) as container:
+        times = [float(f.pts * f.time_base) for f in container.decode(video=0) if f.pts is not None]
+    return 1.0 / float(np.median(np.diff(times)))
+
+
+@pytest.mark.parametrize(
+    ("relative", "expected_fps"),
+    [
+        ("clips/cricket/cover_drive_04_nets.mp4", 60.0),  # SOURCES.md: 60 fps
+        ("clips/cricket/nets_short_ball_01.mp4", 30.0),  # SOURCES.md: 30 fps
+        ("clips/cricket/pull_02.mp4", 25.0),
+        ("clips/cricket/pull_03.gif", 12.5),  # average rate 25/2; FFmpeg's guessed rate says 12
+    ],
+)
+def test_real_clip_fps_is_the_stream_rate(relative: str, expected_fps: float) -> None:
+    path = shared_file(relative)
+    source = file_source(path, "real")
+    assert source.fps is None  # unknown before open()
+    source.open()
+    try:
+        assert source.fps == pytest.approx(expected_fps)
+        assert source.fps == pytest.approx(median_pts_rate(path), rel=1e-3)
+        assert source.timeline.nominal_interval_s == pytest.approx(1.0 / expected_fps)  # one value for both
+    finally:
+        source.close()
+    assert source.fps == pytest.approx(expected_fps)  # still readable after close()
+
+
+@pytest.mark.parametrize(
+    ("codec", "ext", "fmt", "fps"),
+    [
+        ("mpeg4", "mp4", None, 50),
+        ("mpeg4", "mkv", None, 24),
+        ("libx264", "ts", "mpegts", 60),
+        ("libx264", "mkv", None, 15),
+    ],
+)
+def test_synthetic_clip_fps_is_the_rate_it_was_written_at(
+    tmp_path: Path, codec: str, ext: str, fmt: str | None, fps: int
+) -> None:
+    source = file_source(write_video(tmp_path / f"v.{ext}", codec, 12, fps, fmt))
+    source.open()
+    try:
+        assert source.fps == pytest.approx(fps)
+    finally:
+        source.close()
+
+
+@pytest.mark.parametrize(
+    ("rates", "expected"),
+    [
+        ((Fraction(60), Fraction(60), Fraction(60)), 60.0),
+        ((Fraction(25, 2), Fraction(12), Fraction(12)), 12.5),  # the average rate wins
+        ((None, Fraction(30000, 1001), Fraction(30)), 30000 / 1001),
+        ((Fraction(0), None, Fraction(24)), 24.0),  # 0 is no rate
+        ((Fraction(-5), Fraction(0), None), None),
+        ((float("nan"), float("inf"), Fraction(10)), 10.0),
+        ((None, None, None), None),
+    ],
+)
+def test_stream_fps_takes_the_first_usable_rate(rates: tuple, expected: float | None) -> None:
+    stream = SimpleNamespace(average_rate=rates[0], guessed_rate=rates[1], base_rate=rates[2])
+    assert stream_fps(stream) == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_default_source_fps_matches_its_timestamps() -> None:
+    source = DefaultSource.from_spec("default", "default", SourceConfig(default_frames=5))
+    frames = read_all(source)
+    assert source.fps == 30.0
+    np.testing.assert_allclose(np.diff([f.pts_s for f in frames]), 1.0 / source.fps)
 
 
 # -- files: errors ------------------------------------------------------------------------------
@@ -270,9 +350,12 @@ def test_close_from_another_thread_stops_frames(tmp_path: Path) -> None:
 def test_a_file_is_never_stalled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A paused file consumer (or a slow model) is not a stall: files have no live clock."""
     import stream.pyav
+    import stream.pyav_base
 
     clock = {"now": 1000.0}
-    monkeypatch.setattr(stream.pyav, "time", SimpleNamespace(monotonic=lambda: clock["now"], time_ns=time.time_ns))
+    fake_time = SimpleNamespace(monotonic=lambda: clock["now"], time_ns=time.time_ns)
+    monkeypatch.setattr(stream.pyav, "time", fake_time)
+    monkeypatch.setattr(stream.pyav_base, "time", fake_time)
     source = FileSource.from_spec(
         str(write_video(tmp_path / "v.mp4", "mpeg4", 3)), "clip", SourceConfig(stall_after_s=0.1, read_timeout_s=0.2)
     )
@@ -431,6 +514,48 @@ def test_default_source_close_stops_and_before_open_raises() -> None:
     source.close()
     assert list(it) == []
     source.close()
+
+
+# -- which source claims a spec ------------------------------------------------------------------
+
+#: The built-in plugins by entry-point name (pyproject ``batsight.sources``).
+BUILT_IN: dict[str, type[Source]] = {
+    "default": DefaultSource, "url": UrlSource, "webcam": WebcamSource, "file": FileSource,
+}
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "default", "Default", "DEFAULT", "default ", "default.mp4",
+        "rtsp://10.0.0.1:554/x", "rtsps://h/x", "rtsp://", "RTSP://user:pw@h/x", "HTTP://h/a.ts", "https://h/a.m3u8",
+        "Rtmp://h/live", "udp://@:1234", "tcp://127.0.0.1:9000", "SRT://h:9000", "ftp://h/x.mp4", "file:///tmp/x.mp4",
+        " rtsp://h/x", "rtsp:/h/x", "cam1=rtsp://h/x", "clips/a://b.mp4", "a/rtsp://b",
+        "/dev/video0", "/dev/video12", "/dev/video", "/dev/video0x", "/dev/video0/", "/dev/video0\n", "dev/video0",
+        "/dev/videoA", "/dev/video\u0663",  # an Arabic-Indic digit is a digit to both regexes
+        "clip.mp4", "net session.mp4", "/tmp/x.avi", "video0",
+    ],
+)
+def test_claims_reproduce_source_kind(spec: str) -> None:
+    """The highest claim among the built-in sources picks the plugin ``source_kind`` names, uniquely."""
+    claims = {name: cls.claims(spec) for name, cls in BUILT_IN.items()}
+    best = max(claims.values())
+    assert best > 0
+    assert [name for name, value in claims.items() if value == best] == [source_kind(spec)]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("default", {"default": 100, "url": 0, "webcam": 0, "file": 1}),
+        ("rtsp://h/x", {"default": 0, "url": 10, "webcam": 0, "file": 1}),
+        ("/dev/video0", {"default": 0, "url": 0, "webcam": 10, "file": 1}),
+        ("clip.mp4", {"default": 0, "url": 0, "webcam": 0, "file": 1}),
+        ("", {"default": 0, "url": 0, "webcam": 0, "file": 0}),  # nobody claims an empty spec
+    ],
+)
+def test_claim_values(spec: str, expected: dict[str, int]) -> None:
+    assert {name: cls.claims(spec) for name, cls in BUILT_IN.items()} == expected
 
 
 # -- build_sources ------------------------------------------------------------------------------

@@ -1,0 +1,509 @@
+"""The shared base of the PyAV sources (:class:`PyAVSource`): open, demux/decode loop, reconnect, close.
+
+The video stream is demuxed packet by packet and every packet is decoded on its own, so a packet the
+decoder refuses is skipped and counted in ``corrupt`` instead of ending the source. PyAV's
+``Container.demux`` yields one final empty packet per stream; decoding it flushes the decoder, so the
+frames it still holds are delivered too.
+
+Live sources (URLs, cameras) read ``stalled`` once no frame came for ``stall_after_s``, and they
+reconnect: when the input errors, ends, or delivers nothing for ``read_timeout_s`` (PyAV's read
+timeout), the container is closed, the source backs off per
+:class:`~stream.reconnect.ReconnectPolicy` and reopens, and the same ``frames()`` generator goes on
+yielding. Every source publishes a strictly increasing ``pts_s`` (:class:`~stream.timeline.PtsTimeline`).
+The concrete sources (file, URL, webcam) are in :mod:`stream.pyav`.
+
+References (PyAV docs): ``av.open(file, options=..., timeout=(open_s, read_s))``,
+``InputContainer.demux``, ``Packet.decode``, ``VideoStream.thread_type = "AUTO"``,
+``VideoStream.average_rate`` / ``guessed_rate`` / ``base_rate``, ``VideoFrame.to_ndarray(format="bgr24")``,
+``Frame.pts`` (in ``Frame.time_base`` units) and the ``av.error`` hierarchy
+(``InvalidDataError(FFmpegError, ValueError)``, ``TimeoutError``, ``ExitError``).
+Reconnect pattern: DeepStream ``nvurisrcbin`` ``rtsp-reconnect-interval`` / ``rtsp-reconnect-attempts``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import abstractmethod
+from collections.abc import Iterator
+from typing import Any
+
+import av
+import av.error
+import numpy as np
+
+from engine.config import SOURCE_ID_RE, SourceConfig
+from engine.errors import ConfigError, SourceError
+from engine.sources import Source
+from engine.types import Frame
+from stream.decode import decode_packet, frame_time_s, is_stall, select_video_stream, stream_fps
+from stream.reconnect import ReconnectPolicy
+from stream.redact import error_reason, redact_text
+from stream.timeline import FALLBACK_FPS, PtsTimeline
+
+__all__ = ["SOURCE_STATES", "PyAVSource"]
+
+_LOG = logging.getLogger(__name__)
+
+#: Demux errors in a row (``InvalidDataError``) tolerated before the source gives up.
+MAX_CONSECUTIVE_DEMUX_ERRORS = 32
+#: Values of :attr:`PyAVSource.state`, in lifecycle order.
+SOURCE_STATES = ("connecting", "live", "stalled", "reconnecting", "ended")
+#: A live read that took at least this share of ``read_timeout_s`` timed out inside FFmpeg, whatever
+#: it returned (see :meth:`PyAVSource._connection_frames`).
+STALE_READ_FRACTION = 0.9
+
+
+class PyAVSource(Source):
+    """Shared base of the PyAV sources: option storage, stream selection, decode loop, reconnect, close.
+
+    Subclasses only say how to open the container (:meth:`_open_container`) and how to name the
+    input in messages (:attr:`label`). Lifecycle and threads follow :class:`~engine.sources.Source`:
+    ``open()`` and ``frames()`` run on the source's reader thread; ``close()`` and the read-only
+    health attributes (``state``, ``reconnects`` ...) may be used from any thread. ``close()`` never
+    touches the container while ``frames()`` is inside a PyAV call: it sets a flag, and ``frames()``
+    sees it before its next packet and releases the container itself. A blocking network read ends
+    within ``read_timeout_s`` (PyAV's read timeout), a reconnect backoff within 0.05 s, and a reopen
+    attempt within ``open_timeout_s``, so ``frames()`` returns at most that long after ``close()``.
+    After ``close()``, ``frames()`` yields nothing.
+
+    Stall (live sources): with no frame for :attr:`stall_after_s` the state reads ``"stalled"`` while
+    the read still waits; a frame brings ``"live"`` back, and the read timeout (``read_timeout_s``)
+    ends the connection: a reconnect, or with reconnect off a :class:`SourceError`.
+    Reconnect (live sources with ``config.reconnect``): when a read fails, times out or the stream
+    ends, the container is closed and the source backs off and reopens per :attr:`policy` (state
+    ``"reconnecting"``), then goes on yielding from the same generator:
+    ``frame_index`` keeps counting and ``pts_s`` keeps increasing, and the first frame after the
+    reconnect has ``timeline_break=True``. A failed first ``open()`` is retried the same way inside
+    ``open()``. The backoff sequence and the attempt count restart only once a frame has arrived, so
+    a server that accepts but never sends keeps backing off. Credentials never reach a message.
+
+    Attributes:
+        spec: The path, URL or device given on the command line.
+        source_id: Name of the source (``[A-Za-z0-9_.-]+``).
+        config: Reader options (timeouts, RTSP transport, reconnect).
+        policy: Backoff and attempt limit of reconnects (from ``config``; replace it before ``open()``).
+        live: ``False`` for files, ``True`` for URLs and cameras.
+        total_frames: ``stream.frames`` from the container after ``open()`` (files), ``None`` when unknown.
+        corrupt: Packets skipped because the demuxer or decoder refused them.
+        fps: Nominal frame rate of the video stream in frames per second after ``open()`` (its
+            average rate, else the guessed, else the base rate; :func:`~stream.decode.stream_fps`),
+            ``None`` before ``open()`` and when the stream gives none. Also the timeline's frame interval.
+        width: Coded frame width in pixels after ``open()`` (0 before).
+        height: Coded frame height in pixels after ``open()`` (0 before).
+        reconnects: Successful reopenings after a drop or a failed first open.
+        reconnect_attempts: Reopen attempts made, successful or not.
+        last_error: Redacted reason of the last drop or failed attempt, ``None`` if none yet.
+        timeline: The ``pts_s`` timeline (``timeline.breaks`` counts the breaks flagged).
+    """
+
+    live = False
+
+    def __init__(self, spec: str, source_id: str, config: SourceConfig) -> None:
+        if not isinstance(spec, str) or not spec:
+            msg = f"source spec must be a non-empty string, got {spec!r}"
+            raise ConfigError(msg)
+        if not isinstance(source_id, str) or not SOURCE_ID_RE.match(source_id):
+            msg = f"source id must match [A-Za-z0-9_.-]+, got {source_id!r}"
+            raise ConfigError(msg)
+        self.spec = spec
+        self.source_id = source_id
+        self.config = config
+        self.policy = ReconnectPolicy.from_config(config)
+        self.total_frames: int | None = None
+        self.corrupt = 0
+        self.fps: float | None = None
+        self.width = 0
+        self.height = 0
+        self.reconnects = 0
+        self.reconnect_attempts = 0
+        self.last_error: str | None = None
+        self.timeline = PtsTimeline(config.max_pts_jump_s)
+        self._state = "connecting"
+        self._next_index = 0
+        self._last_frame_mono = 0.0
+        self._backoff: Iterator[float] | None = None
+        self._attempts_in_row = 0
+        self._container: Any = None
+        self._stream: Any = None
+        self._opened_at_s = 0.0
+        self._state_lock = threading.Lock()
+        self._close_event = threading.Event()
+        self._closed = False
+        self._busy = False
+
+    @classmethod
+    def from_spec(cls, spec: str, source_id: str, config: SourceConfig) -> PyAVSource:
+        """Store the options; nothing is opened.
+
+        Raises:
+            ConfigError: ``spec`` is empty or ``source_id`` is not ``[A-Za-z0-9_.-]+``.
+        """
+        return cls(spec, source_id, config)
+
+    @property
+    def label(self) -> str:
+        """How the input is named in messages (a URL has its credentials masked)."""
+        return self.spec
+
+    @property
+    def reconnect_enabled(self) -> bool:
+        """Whether drops are followed by reconnects: live sources with ``config.reconnect``."""
+        return bool(self.live and self.config.reconnect)
+
+    @property
+    def stall_after_s(self) -> float:
+        """Seconds without a frame after which a live source reads ``"stalled"``.
+
+        ``config.stall_after_s``, capped at ``config.read_timeout_s``: a larger value is accepted and
+        means ``"stalled"`` shows from the read timeout on, so a dead input goes (almost) straight
+        to ``"reconnecting"``, while an input whose reads still return packets but no frame shows it.
+        """
+        return min(self.config.stall_after_s, self.config.read_timeout_s)
+
+    @property
+    def state(self) -> str:
+        """Health state, one of :data:`SOURCE_STATES` (any thread may read it).
+
+        ``"connecting"`` while the first open runs and until the first frame; ``"live"`` while frames
+        flow; ``"stalled"`` when a live source in ``"live"`` got no frame for :attr:`stall_after_s`
+        (its read still waiting) or its read timed out, until the next frame (``"live"`` again) or the
+        reconnect; ``"reconnecting"`` while backing off, reopening, and until the first frame after
+        it; ``"ended"`` once the source finished for good (end of file, failure, ``close()``). Files
+        are never ``"stalled"``.
+        """
+        state = self._state  # read before the frame time: _make_frame() writes them the other way round
+        if state == "live" and self.live and time.monotonic() - self._last_frame_mono > self.stall_after_s:
+            return "stalled"
+        return state
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(source_id={self.source_id!r}, spec={self.label!r})"
+
+    @abstractmethod
+    def _open_container(self) -> Any:
+        """Return an open ``av.container.InputContainer``, or raise :class:`SourceError`."""
+
+    def _redact(self, text: str) -> str:
+        """``text`` with this source's spec shown as its label and every URL's credentials masked."""
+        if self.label != self.spec:
+            text = text.replace(self.spec, self.label)
+        return redact_text(text)
+
+    def _error(self, msg: str) -> SourceError:
+        """A :class:`SourceError` whose message has every credential masked."""
+        return SourceError(self._redact(msg))
+
+    def _safe_cause(self, exc: BaseException) -> BaseException | None:
+        """``exc`` when its text carries no secret, else ``None``: ``raise err from self._safe_cause(exc)``.
+
+        PyAV's ``str(exc)`` repeats the URL, password included; ``from None`` keeps it out of tracebacks.
+        """
+        text = f"{exc} {getattr(exc, 'filename', '') or ''}"
+        return exc if self._redact(text) == text else None
+
+    def _is_closed(self) -> bool:
+        with self._state_lock:
+            return self._closed
+
+    # -- times -------------------------------------------------------------------------------------
+
+    def _missing_pts_step_s(self) -> float:
+        """``pts_s`` step of a frame without PTS: one frame interval (files)."""
+        return 1.0 / (self.fps or FALLBACK_FPS)
+
+    def _first_missing_pts_s(self) -> float:
+        """``pts_s`` of a first frame without PTS: 0 (files; ``frame_index / fps`` of frame 0)."""
+        return 0.0
+
+    # -- open / reconnect ---------------------------------------------------------------------------
+
+    def _connect(self) -> bool:
+        """Open the container once and select its video stream; ``False`` if closed meanwhile.
+
+        Raises:
+            SourceError: the input cannot be opened or has no decodable video stream.
+        """
+        container = self._open_container()
+        stream = select_video_stream(container, self.label)
+        total = None if self.live else (int(stream.frames) or None)
+        fps = stream_fps(stream)  # also the timeline's frame interval: the two cannot disagree
+        with self._state_lock:
+            if self._closed:
+                container.close()
+                return False
+            self.total_frames = total
+            self.fps = fps
+            self.width = int(stream.codec_context.width)
+            self.height = int(stream.codec_context.height)
+            self.timeline.nominal_interval_s = 1.0 / fps if fps else None
+            self._opened_at_s = time.monotonic()
+            self._container, self._stream = container, stream
+        return True
+
+    def open(self) -> None:
+        """Open the container and select its best video stream (frame threading on).
+
+        Calling it again while open does nothing. With reconnect on (live sources), a failed open is
+        retried per :attr:`policy`, logging a redacted warning per attempt, until it succeeds, the
+        attempts run out, or ``close()`` is called (then ``open()`` returns and ``frames()`` yields
+        nothing).
+
+        Raises:
+            SourceError: the input is missing or unreadable, is not media, has no video stream (with
+                reconnect on: after the last attempt), or ``close()`` was already called. The message
+                names the input (credentials masked) and the reason.
+        """
+        with self._state_lock:
+            if self._closed:
+                msg = f"source {self.source_id!r} is closed: {self.label}"
+                raise SourceError(msg)
+            if self._container is not None:
+                return
+        self._state = "connecting"
+        try:
+            if not self._connect():
+                self._state = "ended"
+            return
+        except SourceError as exc:
+            self.last_error = str(exc)
+            if not self.reconnect_enabled:
+                self._state = "ended"
+                raise
+            _LOG.warning("%s; retrying (reconnect on)", exc)
+        self._reconnect()
+
+    def _reconnect(self) -> bool:
+        """Back off and reopen until connected (``True``) or closed (``False``).
+
+        Raises:
+            SourceError: ``policy.max_attempts`` attempts in a row failed.
+        """
+        if self._backoff is None:
+            self._backoff = self.policy.delays()
+            self._attempts_in_row = 0
+        while True:
+            self._state = "reconnecting"
+            delay_s = next(self._backoff, None)
+            if delay_s is None:
+                self._state = "ended"
+                msg = (
+                    f"cannot reach {self.label}: gave up after {self._attempts_in_row} reconnect attempts"
+                    f" (last error: {self.last_error})"
+                )
+                raise SourceError(self._redact(msg))
+            if self.policy.wait(delay_s, self._close_event):
+                self._state = "ended"
+                return False
+            self._attempts_in_row += 1
+            self.reconnect_attempts += 1
+            try:
+                if not self._connect():
+                    self._state = "ended"
+                    return False
+            except SourceError as exc:
+                self.last_error = str(exc)
+                _LOG.warning("%s (reconnect attempt %d)", exc, self._attempts_in_row)
+                continue
+            self.reconnects += 1
+            self.timeline.mark_break()
+            _LOG.info("%s: reconnected (attempt %d, %d reconnects so far)",
+                      self.label, self._attempts_in_row, self.reconnects)
+            return True
+
+    # -- decode loop ---------------------------------------------------------------------------
+
+    def _enter(self) -> bool:
+        """Mark the container busy unless ``close()`` was called; ``False`` means stop."""
+        with self._state_lock:
+            if self._closed or self._container is None:
+                return False
+            self._busy = True
+            return True
+
+    def _leave(self) -> None:
+        with self._state_lock:
+            self._busy = False
+
+    def _release(self) -> None:
+        """Close the container once (whichever of ``frames()`` / ``close()`` gets here first)."""
+        with self._state_lock:
+            container, self._container, self._stream = self._container, None, None
+        if container is not None:
+            try:
+                container.close()
+            except (av.error.FFmpegError, OSError) as exc:  # closing must not mask the real error
+                _LOG.debug("closing %s failed: %s", self.label, error_reason(exc))
+
+    def _decode(self, packet: Any, stream: Any) -> list[tuple[float | None, np.ndarray]]:
+        """Decode one packet (``None`` = flush) into ``(raw_pts_s, bgr image)``; refused = corrupt."""
+        try:
+            video_frames = decode_packet(packet, stream)
+        except av.error.FFmpegError as exc:
+            self.corrupt += 1
+            pts = None if packet is None else packet.pts
+            _LOG.debug("%s: skipped undecodable packet (pts=%s): %s", self.label, pts, error_reason(exc))
+            return []
+        return [(frame_time_s(vf, stream), vf.to_ndarray(format="bgr24")) for vf in video_frames]
+
+    def _make_frame(self, raw_s: float | None, image: np.ndarray) -> Frame:
+        """Stamp a decoded image: next ``frame_index``, monotonic ``pts_s``, state ``live``."""
+        if raw_s is not None:
+            pts_s, is_break = self.timeline.update(raw_s)
+        else:
+            pts_s, is_break = self.timeline.extrapolate(self._missing_pts_step_s(), self._first_missing_pts_s())
+        if is_break and self._next_index:
+            _LOG.info("%s: timeline break at frame %d (raw pts %s s, published %.3f s)",
+                      self.label, self._next_index, raw_s, pts_s)
+        frame = Frame(
+            self.source_id, self._next_index, pts_s, time.time_ns(), image,
+            raw_pts_s=raw_s, timeline_break=is_break,
+        )
+        self._next_index += 1
+        self._last_frame_mono = time.monotonic()
+        self._backoff = None  # frames flow again: the next drop starts the backoff afresh
+        self._state = "live"
+        return frame
+
+    def _connection_frames(self, container: Any, stream: Any) -> Iterator[Frame]:
+        """Yield the frames of one open container; return at its end (files) or when closed.
+
+        Raises:
+            SourceError: a read failed or timed out; too many demux errors in a row; no decodable
+                frame although packets were refused; a live input ended.
+        """
+        produced = 0
+        corrupt_before = self.corrupt
+        demux = container.demux(stream)
+        flushed = False
+        demux_errors = 0
+        while True:
+            if not self._enter():
+                return
+            ended = False
+            try:
+                try:
+                    read_start_s = time.monotonic()
+                    packet = next(demux, None)
+                    waited_s = time.monotonic() - read_start_s
+                except av.error.InvalidDataError as exc:
+                    self.corrupt += 1
+                    demux_errors += 1
+                    if demux_errors > MAX_CONSECUTIVE_DEMUX_ERRORS:
+                        msg = f"cannot read {self.label}: {demux_errors} demux errors in a row ({error_reason(exc)})"
+                        raise self._error(msg) from self._safe_cause(exc)
+                    demux = container.demux(stream)
+                    continue
+                except (av.error.FFmpegError, OSError) as exc:  # TimeoutError, ExitError, I/O errors
+                    if self._is_closed():
+                        return
+                    if is_stall(exc) and self.live:
+                        self._state = "stalled"
+                        msg = f"stalled: no packet from {self.label} for {self.config.read_timeout_s:g} s"
+                    else:
+                        msg = f"cannot read {self.label}: {error_reason(exc)}"
+                    raise self._error(msg) from self._safe_cause(exc)
+                demux_errors = 0
+                stale = self.live and produced and waited_s >= STALE_READ_FRACTION * self.config.read_timeout_s
+                if stale and not self._is_closed():
+                    # FFmpeg's RTSP demuxer answers a timed-out read with the packet still in its
+                    # reorder queue: a frame from before the outage, a read timeout late. Reconnect
+                    # now instead of publishing it and waiting out a second timeout. (Before the
+                    # connection's first frame there is nothing queued: waiting is no outage.)
+                    self._state = "stalled"
+                    msg = f"stalled: no packet from {self.label} for {waited_s:.1f} s"
+                    raise self._error(msg)
+                if packet is None:
+                    ended = True
+                    batch = [] if flushed else self._decode(None, stream)
+                else:
+                    flushed = flushed or packet.size == 0
+                    batch = self._decode(packet, stream)
+            finally:
+                self._leave()
+            for raw_s, image in batch:
+                yield self._make_frame(raw_s, image)
+                produced += 1
+            if ended:
+                break
+        if not self.live and self.total_frames and produced + 1 < self.total_frames and not self._is_closed():
+            _LOG.warning(
+                "%s: the file announces %d frames but only %d could be read (truncated?)",
+                self.label, self.total_frames, produced,
+            )
+        if produced == 0 and self.corrupt > corrupt_before:
+            msg = f"no decodable frame in {self.label}: {self.corrupt - corrupt_before} packets could not be decoded"
+            raise SourceError(msg)
+        if self.live and not self._is_closed() and not self._is_finite(container):
+            msg = f"stream ended: {self.label} (after {produced} frames)"
+            raise SourceError(msg)
+
+    def _is_finite(self, container: Any) -> bool:
+        """Whether reaching the end of ``container`` ends the source for good (no reconnect)."""
+        return False
+
+    def frames(self) -> Iterator[Frame]:
+        """Yield the decoded frames of the video stream, in decode order (reader thread only).
+
+        Each :class:`~engine.types.Frame` has ``frame_index`` 0, 1, 2, ... (never restarting, also
+        across reconnects), a strictly increasing ``pts_s`` in seconds with the stream's own time in
+        ``raw_pts_s`` (see :class:`PtsTimeline`; frames without PTS continue from the previous frame
+        by ``1 / fps`` for files or by the wall-clock time between them for live sources, the very
+        first such frame of a live source at its seconds since ``open()``), ``timeline_break`` on the
+        first frame after a discontinuity, ``capture_time_ns`` from ``time.time_ns()`` and ``image``
+        ``uint8 [H, W, 3]`` BGR. Packets the demuxer or decoder refuse are skipped and counted in
+        ``corrupt``. The container is closed when the generator ends. With reconnect on, a live
+        source's drops are bridged by reconnects (see the class docstring) instead of raising.
+
+        Raises:
+            SourceError: ``open()`` was not called; a read failed or timed out; more than
+                ``MAX_CONSECUTIVE_DEMUX_ERRORS`` demux errors in a row; the input ended without one
+                decodable frame although packets were refused; a live input ended -- each only
+                when reconnect is off; with it on: ``policy.max_attempts`` reconnects in a row failed.
+        """
+        with self._state_lock:
+            container, stream, closed = self._container, self._stream, self._closed
+        if closed:
+            return
+        if container is None:
+            msg = f"frames() called before open() on source {self.source_id!r} ({self.label})"
+            raise SourceError(msg)
+        try:
+            while True:
+                try:
+                    yield from self._connection_frames(container, stream)
+                    return
+                except SourceError as exc:
+                    self.last_error = str(exc)
+                    if self._is_closed():
+                        return
+                    if not self.reconnect_enabled:
+                        raise
+                    _LOG.warning("%s; reconnecting", exc)
+                self._release()
+                if not self._reconnect():
+                    return
+                with self._state_lock:
+                    container, stream = self._container, self._stream
+                if container is None:
+                    return
+        finally:
+            self._state = "ended"
+            self._release()
+
+    def close(self) -> None:
+        """Stop ``frames()`` (or a reconnect backoff) and release the container; idempotent, any thread.
+
+        When ``frames()`` is inside a PyAV call, only the flag is set here and ``frames()`` closes the
+        container itself when the call returns, so a container is never closed under a running read.
+        """
+        with self._state_lock:
+            self._closed = True
+            busy = self._busy
+        self._close_event.set()
+        self._state = "ended"
+        if not busy:
+            self._release()
+
+
