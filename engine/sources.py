@@ -48,8 +48,12 @@ class Source(ABC):
     total_frames: int | None = None
     corrupt: int = 0
     fps: float | None = None
-    state: str | None = None
     reconnects: int = 0
+
+    @property
+    def state(self) -> str | None:
+        """The source's own state for ``health/``, or ``None`` to leave it to the reader thread."""
+        return None
 
     @classmethod
     @abstractmethod
