@@ -54,9 +54,9 @@ COCO_SKELETON: tuple[tuple[int, int], ...] = (
 #: by default (``analytics.heatmap_size``).
 HEATMAP_SIZE = 56
 
-#: One expected dimension for :func:`check_array`: an exact size, a dimension name such as ``"N"``
-#: (any size, printed as the name) or ``None`` (any size, printed as ``*``).
-Dim: TypeAlias = int | str | None
+#: One expected dimension for :func:`check_array`: an exact size (``int`` or numpy integer), a
+#: dimension name such as ``"N"`` (any size, printed as the name) or ``None`` (any size, ``*``).
+Dim: TypeAlias = int | np.integer | str | None
 
 
 def shape_text(shape: tuple[Dim, ...]) -> str:
@@ -75,12 +75,14 @@ def check_array(
     dtype: type | np.dtype | str | None = None,
     *,
     convert: bool = False,
+    dims: dict[str, int] | None = None,
 ) -> np.ndarray:
     """Validate (and with ``convert``, first convert) one array argument or field; return it.
 
     The one shape / dtype check of the package. Messages name the value and give expected against
-    actual, e.g. "`keypoints_xy` must have shape (N, 17, 2), got (3, 17, 3)". Pattern: supervision
-    ``validators/__init__.py``.
+    actual, e.g. "`keypoints_xy` must have shape (N, 17, 2), got (3, 17, 3)", or with ``dims``
+    "`keypoints_xy` must have shape (N, K, 2) = (3, 17, 2), got (3, 17, 3)". Checks run in the
+    order type, shape, dtype. Pattern: supervision ``validators/__init__.py``.
 
     Args:
         name: Name of the argument or field, shown in backticks in the message.
@@ -91,6 +93,10 @@ def check_array(
             (``numpy.asarray(value, dtype)``) instead of being checked.
         convert: Convert ``value`` with ``numpy.asarray`` before checking the shape, instead of
             requiring an ``ndarray`` of ``dtype``.
+        dims: Sizes of named dimensions, shared between calls (the parallel arrays of one value):
+            a name found here must have that size, a name not yet here is bound to this array's
+            size (the dict is updated, also when the check then fails). ``None``: names match any
+            size, independently.
 
     Returns:
         ``value`` itself, or with ``convert`` the converted array (no copy when it already fits).
@@ -107,10 +113,18 @@ def check_array(
     else:
         msg = f"`{name}` must be a numpy.ndarray, got {type(value).__name__}"
         raise TypeError(msg)
-    if arr.ndim != len(shape) or any(
-        s is not None and not isinstance(s, str) and s != v for s, v in zip(shape, arr.shape, strict=True)
-    ):
-        msg = f"`{name}` must have shape {shape_text(shape)}, got {arr.shape}"
+    ok = arr.ndim == len(shape)
+    if ok:
+        for want, got in zip(shape, arr.shape, strict=True):
+            if isinstance(want, str) and dims is not None:
+                want = dims.setdefault(want, got)
+            if want is not None and not isinstance(want, str) and want != got:
+                ok = False
+    if not ok:
+        bound = ""
+        if dims is not None:
+            bound = " = " + shape_text(tuple(dims.get(s, s) if isinstance(s, str) else s for s in shape))
+        msg = f"`{name}` must have shape {shape_text(shape)}{bound}, got {arr.shape}"
         raise ValueError(msg)
     if not convert and dtype is not None and arr.dtype != np.dtype(dtype):
         msg = f"`{name}` must have dtype {np.dtype(dtype)}, got {arr.dtype}"

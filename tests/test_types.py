@@ -86,3 +86,20 @@ def test_heatmaps_type_checks_every_field() -> None:
         KeypointHeatmaps(**fields(similarity=np.zeros((2, 17, 16), np.float32)))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="`keypoints_conf` must be a numpy.ndarray, got list"):
         KeypointHeatmaps(**fields(keypoints_conf=[[0.0] * 17] * 2))  # type: ignore[arg-type]
+
+
+def test_check_array_binds_named_dimensions_across_calls_with_dims() -> None:
+    dims: dict[str, int] = {}
+    check_array("xyxy", np.zeros((3, 4), np.float32), ("N", 4), np.float32, dims=dims)
+    assert dims == {"N": 3}
+    check_array("keypoints_xy", np.zeros((3, 17, 2), np.float32), ("N", "K", 2), np.float32, dims=dims)
+    assert dims == {"N": 3, "K": 17}
+    with pytest.raises(ValueError) as info:
+        check_array("keypoints_xy", np.zeros((3, 16, 2), np.float32), ("N", 17, 2), dims=dims)
+    assert str(info.value) == "`keypoints_xy` must have shape (N, 17, 2) = (3, 17, 2), got (3, 16, 2)"
+    with pytest.raises(ValueError, match=r"^`conf` must have shape \(N,\) = \(3,\), got \(2,\)$"):
+        check_array("conf", np.zeros(2, np.float32), ("N",), dims=dims)
+    # Without dims every name matches any size on its own: (S, S) does not require a square.
+    assert check_array("maps", np.zeros((2, 3)), ("S", "S")).shape == (2, 3)
+    with pytest.raises(ValueError, match=r"^`maps` must have shape \(S, S\) = \(2, 2\), got \(2, 3\)$"):
+        check_array("maps", np.zeros((2, 3)), ("S", "S"), dims={})

@@ -159,8 +159,8 @@ class SourceAnalytics:
             (state is kept unchanged).
 
         Raises:
-            ValueError: ``result.batter`` out of range, ``result.heatmaps`` not ``[K, S, S]``, or a
-                non-finite ``pts_s``.
+            TypeError: as :meth:`similarity`.
+            ValueError: as :meth:`similarity`, or a non-finite ``pts_s``.
         """
         sim = self.similarity(result)
         if sim is None:
