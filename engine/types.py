@@ -9,6 +9,7 @@ Pattern: supervision ``KeyPoints`` (``supervision/key_points/core.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import numpy as np
 
@@ -48,21 +49,87 @@ COCO_SKELETON: tuple[tuple[int, int], ...] = (
 )
 
 
-def _check_array(name: str, value: np.ndarray, shape: tuple[int | None, ...], dtype: type) -> None:
-    """Raise ``ValueError`` unless ``value`` is an ndarray of ``dtype`` whose shape matches ``shape``.
+#: Side of the default heatmap grid, cells: torchvision's Keypoint R-CNN logits are ``56 x 56``
+#: (14x14 RoI features, x2 transposed conv, x2 bilinear upsampling), as are the rendered heatmaps
+#: by default (``analytics.heatmap_size``).
+HEATMAP_SIZE = 56
 
-    ``None`` in ``shape`` matches any size. The message gives expected and actual shape / dtype.
+#: One expected dimension for :func:`check_array`: an exact size (``int`` or numpy integer), a
+#: dimension name such as ``"N"`` (any size, printed as the name) or ``None`` (any size, ``*``).
+Dim: TypeAlias = int | np.integer | str | None
+
+
+def shape_text(shape: tuple[Dim, ...]) -> str:
+    """Expected shape as text, as numpy prints shapes: ``(N, 17, 2)``, ``(4,)``, ``(*, *, 3)``.
+
+    ``None`` prints as ``*``, a dimension name as itself.
     """
-    if not isinstance(value, np.ndarray):
+    parts = ["*" if s is None else str(s) for s in shape]
+    return f"({parts[0]},)" if len(parts) == 1 else "(" + ", ".join(parts) + ")"
+
+
+def check_array(
+    name: str,
+    value: object,
+    shape: tuple[Dim, ...],
+    dtype: type | np.dtype | str | None = None,
+    *,
+    convert: bool = False,
+    dims: dict[str, int] | None = None,
+) -> np.ndarray:
+    """Validate (and with ``convert``, first convert) one array argument or field; return it.
+
+    The one shape / dtype check of the package. Messages name the value and give expected against
+    actual, e.g. "`keypoints_xy` must have shape (N, 17, 2), got (3, 17, 3)", or with ``dims``
+    "`keypoints_xy` must have shape (N, K, 2) = (3, 17, 2), got (3, 17, 3)". Checks run in the
+    order type, shape, dtype. Pattern: supervision ``validators/__init__.py``.
+
+    Args:
+        name: Name of the argument or field, shown in backticks in the message.
+        value: The array. With ``convert``, anything ``numpy.asarray`` accepts.
+        shape: Expected shape, one entry per dimension: an ``int`` must match exactly, a dimension
+            name (``"N"``) or ``None`` matches any size.
+        dtype: Required dtype; ``None`` accepts any. With ``convert`` the value is converted to it
+            (``numpy.asarray(value, dtype)``) instead of being checked.
+        convert: Convert ``value`` with ``numpy.asarray`` before checking the shape, instead of
+            requiring an ``ndarray`` of ``dtype``.
+        dims: Sizes of named dimensions, shared between calls (the parallel arrays of one value):
+            a name found here must have that size, a name not yet here is bound to this array's
+            size (the dict is updated, also when the check then fails). ``None``: names match any
+            size, independently.
+
+    Returns:
+        ``value`` itself, or with ``convert`` the converted array (no copy when it already fits).
+
+    Raises:
+        TypeError: without ``convert``, ``value`` is not a ``numpy.ndarray``.
+        ValueError: wrong number of dimensions or a wrong size; without ``convert``, a dtype other
+            than ``dtype``.
+    """
+    if convert:
+        arr = np.asarray(value, dtype=dtype)
+    elif isinstance(value, np.ndarray):
+        arr = value
+    else:
         msg = f"`{name}` must be a numpy.ndarray, got {type(value).__name__}"
         raise TypeError(msg)
-    if value.ndim != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape, strict=True)):
-        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
-        msg = f"`{name}` must have shape {want}, got {value.shape}"
+    ok = arr.ndim == len(shape)
+    if ok:
+        for want, got in zip(shape, arr.shape, strict=True):
+            if isinstance(want, str) and dims is not None:
+                want = dims.setdefault(want, got)
+            if want is not None and not isinstance(want, str) and want != got:
+                ok = False
+    if not ok:
+        bound = ""
+        if dims is not None:
+            bound = " = " + shape_text(tuple(dims.get(s, s) if isinstance(s, str) else s for s in shape))
+        msg = f"`{name}` must have shape {shape_text(shape)}{bound}, got {arr.shape}"
         raise ValueError(msg)
-    if value.dtype != np.dtype(dtype):
-        msg = f"`{name}` must have dtype {np.dtype(dtype)}, got {value.dtype}"
+    if not convert and dtype is not None and arr.dtype != np.dtype(dtype):
+        msg = f"`{name}` must have dtype {np.dtype(dtype)}, got {arr.dtype}"
         raise ValueError(msg)
+    return arr
 
 
 @dataclass(frozen=True)
@@ -97,7 +164,7 @@ class Frame:
     timeline_break: bool = False
 
     def __post_init__(self) -> None:
-        _check_array("image", self.image, (None, None, 3), np.uint8)
+        check_array("image", self.image, (None, None, 3), np.uint8)
 
     @property
     def height(self) -> int:
@@ -151,11 +218,11 @@ class Persons:
 
     def __post_init__(self) -> None:
         n = len(self.xyxy) if isinstance(self.xyxy, np.ndarray) and self.xyxy.ndim == 2 else None
-        _check_array("xyxy", self.xyxy, (n, 4), np.float32)
-        _check_array("conf", self.conf, (n,), np.float32)
-        _check_array("track_id", self.track_id, (n,), np.int64)
-        _check_array("keypoints_xy", self.keypoints_xy, (n, NUM_KEYPOINTS, 2), np.float32)
-        _check_array("keypoints_conf", self.keypoints_conf, (n, NUM_KEYPOINTS), np.float32)
+        check_array("xyxy", self.xyxy, (n, 4), np.float32)
+        check_array("conf", self.conf, (n,), np.float32)
+        check_array("track_id", self.track_id, (n,), np.int64)
+        check_array("keypoints_xy", self.keypoints_xy, (n, NUM_KEYPOINTS, 2), np.float32)
+        check_array("keypoints_conf", self.keypoints_conf, (n, NUM_KEYPOINTS), np.float32)
 
     def __len__(self) -> int:
         return int(self.xyxy.shape[0])
@@ -209,3 +276,78 @@ class PoseResult:
     inference_ms: float = 0.0
     similarity: np.ndarray | None = field(default=None, repr=False)
     scene_cut: bool = False
+
+
+@dataclass(frozen=True)
+class KeypointHeatmaps:
+    """Keypoints and heatmap logits of the N boxes of one frame (K keypoints, S x S heatmap grid).
+
+    What a model backend's heatmap refinement returns per image (the ``keypointrcnn`` plugin:
+    :meth:`engine.models.keypointrcnn.KeypointRCNNTopDown.infer_keypoints`).
+
+    Attributes:
+        keypoints_xy: ``float32 [N, K, 2]`` keypoint x, y in frame pixels (origin top-left, x right,
+            y down). ``NaN`` for a box where the model found no person (Keypoint R-CNN ``full`` mode).
+        keypoints_score: ``float32 [N, K]`` torchvision's ``keypoints_scores``: the heatmap logit at
+            the chosen cell of the bicubically upsampled map (unbounded, not a probability).
+            ``NaN`` where no person was found.
+        keypoints_conf: ``float32 [N, K]`` in [0, 1]: ``sigmoid(keypoints_score)``. Monotone in the
+            score and 0.5 at logit 0; it is not a calibrated probability (the head is trained with a
+            spatial softmax over the 56 x 56 cells, DESIGN §4 normalises heatmaps that way). ``0``
+            where no person was found.
+        heatmaps: ``float32 [N, K, S, S]`` raw keypoint logits (``S = 56``), row-major: cell
+            ``[k, i, j]`` covers the box slice ``x1 + [j, j + 1) * w / S``, ``y1 + [i, i + 1) * h / S``
+            of ``heatmap_xyxy``. ``NaN`` where no person was found.
+        heatmap_xyxy: ``float32 [N, 4]`` the box ``x1, y1, x2, y2`` in frame pixels that the S x S grid
+            spans (the RoI). ``NaN`` where no person was found.
+        similarity: ``float32 [N, K, K]`` the Keypoint Dependency Matrix of each box (thesis §6.1:
+            cosine similarity of the spatial-softmax heatmaps), computed on the inference device in
+            one batched matmul (:func:`engine.analytics.similarity.dependency_matrices`); ``None``
+            when not computed.
+
+    Raises:
+        TypeError: a field is not a ``numpy.ndarray`` (from ``__post_init__``).
+        ValueError: ``keypoints_xy`` is not 3-D, or a field's shape or dtype (float32) does not fit.
+    """
+
+    keypoints_xy: np.ndarray
+    keypoints_score: np.ndarray
+    keypoints_conf: np.ndarray
+    heatmaps: np.ndarray = field(repr=False)
+    heatmap_xyxy: np.ndarray
+    similarity: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        xy = self.keypoints_xy
+        if not isinstance(xy, np.ndarray) or xy.ndim != 3:
+            got = xy.shape if isinstance(xy, np.ndarray) else type(xy).__name__
+            msg = f"`keypoints_xy` must be a numpy.ndarray of shape (N, K, 2), got {got}"
+            raise ValueError(msg)
+        n, k = int(xy.shape[0]), int(xy.shape[1])
+        s = (
+            int(self.heatmaps.shape[-1])
+            if isinstance(self.heatmaps, np.ndarray) and self.heatmaps.ndim == 4
+            else HEATMAP_SIZE
+        )
+        check_array("keypoints_xy", xy, (n, k, 2), np.float32)
+        check_array("keypoints_score", self.keypoints_score, (n, k), np.float32)
+        check_array("keypoints_conf", self.keypoints_conf, (n, k), np.float32)
+        check_array("heatmaps", self.heatmaps, (n, k, s, s), np.float32)
+        check_array("heatmap_xyxy", self.heatmap_xyxy, (n, 4), np.float32)
+        if self.similarity is not None:
+            check_array("similarity", self.similarity, (n, k, k), np.float32)
+
+    def __len__(self) -> int:
+        return int(self.keypoints_xy.shape[0])
+
+    @classmethod
+    def empty(cls, num_keypoints: int = NUM_KEYPOINTS, heatmap_size: int = HEATMAP_SIZE) -> KeypointHeatmaps:
+        """No boxes, every dimension kept (``keypoints_xy`` is ``[0, K, 2]``, ``heatmaps`` ``[0, K, S, S]``)."""
+        k, s = num_keypoints, heatmap_size
+        return cls(
+            keypoints_xy=np.zeros((0, k, 2), np.float32),
+            keypoints_score=np.zeros((0, k), np.float32),
+            keypoints_conf=np.zeros((0, k), np.float32),
+            heatmaps=np.zeros((0, k, s, s), np.float32),
+            heatmap_xyxy=np.zeros((0, 4), np.float32),
+        )

@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
 import pytest
 from numpy.polynomial import Legendre, Polynomial
 
-from engine.analytics import (
-    AnalyticsUpdate,
-    RollingMean,
-    RollingWristFit,
-    SourceAnalytics,
-    WristFit,
+from engine.analytics.fits import RollingWristFit, WristFit, fit_wrist_trajectory, wrist_offsets
+from engine.analytics.heatmaps import render_heatmaps, spatial_softmax
+from engine.analytics.rolling import RollingMean
+from engine.analytics.similarity import (
     cosine_similarity_matrices,
     cosine_similarity_matrix,
-    fit_wrist_trajectory,
-    render_heatmaps,
+    dependency_matrices,
+    dependency_matrix,
     rendered_similarity_matrix,
-    spatial_softmax,
-    wrist_offsets,
 )
+from engine.analytics.source import AnalyticsUpdate, SourceAnalytics
 from engine.config import AnalyticsConfig
 from engine.types import COCO_OKS_SIGMAS, KEYPOINT_INDEX, NUM_KEYPOINTS, Frame, Persons, PoseResult
 
@@ -153,6 +153,34 @@ def test_cosine_shape_errors() -> None:
         cosine_similarity_matrix(np.zeros((4, 4)))
     with pytest.raises(ValueError, match=r"\(N, K, H, W\)"):
         cosine_similarity_matrices(np.zeros((4, 4, 4)))
+
+
+def test_dependency_matrices_are_softmax_then_cosine_bit_for_bit() -> None:
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 4, (3, K, 56, 56)).astype(np.float32)
+    batch = dependency_matrices(logits)
+    assert isinstance(batch, np.ndarray) and batch.dtype == np.float32 and batch.shape == (3, K, K)
+    for n in range(3):
+        expected = cosine_similarity_matrix(spatial_softmax(logits[n]))
+        np.testing.assert_array_equal(batch[n], expected)
+        np.testing.assert_array_equal(dependency_matrix(logits[n]), expected)
+        np.testing.assert_allclose(batch[n], _cos_loop(spatial_softmax(logits[n])), atol=2e-6)
+    np.testing.assert_array_equal(dependency_matrices(logits.astype(np.float64)), batch)  # converted to float32
+    with pytest.raises(ValueError, match=r"`logits` must have shape \(N, K, H, W\), got \(17, 56, 56\)"):
+        dependency_matrices(logits[0])
+    with pytest.raises(ValueError, match=r"`logits` must have shape \(K, H, W\), got \(3, 17, 56, 56\)"):
+        dependency_matrix(logits)
+
+
+def test_numpy_dependency_matrices_never_import_torch() -> None:
+    code = (
+        "import sys; import numpy as np; from engine.analytics import dependency_matrix; "
+        "m = dependency_matrix(np.zeros((17, 8, 8), np.float32)); "
+        "assert m.shape == (17, 17) and 'torch' not in sys.modules, sorted(sys.modules)"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -499,6 +527,7 @@ def test_source_analytics_model_heatmaps_and_low_conf() -> None:
     assert up is not None
     ref = _cos_loop(spatial_softmax(logits))
     np.testing.assert_allclose(up.similarity, ref, atol=2e-6)
+    np.testing.assert_array_equal(up.similarity, cosine_similarity_matrix(spatial_softmax(logits)))
     assert up.pairs["left_wrist/left_shoulder"] == float(up.similarity[9, 5])
     assert up.pairs["left_hip/right_hip"] == float(up.similarity[11, 12])
     assert up.dx is None and up.dy is None and up.fit is None
@@ -511,8 +540,6 @@ def test_source_analytics_model_heatmaps_and_low_conf() -> None:
 
 
 def test_reset_window_keeps_the_cumulative_mean():
-    from engine.analytics import RollingMean
-
     mean = RollingMean(1.0)
     for t, v in ((0.0, 1.0), (0.5, 3.0)):
         mean.update(t, np.array([v]))

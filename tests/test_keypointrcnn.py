@@ -25,14 +25,9 @@ import torch
 
 from engine.config import ModelConfig
 from engine.errors import ConfigError, ModelError
-from engine.models.keypointrcnn import (
-    COCO_V1,
-    HEATMAP_SIZE,
-    KeypointHeatmaps,
-    KeypointRCNNTopDown,
-    coco_v1_checkpoint_path,
-)
-from engine.types import NUM_KEYPOINTS
+from engine.models.keypointrcnn import KeypointRCNNTopDown
+from engine.models.keypointrcnn_weights import COCO_V1, coco_v1_checkpoint_path
+from engine.types import HEATMAP_SIZE, NUM_KEYPOINTS
 from tests.conftest import shared_file
 
 KP_ATOL_PX = 1e-2
@@ -320,19 +315,6 @@ def test_bad_inputs_and_use_before_build(kp, coco_image):
         kp.infer_boxes([coco_image], [np.zeros((2, 5), np.float32)])
     with pytest.raises(ValueError, match="x1 < x2"):
         kp.infer_boxes([coco_image], [np.array([[10, 10, 5, 20]], np.float32)])
-
-
-def test_heatmaps_type_validates_shapes():
-    empty = KeypointHeatmaps.empty()
-    assert len(empty) == 0 and empty.heatmaps.shape == (0, NUM_KEYPOINTS, HEATMAP_SIZE, HEATMAP_SIZE)
-    with pytest.raises(ValueError, match="`keypoints_score` must have shape"):
-        KeypointHeatmaps(
-            keypoints_xy=np.zeros((1, 17, 2), np.float32),
-            keypoints_score=np.zeros((1, 16), np.float32),
-            keypoints_conf=np.zeros((1, 17), np.float32),
-            heatmaps=np.zeros((1, 17, 56, 56), np.float32),
-            heatmap_xyxy=np.zeros((1, 4), np.float32),
-        )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")

@@ -59,8 +59,8 @@ def test_missing_weights_name_the_file(tmp_path, mode):
 
 
 def test_device_dependency_matrices_equal_the_numpy_analytics():
-    from engine.analytics import cosine_similarity_matrix, spatial_softmax
-    from engine.models.keypointrcnn import dependency_matrices
+    from engine.analytics.heatmaps import spatial_softmax
+    from engine.analytics.similarity import cosine_similarity_matrix, dependency_matrices
 
     logits = torch.randn(3, 17, 56, 56, generator=torch.Generator().manual_seed(0)) * 4
     got = dependency_matrices(logits).numpy()
@@ -68,3 +68,26 @@ def test_device_dependency_matrices_equal_the_numpy_analytics():
         expected = cosine_similarity_matrix(spatial_softmax(logits[n].numpy()))
         np.testing.assert_allclose(got[n], expected, atol=1e-5)
     assert got.shape == (3, 17, 17) and np.allclose(np.diagonal(got, axis1=1, axis2=2), 1)
+
+
+@pytest.mark.parametrize(
+    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+)
+def test_dependency_matrices_of_a_tensor_stay_a_tensor_on_its_device(device):
+    from engine.analytics.similarity import dependency_matrices, dependency_matrix
+
+    logits = (torch.randn(4, 17, 56, 56, generator=torch.Generator().manual_seed(1)) * 4).to(device)
+    got = dependency_matrices(logits)
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float32 and got.device == logits.device
+    # The torch path's arithmetic as it was written in engine/models/keypointrcnn.py, bit for bit.
+    unit = torch.nn.functional.normalize(torch.softmax(logits.flatten(2).float(), dim=-1), dim=-1)
+    expected = (unit @ unit.transpose(1, 2)).clamp_(0.0, 1.0)
+    expected.diagonal(dim1=1, dim2=2).fill_(1.0)
+    assert torch.equal(got, expected)
+    one = dependency_matrix(logits[2])
+    assert isinstance(one, torch.Tensor) and one.shape == (17, 17)
+    torch.testing.assert_close(one, got[2], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match=r"`logits` must have shape \(N, K, H, W\), got \(17, 56, 56\)"):
+        dependency_matrices(logits[0])
+    with pytest.raises(ValueError, match=r"`logits` must have shape \(K, H, W\), got \(4, 17, 56, 56\)"):
+        dependency_matrix(logits)

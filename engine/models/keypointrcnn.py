@@ -19,130 +19,23 @@ Sources: ``torchvision/models/detection/keypoint_rcnn.py`` (builder, weights enu
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
-import socket
-import urllib.request
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
-from urllib.parse import urlparse
 
 import numpy as np
 
+from engine.analytics.similarity import dependency_matrices
 from engine.config import ModelConfig
 from engine.errors import ConfigError, ModelError
 from engine.models.base import resolve_device
-from engine.types import NUM_KEYPOINTS
+from engine.models.keypointrcnn_weights import COCO_V1, build_coco_v1, build_from_state_dict
+from engine.types import HEATMAP_SIZE, NUM_KEYPOINTS, KeypointHeatmaps, check_array
 
 if TYPE_CHECKING:
     import torch
-
-log = logging.getLogger(__name__)
-
-#: ``weights`` value that selects torchvision's ``KeypointRCNN_ResNet50_FPN_Weights.COCO_V1``.
-COCO_V1 = "COCO_V1"
-
-#: Side of the keypoint logit grid of torchvision's ``KeypointRCNNPredictor`` (14x14 RoI features,
-#: x2 transposed conv, x2 bilinear upsampling), cells.
-HEATMAP_SIZE = 56
-
-#: Seconds allowed to open a TCP connection to the weights host before a download is attempted.
-CONNECT_TIMEOUT_S = 5.0
-
-
-@dataclass(frozen=True)
-class KeypointHeatmaps:
-    """Keypoints and heatmap logits of the N boxes of one frame (K keypoints, S x S heatmap grid).
-
-    Attributes:
-        keypoints_xy: ``float32 [N, K, 2]`` keypoint x, y in frame pixels (origin top-left, x right,
-            y down). ``NaN`` for a box where :meth:`KeypointRCNNTopDown.infer_full` found no person.
-        keypoints_score: ``float32 [N, K]`` torchvision's ``keypoints_scores``: the heatmap logit at
-            the chosen cell of the bicubically upsampled map (unbounded, not a probability).
-            ``NaN`` where no person was found.
-        keypoints_conf: ``float32 [N, K]`` in [0, 1]: ``sigmoid(keypoints_score)``. Monotone in the
-            score and 0.5 at logit 0; it is not a calibrated probability (the head is trained with a
-            spatial softmax over the 56 x 56 cells, DESIGN §4 normalises heatmaps that way). ``0``
-            where no person was found.
-        heatmaps: ``float32 [N, K, S, S]`` raw keypoint logits (``S = 56``), row-major: cell
-            ``[k, i, j]`` covers the box slice ``x1 + [j, j + 1) * w / S``, ``y1 + [i, i + 1) * h / S``
-            of ``heatmap_xyxy``. ``NaN`` where no person was found.
-        heatmap_xyxy: ``float32 [N, 4]`` the box ``x1, y1, x2, y2`` in frame pixels that the S x S grid
-            spans (the RoI). ``NaN`` where no person was found.
-        similarity: ``float32 [N, K, K]`` the Keypoint Dependency Matrix of each box (thesis §6.1:
-            cosine similarity of the spatial-softmax heatmaps), computed on the inference device in
-            one batched matmul by :meth:`KeypointRCNNTopDown.infer_boxes`; ``None`` when not computed.
-    """
-
-    keypoints_xy: np.ndarray
-    keypoints_score: np.ndarray
-    keypoints_conf: np.ndarray
-    heatmaps: np.ndarray = field(repr=False)
-    heatmap_xyxy: np.ndarray
-    similarity: np.ndarray | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        xy = self.keypoints_xy
-        if not isinstance(xy, np.ndarray) or xy.ndim != 3:
-            got = xy.shape if isinstance(xy, np.ndarray) else type(xy).__name__
-            msg = f"`keypoints_xy` must be a numpy.ndarray of shape (N, K, 2), got {got}"
-            raise ValueError(msg)
-        n, k = int(xy.shape[0]), int(xy.shape[1])
-        s = (
-            int(self.heatmaps.shape[-1])
-            if isinstance(self.heatmaps, np.ndarray) and self.heatmaps.ndim == 4
-            else HEATMAP_SIZE
-        )
-        _check_array("keypoints_xy", xy, (n, k, 2))
-        _check_array("keypoints_score", self.keypoints_score, (n, k))
-        _check_array("keypoints_conf", self.keypoints_conf, (n, k))
-        _check_array("heatmaps", self.heatmaps, (n, k, s, s))
-        _check_array("heatmap_xyxy", self.heatmap_xyxy, (n, 4))
-        if self.similarity is not None:
-            _check_array("similarity", self.similarity, (n, k, k))
-
-    def __len__(self) -> int:
-        return int(self.keypoints_xy.shape[0])
-
-    @classmethod
-    def empty(cls, num_keypoints: int = NUM_KEYPOINTS, heatmap_size: int = HEATMAP_SIZE) -> KeypointHeatmaps:
-        """No boxes, every dimension kept (``keypoints_xy`` is ``[0, K, 2]``, ``heatmaps`` ``[0, K, S, S]``)."""
-        k, s = num_keypoints, heatmap_size
-        return cls(
-            keypoints_xy=np.zeros((0, k, 2), np.float32),
-            keypoints_score=np.zeros((0, k), np.float32),
-            keypoints_conf=np.zeros((0, k), np.float32),
-            heatmaps=np.zeros((0, k, s, s), np.float32),
-            heatmap_xyxy=np.zeros((0, 4), np.float32),
-        )
-
-
-def _check_array(name: str, value: np.ndarray, shape: tuple[int, ...]) -> None:
-    """Raise ``TypeError`` / ``ValueError`` unless ``value`` is a float32 ndarray of ``shape``."""
-    if not isinstance(value, np.ndarray):
-        msg = f"`{name}` must be a numpy.ndarray, got {type(value).__name__}"
-        raise TypeError(msg)
-    if value.shape != shape:
-        msg = f"`{name}` must have shape {shape}, got {value.shape}"
-        raise ValueError(msg)
-    if value.dtype != np.float32:
-        msg = f"`{name}` must have dtype float32, got {value.dtype}"
-        raise ValueError(msg)
-
-
-def coco_v1_checkpoint_path() -> Path:
-    """Where torchvision looks for the ``COCO_V1`` file: ``torch.hub.get_dir()/checkpoints/<url name>``.
-
-    ``torch.hub.get_dir()`` honours ``TORCH_HOME`` (default ``~/.cache/torch/hub``).
-    """
-    import torch
-    from torchvision.models.detection import KeypointRCNN_ResNet50_FPN_Weights
-
-    url = KeypointRCNN_ResNet50_FPN_Weights.COCO_V1.url
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
 
 
 class KeypointRCNNTopDown:
@@ -281,9 +174,9 @@ class KeypointRCNNTopDown:
 
             model = keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None, **kwargs)
         elif str(self.weights) == COCO_V1:
-            model = self._build_coco_v1(kwargs)
+            model = build_coco_v1(kwargs)
         else:
-            model = self._build_from_state_dict(Path(self.weights).expanduser(), kwargs)
+            model = build_from_state_dict(Path(self.weights).expanduser(), kwargs)
         model.eval().to(device)
         for p in model.parameters():
             p.requires_grad_(False)
@@ -295,69 +188,6 @@ class KeypointRCNNTopDown:
             image = np.zeros((64, 64, 3), np.uint8)
             box = np.array([[8.0, 8.0, 56.0, 56.0]], np.float32)
             self.infer_keypoints([image], [box])
-
-    def _build_coco_v1(self, kwargs: dict[str, Any]) -> Any:
-        from torchvision.models.detection import KeypointRCNN_ResNet50_FPN_Weights, keypointrcnn_resnet50_fpn
-
-        enum = KeypointRCNN_ResNet50_FPN_Weights.COCO_V1
-        expected_k = len(enum.meta["keypoint_names"])
-        if self.num_keypoints != expected_k:
-            msg = f"weights COCO_V1 have {expected_k} keypoints, but num_keypoints={self.num_keypoints}"
-            raise ModelError(msg)
-        cache = coco_v1_checkpoint_path()
-        hint = (
-            f"Download {enum.url} and put it at {cache} (torch.hub.get_dir()/checkpoints, honours TORCH_HOME), "
-            "or use a local state-dict file: model.keypoint_weights=/path/to/keypointrcnn.pth"
-        )
-        if not cache.is_file():
-            reason = _unreachable(enum.url)
-            if reason is not None:
-                msg = f"Keypoint R-CNN weights COCO_V1 are not in the torch hub cache and {reason}. {hint}"
-                raise ModelError(msg)
-            log.info("downloading Keypoint R-CNN COCO_V1 weights from %s to %s", enum.url, cache)
-        try:
-            return keypointrcnn_resnet50_fpn(weights=enum, progress=False, **kwargs)
-        except Exception as exc:  # a corrupt cache file can make the unpickler raise anything
-            msg = f"cannot load Keypoint R-CNN weights COCO_V1: {_one_line(exc)}. {hint}"
-            raise ModelError(msg) from exc
-
-    def _build_from_state_dict(self, path: Path, kwargs: dict[str, Any]) -> Any:
-        import torch
-        from torchvision.models.detection import KeypointRCNN_ResNet50_FPN_Weights, keypointrcnn_resnet50_fpn
-
-        if not path.is_file():
-            msg = (
-                f"Keypoint R-CNN state-dict file not found: {path} (resolved: {path.resolve()}); "
-                f"set model.keypoint_weights to an existing .pth file or to {COCO_V1}"
-            )
-            raise ModelError(msg)
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # the unpickler raises anything (KeyError on a text file) for garbage
-            msg = (
-                f"cannot read {path} as a state dict with torch.load(weights_only=True): {_one_line(exc)}. "
-                "Save it with torch.save(model.state_dict(), path)"
-            )
-            raise ModelError(msg) from exc
-        # torchvision's reference training scripts save {"model": state_dict, "optimizer": ...}.
-        if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
-            state = state["model"]
-        if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            msg = f"{path} does not hold a state dict (a mapping of parameter names to tensors)"
-            raise ModelError(msg)
-        model = keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None, **kwargs)
-        if not any(key.endswith("num_batches_tracked") for key in state):
-            # Saved from a FrozenBatchNorm2d model, as torchvision builds every model with trained
-            # weights (its COCO files included): rebuild that way; COCO_V1 also has eps = 0.
-            coco_v1_name = Path(urlparse(KeypointRCNN_ResNet50_FPN_Weights.COCO_V1.url).path).name
-            _freeze_batchnorm(model, eps=0.0 if path.name == coco_v1_name else 1e-5)
-        problems = _state_dict_mismatch(model.state_dict(), state)
-        if problems:
-            target = f"keypointrcnn_resnet50_fpn(num_keypoints={self.num_keypoints})"
-            msg = f"state dict {path} does not fit {target}: {problems}"
-            raise ModelError(msg)
-        model.load_state_dict(state)
-        return model
 
     # ------------------------------------------------------------------ inference
 
@@ -574,21 +404,14 @@ def _validate_inputs(images: list[np.ndarray], boxes: list[np.ndarray]) -> list[
         raise ValueError(msg)
     out = []
     for i, (image, image_boxes) in enumerate(zip(images, boxes, strict=True)):
-        if not isinstance(image, np.ndarray):
-            msg = f"images[{i}] must be a numpy.ndarray, got {type(image).__name__}"
-            raise TypeError(msg)
-        if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
-            msg = f"images[{i}] must have shape (H, W, 3), got {image.shape}"
-            raise ValueError(msg)
-        if image.dtype != np.uint8:
-            msg = f"images[{i}] must have dtype uint8, got {image.dtype}"
+        check_array(f"images[{i}]", image, ("H", "W", 3), np.uint8)
+        if image.shape[0] < 1 or image.shape[1] < 1:
+            msg = f"`images[{i}]` must have shape (H, W, 3) with H, W >= 1, got {image.shape}"
             raise ValueError(msg)
         arr = np.asarray(image_boxes)
         if arr.size == 0:
             arr = arr.reshape(0, 4)
-        if arr.ndim != 2 or arr.shape[1] != 4:
-            msg = f"boxes[{i}] must have shape (N, 4), got {arr.shape}"
-            raise ValueError(msg)
+        check_array(f"boxes[{i}]", arr, ("N", 4))
         arr = np.ascontiguousarray(arr, dtype=np.float32)
         if not np.isfinite(arr).all():
             msg = f"boxes[{i}] must be finite, got {arr[~np.isfinite(arr).all(axis=1)][:1].tolist()}"
@@ -599,22 +422,6 @@ def _validate_inputs(images: list[np.ndarray], boxes: list[np.ndarray]) -> list[
             raise ValueError(msg)
         out.append(arr)
     return out
-
-
-def dependency_matrices(logits: torch.Tensor) -> torch.Tensor:
-    """Keypoint Dependency Matrices ``[N, K, K]`` of heatmap logits ``[N, K, S, S]``, on their device.
-
-    Thesis §6.1: each map is made a probability map by a spatial softmax (DESIGN §4), flattened, and
-    the cosine similarity of every pair is one batched matmul; values are clipped to [0, 1] and the
-    diagonal is exactly 1, as :func:`engine.analytics.cosine_similarity_matrix` does on the CPU.
-    """
-    import torch
-
-    probs = torch.softmax(logits.flatten(2).float(), dim=-1)
-    unit = torch.nn.functional.normalize(probs, dim=-1)
-    sim = (unit @ unit.transpose(1, 2)).clamp_(0.0, 1.0)
-    sim.diagonal(dim1=1, dim2=2).fill_(1.0)
-    return sim
 
 
 def _pack(
@@ -643,56 +450,4 @@ def _no_person(num_keypoints: int) -> tuple[np.ndarray, ...]:
     )
 
 
-def _state_dict_mismatch(expected: Mapping[str, Any], given: Mapping[str, Any], examples: int = 2) -> str:
-    """Describe how ``given`` differs from the model's ``expected`` state dict; ``""`` when it fits.
-
-    Counts missing keys, unexpected keys and shape mismatches, each with the first ``examples``
-    names (shapes as ``file [..] vs model [..]``), so that a wrong file is recognisable at a glance.
-    """
-    missing = [k for k in expected if k not in given]
-    unexpected = [k for k in given if k not in expected]
-    shapes = [
-        f"{k}: file {list(given[k].shape)} vs model {list(expected[k].shape)}"
-        for k in expected
-        if k in given and tuple(given[k].shape) != tuple(expected[k].shape)
-    ]
-    parts = []
-    for what, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
-        if items:
-            shown = ", ".join(items[:examples]) + (", ..." if len(items) > examples else "")
-            parts.append(f"{len(items)} {what} ({shown})")
-    return "; ".join(parts)
-
-
-def _freeze_batchnorm(model: Any, *, eps: float) -> None:
-    """Replace every ``nn.BatchNorm2d`` by torchvision's ``FrozenBatchNorm2d`` with ``eps``, in place."""
-    from torch import nn
-    from torchvision.ops.misc import FrozenBatchNorm2d
-
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, nn.BatchNorm2d):
-                setattr(parent, name, FrozenBatchNorm2d(child.num_features, eps=eps))
-
-
-def _unreachable(url: str) -> str | None:
-    """Why ``url``'s host cannot be reached within :data:`CONNECT_TIMEOUT_S`, or ``None`` if it can.
-
-    A quick TCP connect so that an offline machine fails in milliseconds instead of hanging in
-    ``urlopen`` (which torch.hub calls without a timeout). Skipped when a proxy is configured.
-    """
-    parsed = urlparse(url)
-    if parsed.hostname is None or urllib.request.getproxies().get(parsed.scheme):
-        return None
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parsed.hostname, port), timeout=CONNECT_TIMEOUT_S):
-            return None
-    except OSError as exc:
-        return f"{parsed.hostname}:{port} is unreachable ({_one_line(exc)})"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{exc.__class__.__name__}: {text[0] if text else ''}"
 

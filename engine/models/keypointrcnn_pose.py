@@ -11,9 +11,9 @@ import numpy as np
 
 from engine.config import ModelConfig
 from engine.models.base import KeypointModel
-from engine.models.keypointrcnn import KeypointHeatmaps, KeypointRCNNTopDown
+from engine.models.keypointrcnn import KeypointRCNNTopDown
 from engine.models.ultralytics_pose import UltralyticsPose
-from engine.types import Persons
+from engine.types import KeypointHeatmaps, Persons
 
 
 class KeypointRCNNPose(KeypointModel):
