@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union, get_args, get_o
 import numpy as np
 
 from engine.errors import WireFormatError
-from engine.types import NUM_KEYPOINTS
+from engine.types import NUM_KEYPOINTS, check_array, shape_text
 
 if TYPE_CHECKING:
     from engine.analytics import AnalyticsUpdate, WristFit
@@ -111,7 +111,7 @@ class ArraySpec:
 
     def shape_text(self) -> str:
         """The shape as text, e.g. ``(N, 4)``."""
-        return "(" + ", ".join(str(s) for s in self.shape) + ("," if len(self.shape) == 1 else "") + ")"
+        return shape_text(self.shape)
 
 
 def array_field(*shape: int | str, dtype: type | str, optional: bool = False) -> Any:
@@ -387,28 +387,16 @@ class Message:
 
 
 def _check_array_field(name: str, value: Any, spec: ArraySpec, dims: dict[str, int]) -> None:
+    """:func:`engine.types.check_array` of one array field, its errors as :class:`WireFormatError`."""
     if value is None:
         if spec.optional:
             return
         msg = f"`{name}` must be an array of shape {spec.shape_text()}, got None"
         raise WireFormatError(msg)
-    if not isinstance(value, np.ndarray):
-        msg = f"`{name}` must be a numpy.ndarray, got {type(value).__name__}"
-        raise WireFormatError(msg)
-    if value.dtype != spec.dtype:
-        msg = f"`{name}` must have dtype {spec.dtype}, got {value.dtype}"
-        raise WireFormatError(msg)
-    ok = value.ndim == len(spec.shape)
-    if ok:
-        for want, got in zip(spec.shape, value.shape, strict=True):
-            if isinstance(want, str):
-                want = dims.setdefault(want, got)
-            if want != got:
-                ok = False
-    if not ok:
-        bound = "(" + ", ".join(str(dims.get(s, s)) if isinstance(s, str) else str(s) for s in spec.shape) + ")"
-        msg = f"`{name}` must have shape {spec.shape_text()} = {bound}, got {value.shape}"
-        raise WireFormatError(msg)
+    try:
+        check_array(name, value, spec.shape, spec.dtype, dims=dims)
+    except (TypeError, ValueError) as exc:
+        raise WireFormatError(str(exc)) from None
 
 
 def _plain(value: Any) -> Any:

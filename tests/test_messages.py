@@ -105,7 +105,7 @@ def test_inline_run_messages_survive_the_wire_and_json() -> None:
 
 def test_pose_arrays_are_validated_with_named_shapes() -> None:
     good = make_pose()
-    with pytest.raises(WireFormatError, match=r"`persons_track_id` must have shape \(N,\) = \(2\), got \(3,\)"):
+    with pytest.raises(WireFormatError, match=r"`persons_track_id` must have shape \(N,\) = \(2,\), got \(3,\)"):
         replace(good, persons_track_id=np.zeros(3, np.int64))
     with pytest.raises(WireFormatError, match="`keypoints_xy` must have dtype float32, got float64"):
         replace(good, keypoints_xy=good.keypoints_xy.astype(np.float64))
