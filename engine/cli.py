@@ -22,19 +22,24 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from engine.config import Config, load_config
 from engine.errors import BatsightError, ConfigError, PluginError
-from engine.plugins import MODELS, SINKS, load
+from engine.plugins import SINKS, OfflineReport, SinkPlugin, load
 
 log = logging.getLogger("batsight")
 
 
-def _sink_from_spec(spec: str) -> Any:
+def _sink_from_spec(spec: str) -> SinkPlugin:
     """Create a sink plugin from ``NAME[:ARG]`` via the plugin's own ``from_spec``.
 
     Raises:
-        PluginError: unknown sink name (lists the available ones).
+        PluginError: unknown sink name (lists the available ones), or no sink class.
         SinkError: bad options.
     """
-    return load(SINKS, spec.partition(":")[0].strip()).from_spec(spec)
+    return _sink_class(spec.partition(":")[0].strip()).from_spec(spec)
+
+
+def _sink_class(name: str) -> type[SinkPlugin]:
+    """The sink class registered as ``name`` in ``batsight.sinks``, checked against :class:`SinkPlugin`."""
+    return load(SINKS, name, SinkPlugin)  # type: ignore[type-abstract]  # a protocol as the contract (mypy#4717)
 
 
 def _positive_int(text: str) -> int:
@@ -113,13 +118,13 @@ def _print_summary(summary: Any, out: Any = None) -> None:
         head = f"batsight: no frames in {summary.run_s:.1f} s of running"
     lines = [f"{head}, dropped {summary.dropped}, corrupt {summary.corrupt}"]
     for source_id, st in summary.per_source.items():
-        pct = f"{100.0 * st['batter_frames'] / st['frames']:.1f}%" if st["frames"] else "-"
+        pct = f"{100.0 * st.batter_frames / st.frames:.1f}%" if st.frames else "-"
         line = (
-            f"  {source_id}: {st['frames']} frames, batter found {pct}, shots {st['shots']}, "
-            f"dropped {st['dropped']}, corrupt {st['corrupt']}"
+            f"  {source_id}: {st.frames} frames, batter found {pct}, shots {st.shots}, "
+            f"dropped {st.dropped}, corrupt {st.corrupt}"
         )
-        if st["error"]:
-            line += f", error: {st['error']}"
+        if st.error:
+            line += f", error: {st.error}"
         lines.append(line)
     out.write("\n".join(lines) + "\n")
     out.flush()
@@ -127,7 +132,7 @@ def _print_summary(summary: Any, out: Any = None) -> None:
 
 def run_pipeline(
     config: Config,
-    sinks: list[tuple[str, Any]],
+    sinks: list[tuple[str, SinkPlugin]],
     progress: bool = False,
     install_signals: bool = False,
 ) -> tuple[Any, list[str]]:
@@ -144,6 +149,7 @@ def run_pipeline(
         BatsightError: bad source spec, missing weights, publisher bind failure, a sink that cannot
             open, or a failed stage.
     """
+    from engine.models.base import load_model_class
     from engine.pipeline import Pipeline
     from engine.sources import build_sources
 
@@ -151,7 +157,7 @@ def run_pipeline(
     if install_signals:
         _install_signal_handlers(stop)
     sources = build_sources(list(config.sources), config.source)
-    model = load(MODELS, config.model.name).from_config(config.model)
+    model = load_model_class(config.model.name).from_config(config.model)
     pipeline = Pipeline(config, sources, model)
     pipeline.publisher.open()  # a taken port or a bad certificate fails now, not after the model loads
     source_ids = {s.source_id for s in sources}
@@ -160,7 +166,7 @@ def run_pipeline(
         for name, sink in sinks:  # each returns once its sink opened, or raises: refused before any frame
             threads.append(
                 sink.run_in_thread(
-                    config.publisher.endpoint,
+                    pipeline.publisher.endpoint,  # the bound one: `tcp://127.0.0.1:*` gets its port
                     expected_sources=source_ids,
                     curve=pipeline.publisher.client_curve(),
                     on_error=config.sink_error_policies.get(name, config.sink_error_policy),
@@ -218,8 +224,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config, sinks, progress=config.progress and not args.no_progress, install_signals=True
     )
     # With a sink writing to stdout (`jsonl:-`, `jsonl:path=-`), stdout carries data: the summary goes to stderr.
-    _print_summary(summary, sys.stderr if any(sink.writes_stdout for _, sink in sinks) else sys.stdout)
-    failed = {sid: st["error"] for sid, st in summary.per_source.items() if st["error"]}
+    writes_stdout = any(getattr(sink, "writes_stdout", False) for _, sink in sinks)
+    _print_summary(summary, sys.stderr if writes_stdout else sys.stdout)
+    failed = {sid: st.error for sid, st in summary.per_source.items() if st.error}
     for source_id, error in failed.items():
         sys.stderr.write(f"batsight: error: source {source_id}: {error}\n")
     for error in sink_errors:
@@ -229,7 +236,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_sink(args: argparse.Namespace) -> int:
     options = _parse_options(args.option or [])
-    cls = load(SINKS, args.name)
+    cls = _sink_class(args.name)
     if args.path is not None:
         primary = getattr(cls, "primary_option", None)
         if primary is None:
@@ -251,7 +258,7 @@ def _cmd_sink(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     # The report sink's offline entry point, found through the plugin (the engine never imports sinks).
-    report_cls = load(SINKS, "report")
+    report_cls = load(SINKS, "report", OfflineReport)  # type: ignore[type-abstract]  # see _sink_class
     paths = report_cls.report_files(args.files, args.out, video=args.video, labels=args.label, dpi=args.dpi)
     for path in paths:
         sys.stdout.write(f"{path}\n")

@@ -1,18 +1,28 @@
 """Typed configuration (pydantic v2), loaded from YAML and ``--set key=value`` overrides.
 
-Every key, its unit and default is documented in ``configs/default.yaml``; the models below are the
-single source of truth and ``tests/test_config.py`` checks that the YAML file and the models agree.
-Unknown keys and bad values are refused before anything starts, with the dotted path of the key.
+Every key, its unit and default is documented in ``configs/default.yaml``; the models below (and
+the options that model backends declare, :class:`BackendOptions`) are the single source of truth and
+``tests/test_config.py`` checks that the YAML file and the models agree. Unknown keys and bad values
+are refused before anything starts, with the dotted path of the key.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from engine.errors import ConfigError
 from engine.types import KEYPOINT_INDEX
@@ -58,8 +68,25 @@ class SourceConfig(_Strict):
         return value
 
 
-class ModelConfig(_Strict):
-    """Detector + keypoint model."""
+class ModelConfig(BaseModel):
+    """Detector + keypoint model: the keys every built-in backend reads, plus each backend's own keys.
+
+    The fields below are shared: both built-in backends read them (``keypointrcnn`` through its YOLO
+    detector). A key that only one backend reads is declared by that backend
+    (:attr:`engine.models.base.KeypointModel.options`, e.g. ``keypointrcnn``'s ``keypoint_*``) and is
+    still written flat in this section (``model.keypoint_weights=...``). Validation asks every
+    installed ``batsight.models`` backend for its declared keys: a key that none declares is refused
+    (``model.<key>: unknown key``); a given key is validated by every backend that declares it,
+    whichever backend ``name`` selects (so a config file stays valid, and stays checked, when
+    ``name`` changes); every declared key missing from the input gets its default. The backend keys
+    live in pydantic's extra fields: ``model_dump()`` lists them and ``config.keypoint_weights``
+    reads them, but typed access is ``Backend.options.from_model_config(config)``.
+
+    Raises (through :func:`load_config`):
+        PluginError: an installed model backend cannot be imported (its keys cannot be checked).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     name: str = Field("ultralytics", description="keypoint backend (entry point in batsight.models)")
     weights: str = Field("yolo11n-pose.pt", description="weights file name or path")
@@ -69,10 +96,27 @@ class ModelConfig(_Strict):
     iou: float = Field(0.7, ge=0.0, le=1.0, description="NMS IoU threshold")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     half: Literal["auto", True, False] = Field("auto", description="fp16 (auto = on CUDA only)")
-    keypoint_weights: str = Field("COCO_V1", description="keypointrcnn: COCO_V1 or a state-dict path")
-    keypoint_mode: Literal["topdown", "full"] = Field("topdown", description="keypointrcnn: head on boxes | crop")
-    keypoint_min_size: int = Field(800, ge=32, description="keypointrcnn: short image side after resize, px")
-    keypoint_max_size: int = Field(1333, ge=32, description="keypointrcnn: long-side cap of the resize, px")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _backend_keys(cls, data: Any, handler: ModelWrapValidatorHandler[ModelConfig]) -> ModelConfig:
+        """Validate the shared fields and the backend keys, reporting the errors of both together."""
+        if not isinstance(data, dict):
+            return handler(data)
+        shared = {key: value for key, value in data.items() if key in cls.model_fields}
+        own = {key: value for key, value in data.items() if key not in cls.model_fields}
+        errors: list[Any] = []
+        try:
+            backend = _backend_values(data.get("name", cls.model_fields["name"].default), own)
+        except ValidationError as exc:
+            errors, backend = _init_errors(exc), {}
+        try:
+            model = handler({**shared, **backend})
+        except ValidationError as exc:
+            errors = _init_errors(exc) + errors
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return model
 
     @field_validator("imgsz")
     @classmethod
@@ -89,6 +133,77 @@ class ModelConfig(_Strict):
             msg = f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {value!r}"
             raise ValueError(msg)
         return value
+
+
+_Options = TypeVar("_Options", bound="BackendOptions")
+
+
+def _init_errors(exc: ValidationError) -> list[Any]:
+    """The errors of ``exc`` in the form ``ValidationError.from_exception_data`` takes back."""
+    return [{"type": e["type"], "loc": e["loc"], "input": e["input"], "ctx": e.get("ctx", {})} for e in exc.errors()]
+
+
+class BackendOptions(_Strict):
+    """Base class of a model backend's own keys in the flat ``model:`` section.
+
+    Subclass it with one pydantic field per key (default, bounds, a ``description`` with the unit)
+    and set it as the backend's :attr:`~engine.models.base.KeypointModel.options`; the user writes
+    ``model.<field>`` in config files and ``--set``. Field names must differ from the shared keys of
+    :class:`ModelConfig`. Config loading validates the keys and fills their defaults
+    (:class:`ModelConfig`); the backend reads them typed with :meth:`from_model_config`.
+    """
+
+    @classmethod
+    def from_model_config(cls: type[_Options], config: ModelConfig) -> _Options:
+        """This backend's options out of ``config`` (its keys; defaults for the missing ones).
+
+        Raises:
+            ConfigError: a value is invalid (possible when ``config`` was built without this backend
+                installed); the message names the key as ``model.<key>``.
+        """
+        extra = config.model_extra or {}
+        try:
+            return cls.model_validate({key: extra[key] for key in cls.model_fields if key in extra})
+        except ValidationError as exc:
+            raise ConfigError(_format_validation_error(exc, prefix="model.")) from None
+
+
+def _backend_values(selected: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """Validate the non-shared ``model.*`` keys against the options of every installed backend.
+
+    Args:
+        selected: The ``name`` given (validated later); its backend's values and defaults come first
+            when two backends declare one key.
+        given: The keys of the section that are not :class:`ModelConfig` fields.
+
+    Returns:
+        Every key declared by an installed backend, with its validated value or default.
+
+    Raises:
+        ValidationError: a key no backend declares (``extra_forbidden``), or an invalid value (the
+            error of the first declaring backend; pydantic nests its location under ``model``).
+        PluginError: an installed backend cannot be imported.
+    """
+    from engine.models.base import load_model_class
+    from engine.plugins import MODELS, names
+
+    registered = names(MODELS)
+    if not registered:  # not installed: nothing to check against (as for sink_error_policies)
+        return given
+    ordered = sorted(registered, key=lambda name: name != selected)  # the selected backend first
+    options = [o for o in (load_model_class(name).options for name in ordered) if o is not None]
+    declared = {key for o in options for key in o.model_fields}
+    unknown = [key for key in given if key not in declared]
+    if unknown:
+        errors: list[Any] = [{"type": "extra_forbidden", "loc": (key,), "input": given[key]} for key in unknown]
+        raise ValidationError.from_exception_data(ModelConfig.__name__, errors)
+    values: dict[str, Any] = {}
+    for option in options:
+        validated = option.model_validate({key: value for key, value in given.items() if key in option.model_fields})
+        for key, value in validated.model_dump().items():
+            if key not in ModelConfig.model_fields:  # a backend may not redefine a shared key
+                values.setdefault(key, value)
+    return values
 
 
 class BatchConfig(_Strict):
@@ -258,10 +373,11 @@ class Config(_Strict):
         return self
 
 
-def _format_validation_error(exc: ValidationError) -> str:
+def _format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """One line naming every offending key by its dotted path (``prefix`` + path in ``exc``)."""
     parts = []
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "<root>"
+        path = prefix + ".".join(str(p) for p in err["loc"]) or "<root>"
         text = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             text = "unknown key"

@@ -23,7 +23,7 @@ from engine.models.base import KeypointModel
 from engine.publisher import Publisher
 from engine.shots import ShotClassifier
 from engine.sources import Source
-from engine.stats import RunSummary, SourceSummary
+from engine.stats import RunSummary, SourceStats, SourceSummary
 from engine.steps import SourceState, health_message, refine_batters
 from engine.types import EndOfStream, Frame, Persons, PoseResult
 
@@ -136,7 +136,7 @@ class Pipeline:
         self._states = {r.source_id: SourceState(r.source, r, self.config, classifier) for r in self.readers}
 
     @property
-    def stats(self) -> dict[str, object]:
+    def stats(self) -> dict[str, SourceStats]:
         """``{source_id: SourceStats}`` counters of every source (read-only use)."""
         return {sid: state.stats for sid, state in self._states.items()}
 

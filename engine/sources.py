@@ -1,7 +1,9 @@
 """The source contract, and how a source spec on the command line becomes a source plugin.
 
-Source plugins live in ``stream/`` and are found by name in the ``batsight.sources`` entry-point
-group; the engine never imports ``stream`` itself.
+Source plugins live in ``stream/`` (or in any installed package) and are found in the
+``batsight.sources`` entry-point group; the engine never imports ``stream`` itself. Which plugin
+reads a spec is decided by the plugins: each says how specifically it claims the spec
+(:meth:`Source.claims`) and the highest claim wins (:func:`source_plugin`).
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from engine.config import SOURCE_ID_RE, SourceConfig
-from engine.errors import ConfigError
-from engine.plugins import SOURCES, load
+from engine.errors import ConfigError, PluginError
+from engine.plugins import SOURCES, load, names
 from engine.types import Frame
 
-_URL_RE = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp|srt)://", re.IGNORECASE)
+#: A URL scheme (RFC 3986 ``scheme "://"``): such a spec is never read as ``ID=SPEC``, whatever its ``=``.
+_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _ID_PREFIX_RE = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
 
 
@@ -56,6 +59,28 @@ class Source(ABC):
         return None
 
     @classmethod
+    def claims(cls, spec: str) -> int:
+        """How specifically this plugin recognises ``spec``: ``0`` = not mine, higher = more specific.
+
+        The engine asks every registered ``batsight.sources`` plugin about each command-line spec
+        (the part after ``ID=``) and builds the source with the plugin of the highest claim
+        (:func:`source_plugin`); a tie at the top, or no claim above 0, is a
+        :class:`~engine.errors.ConfigError`. Scale used by the built-in plugins: ``100`` for an
+        exact name (``default``), ``10`` for a URL scheme or device pattern (``rtsp://...``,
+        ``/dev/videoN``), ``1`` for the catch-all (``file``: any other text is a path). A plugin
+        for its own scheme (``synth://``) claims ``10``; claim more only to take specs from another
+        plugin on purpose.
+
+        Called on the main thread before any source opens, for every spec and every plugin: it must
+        be cheap and look at the text only (no file or network access) and must not raise.
+
+        Returns:
+            An ``int >= 0``. This default claims nothing, so a plugin that does not override it is
+            never chosen from a spec.
+        """
+        return 0
+
+    @classmethod
     @abstractmethod
     def from_spec(cls, spec: str, source_id: str, config: SourceConfig) -> Source:
         """Build the source from its command-line spec (path, URL, device) without opening it."""
@@ -73,19 +98,56 @@ class Source(ABC):
         """Release the input; safe to call twice and from another thread."""
 
 
-def source_kind(spec: str) -> str:
-    """Return the ``batsight.sources`` plugin name for a spec.
+def load_source_class(name: str) -> type[Source]:
+    """The :class:`Source` subclass registered as ``name`` in ``batsight.sources``.
 
-    ``default`` -> ``default``; ``rtsp://``, ``http(s)://`` ... -> ``url``; ``/dev/videoN`` ->
-    ``webcam``; anything else -> ``file``.
+    Raises:
+        PluginError: ``name`` is not registered, cannot be imported, or is no ``Source`` subclass.
     """
-    if spec == "default":
-        return "default"
-    if _URL_RE.match(spec):
-        return "url"
-    if re.fullmatch(r"/dev/video\d+", spec):
-        return "webcam"
-    return "file"
+    return load(SOURCES, name, Source)  # type: ignore[type-abstract]  # an ABC as the contract (mypy#4717)
+
+
+def source_plugin(spec: str) -> tuple[str, type[Source]]:
+    """The ``batsight.sources`` plugin that claims ``spec`` most specifically (:meth:`Source.claims`).
+
+    Every registered plugin is asked; the highest claim wins. With the built-in plugins:
+    ``default`` -> ``default`` (100); ``rtsp://``, ``http(s)://`` ... -> ``url`` (10);
+    ``/dev/videoN`` -> ``webcam`` (10); anything else -> ``file`` (1).
+
+    Args:
+        spec: The source spec without its ``ID=`` prefix.
+
+    Returns:
+        The plugin's registered name and its class.
+
+    Raises:
+        ConfigError: no plugin claims ``spec`` (the message lists the plugins), or two or more share
+            the highest claim (the message names them).
+        PluginError: no source plugin is registered, a plugin cannot be imported or is no
+            :class:`Source`, or its ``claims`` returns something other than an ``int >= 0``.
+    """
+    available = names(SOURCES)
+    if not available:
+        msg = "no source plugins are registered (group batsight.sources): is batsight installed (pip install -e .)?"
+        raise PluginError(msg)
+    classes: dict[str, type[Source]] = {}
+    claims: dict[str, int] = {}
+    for name in available:
+        cls = load_source_class(name)
+        claim = cls.claims(spec)
+        if isinstance(claim, bool) or not isinstance(claim, int) or claim < 0:
+            msg = f"source plugin {name!r}: claims({spec!r}) must return an int >= 0, got {claim!r}"
+            raise PluginError(msg)
+        classes[name], claims[name] = cls, claim
+    top = max(claims.values())
+    if top == 0:
+        msg = f"no source plugin claims {spec!r} (installed: {', '.join(available)})"
+        raise ConfigError(msg)
+    winners = [name for name in available if claims[name] == top]
+    if len(winners) > 1:
+        msg = f"source {spec!r} is claimed equally ({top}) by source plugins {' and '.join(map(repr, winners))}"
+        raise ConfigError(msg)
+    return winners[0], classes[winners[0]]
 
 
 def _default_id(spec: str, kind: str, index: int) -> str:
@@ -126,13 +188,17 @@ def _refuse_malformed_id(raw: str) -> None:
 def build_sources(specs: list[str], config: SourceConfig) -> list[Source]:
     """Turn command-line / config specs into unopened sources with unique ids.
 
-    A spec may carry its id as ``ID=SPEC`` (``cam1=rtsp://...``); otherwise the id is the file stem,
-    the device name, ``streamN`` for URLs, or ``default``. Repeated derived ids get ``_2``, ``_3`` ...
+    A spec may carry its id as ``ID=SPEC`` (``cam1=rtsp://...``); a spec starting with a URL scheme
+    (``name://``) never does. The plugin for each spec is the one that claims it most specifically
+    (:func:`source_plugin`). Without an explicit id, the id is the file stem (plugin ``file``), the
+    device name (``webcam``), ``default`` (``default``), or ``streamN`` (any other plugin, N the
+    spec's position). Repeated derived ids get ``_2``, ``_3`` ...
 
     Raises:
         ConfigError: an explicit id that is not ``[A-Za-z0-9_.-]+``, or given twice; ``ID=`` with
-            nothing after it; a spec with ``=`` whose prefix is no valid id and that names no file.
-        PluginError: the plugin for the spec's kind is not installed.
+            nothing after it; a spec with ``=`` whose prefix is no valid id and that names no file;
+            a spec that no plugin claims, or that two plugins claim equally.
+        PluginError: no source plugin is installed, or one cannot be imported or answers badly.
     """
     sources: list[Source] = []
     seen: dict[str, int] = {}
@@ -143,7 +209,7 @@ def build_sources(specs: list[str], config: SourceConfig) -> list[Source]:
         else:
             source_id, spec = None, raw
             _refuse_malformed_id(raw)
-        kind = source_kind(spec)
+        kind, cls = source_plugin(spec)
         explicit = source_id is not None
         if source_id is None:
             source_id = _default_id(spec, kind, index)
@@ -158,6 +224,5 @@ def build_sources(specs: list[str], config: SourceConfig) -> list[Source]:
             source_id = f"{source_id}_{seen[source_id]}"
         else:
             seen[source_id] = 1
-        cls = load(SOURCES, kind)
         sources.append(cls.from_spec(spec, source_id, config))
     return sources

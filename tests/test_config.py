@@ -107,3 +107,56 @@ def test_presets_load_and_differ_from_the_defaults_only_where_they_say(preset):
             assert dumped[section] == values
     untouched = {k for k in defaults if k not in raw}
     assert all(dumped[k] == defaults[k] for k in untouched)
+
+
+# -- model backend options: declared by each backend, written flat under model. ------------------
+
+
+def test_backend_keys_get_their_defaults_and_stay_flat():
+    from engine.models.keypointrcnn_pose import KeypointRCNNOptions
+
+    model = Config().model
+    assert model.model_extra == KeypointRCNNOptions().model_dump()  # only what a backend declares
+    assert set(type(model).model_fields) == {"name", "weights", "weights_dir", "imgsz", "conf", "iou", "device", "half"}
+    config = load_config(None, ["model.keypoint_min_size=480", "model.keypoint_mode=full"])
+    options = KeypointRCNNOptions.from_model_config(config.model)
+    assert (options.keypoint_min_size, options.keypoint_mode, options.keypoint_max_size) == (480, "full", 1333)
+    assert config.model.keypoint_min_size == 480  # the flat attribute, as before
+
+
+@pytest.mark.parametrize("name", ["ultralytics", "keypointrcnn"])
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        (["model.keypoint_mode=crop"], "model.keypoint_mode: Input should be 'topdown' or 'full' (got 'crop')"),
+        (["model.keypoint_min_size=8"], "model.keypoint_min_size: Input should be greater than or equal to 32"),
+        (["model.keypoint_weigths=x.pth"], "model.keypoint_weigths: unknown key"),
+        (
+            ["model.imgsz=100", "model.keypoint_max_size=1"],
+            "model.imgsz: must be a multiple of 32, got 100; model.keypoint_max_size: Input should be",
+        ),
+    ],
+)
+def test_backend_keys_are_checked_whichever_backend_is_selected(name, overrides, fragment):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [f"model.name={name}", *overrides])
+    assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_backend_options_name_the_dotted_key_when_given_an_unchecked_config():
+    from engine.config import ModelConfig
+    from engine.models.keypointrcnn_pose import KeypointRCNNOptions
+
+    unchecked = ModelConfig.model_construct(keypoint_mode="crop")  # as built without the backend installed
+    expected = r"^invalid config: model\.keypoint_mode: Input should be 'topdown' or 'full'"
+    with pytest.raises(ConfigError, match=expected):
+        KeypointRCNNOptions.from_model_config(unchecked)
+
+
+def test_a_model_config_instance_is_accepted_as_it_is():
+    from engine.config import ModelConfig
+
+    model = ModelConfig(device="cpu", keypoint_mode="full")
+    assert Config(model=model).model is model
+    assert model.model_dump()["keypoint_mode"] == "full" and model.model_dump()["keypoint_weights"] == "COCO_V1"

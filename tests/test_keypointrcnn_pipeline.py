@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from engine.config import ModelConfig
+from engine.models.base import KeypointModel
 from engine.models.keypointrcnn import KeypointRCNNTopDown
 from engine.models.keypointrcnn_pose import KeypointRCNNPose
 from engine.plugins import MODELS, load
@@ -15,7 +16,7 @@ from tests.test_pipeline import _by, _run
 
 
 def test_plugin_is_registered_and_built_from_config():
-    cls = load(MODELS, "keypointrcnn")
+    cls = load(MODELS, "keypointrcnn", KeypointModel)  # type: ignore[type-abstract]
     model = cls.from_config(ModelConfig(keypoint_weights="nothere.pth", keypoint_mode="full", keypoint_min_size=320))
     assert model.heatmap_source == "model"
     assert model.keypoint_model.mode == "full" and model.keypoint_model.min_size == 320

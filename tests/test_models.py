@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -168,3 +169,35 @@ def test_track_ids_do_not_repeat_after_a_reset():
     tracker.reset()
     after = [tracker.update(_persons(boxes, [-1, -1])).track_id.tolist() for _ in range(5)][-1]
     assert sorted(before) == [1, 2] and sorted(after) == [3, 4]
+
+
+def test_the_contract_declares_refinement_and_the_default_backend_does_not_refine():
+    from engine.models.base import KeypointModel
+    from engine.testing import FakeKeypointModel
+
+    image = np.zeros((48, 64, 3), np.uint8)
+    box = np.array([[8, 8, 40, 40]], np.float32)
+    assert FakeKeypointModel().refine([image], [box]) is None
+    assert UltralyticsPose.from_config(ModelConfig(device="cpu")).refine([image], [box]) is None  # before build, too
+    assert UltralyticsPose.refine is KeypointModel.refine and UltralyticsPose.options is None
+
+
+def test_keypointrcnn_backend_reads_its_own_options(tmp_path):
+    from engine.models.keypointrcnn import COCO_V1
+    from engine.models.keypointrcnn_pose import KeypointRCNNOptions, KeypointRCNNPose
+
+    assert KeypointRCNNPose.options is KeypointRCNNOptions
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "mine.pth").write_bytes(b"")
+    config = ModelConfig(
+        keypoint_weights="mine.pth", weights_dir=str(tmp_path / "w"), keypoint_mode="full", keypoint_max_size=900,
+        device="cpu",
+    )
+    model = KeypointRCNNPose.from_config(config)
+    runner = model.keypoint_model
+    expected = (tmp_path / "w" / "mine.pth", "full", 800, 900)
+    assert (runner.weights, runner.mode, runner.min_size, runner.max_size) == expected
+    assert runner.requested_device == "cpu" and isinstance(model.detector, UltralyticsPose)
+    assert KeypointRCNNPose.from_config(ModelConfig()).keypoint_model.weights == COCO_V1
+    gone = KeypointRCNNPose.from_config(ModelConfig(keypoint_weights="gone.pth"))
+    assert gone.keypoint_model.weights == Path("gone.pth")

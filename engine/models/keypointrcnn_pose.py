@@ -7,13 +7,42 @@ keypoint logits ``[17, 56, 56]`` become the heatmaps of the analytics (``heatmap
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
+from typing import Literal
 
-from engine.config import ModelConfig
+import numpy as np
+from pydantic import Field
+
+from engine.config import BackendOptions, ModelConfig
 from engine.models.base import KeypointModel
-from engine.models.keypointrcnn import KeypointRCNNTopDown
+from engine.models.keypointrcnn import COCO_V1, KeypointRCNNTopDown
 from engine.models.ultralytics_pose import UltralyticsPose
 from engine.types import KeypointHeatmaps, Persons
+
+
+class KeypointRCNNOptions(BackendOptions):
+    """The ``keypointrcnn`` backend's own keys, written flat as ``model.keypoint_*``.
+
+    Its YOLO detector reads the shared keys (``model.weights``, ``imgsz``, ``conf``, ``iou``,
+    ``device``, ``half``); ``model.weights_dir`` is also searched for ``keypoint_weights``.
+    """
+
+    keypoint_weights: str = Field("COCO_V1", description="keypointrcnn: COCO_V1 or a state-dict path")
+    keypoint_mode: Literal["topdown", "full"] = Field("topdown", description="keypointrcnn: head on boxes | crop")
+    keypoint_min_size: int = Field(800, ge=32, description="keypointrcnn: short image side after resize, px")
+    keypoint_max_size: int = Field(1333, ge=32, description="keypointrcnn: long-side cap of the resize, px")
+
+    def weights_path(self, weights_dir: str) -> str | Path:
+        """``keypoint_weights`` resolved: ``"COCO_V1"``, the path as given, or the file of that name in ``weights_dir``.
+
+        A path that exists in neither place is kept as given, and building the model raises a
+        ``ModelError`` naming it.
+        """
+        if self.keypoint_weights == COCO_V1:
+            return COCO_V1
+        given = Path(self.keypoint_weights).expanduser()
+        in_dir = Path(weights_dir).expanduser() / given.name
+        return in_dir if not given.is_file() and in_dir.is_file() else given
 
 
 class KeypointRCNNPose(KeypointModel):
@@ -28,6 +57,7 @@ class KeypointRCNNPose(KeypointModel):
     """
 
     heatmap_source = "model"
+    options = KeypointRCNNOptions
 
     def __init__(self, detector: KeypointModel, keypoint_model: KeypointRCNNTopDown) -> None:
         self.detector = detector
@@ -35,8 +65,19 @@ class KeypointRCNNPose(KeypointModel):
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> KeypointRCNNPose:
-        """YOLO weights from ``model.weights``; R-CNN from ``model.keypoint_*`` (paths also in weights_dir)."""
-        keypoint_model = KeypointRCNNTopDown.from_config(config)
+        """YOLO from the shared keys; R-CNN from ``model.keypoint_*`` (:class:`KeypointRCNNOptions`) and ``device``.
+
+        Raises:
+            ConfigError: a ``model.keypoint_*`` value is invalid (the message names the key).
+        """
+        options = KeypointRCNNOptions.from_model_config(config)
+        keypoint_model = KeypointRCNNTopDown(
+            weights=options.weights_path(config.weights_dir),
+            device=config.device,
+            mode=options.keypoint_mode,
+            min_size=options.keypoint_min_size,
+            max_size=options.keypoint_max_size,
+        )
         return cls(UltralyticsPose.from_config(config), keypoint_model)
 
     def build(self) -> None:
@@ -51,5 +92,9 @@ class KeypointRCNNPose(KeypointModel):
         return self.detector.infer(images)
 
     def refine(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[KeypointHeatmaps]:
-        """Keypoint R-CNN on ``boxes[i]`` (``float32 [N_i, 4]`` xyxy, frame px) of ``images[i]``."""
+        """Keypoint R-CNN on ``boxes[i]`` (``float32 [N_i, 4]`` xyxy, frame px) of ``images[i]``.
+
+        See :meth:`KeypointModel.refine`; never ``None``: NaN keypoints mark a box without a person
+        (``full`` mode).
+        """
         return self.keypoint_model.infer_keypoints(images, boxes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,7 @@ class UltralyticsPose(KeypointModel):
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
-        self._model = None
+        self._model: Any = None  # ultralytics.YOLO after build()
         self.weights_path: Path | None = None
 
     @classmethod
