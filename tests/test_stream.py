@@ -23,7 +23,7 @@ import pytest
 
 from engine.config import SourceConfig
 from engine.errors import SourceError
-from engine.sources import Source, build_sources, source_kind
+from engine.sources import Source, build_sources, source_plugin
 from stream.decode import stream_fps
 from stream.default import DefaultSource
 from stream.pyav import FileSource, UrlSource, WebcamSource
@@ -524,6 +524,17 @@ BUILT_IN: dict[str, type[Source]] = {
 }
 
 
+def source_kind(spec: str) -> str:
+    """The engine's spec-to-plugin rule before sources claimed specs themselves (the reference)."""
+    if spec == "default":
+        return "default"
+    if re.match(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp|srt)://", spec, re.IGNORECASE):
+        return "url"
+    if re.fullmatch(r"/dev/video\d+", spec):
+        return "webcam"
+    return "file"
+
+
 @pytest.mark.parametrize(
     "spec",
     [
@@ -542,6 +553,7 @@ def test_claims_reproduce_source_kind(spec: str) -> None:
     best = max(claims.values())
     assert best > 0
     assert [name for name, value in claims.items() if value == best] == [source_kind(spec)]
+    assert source_plugin(spec)[0] == source_kind(spec)  # the engine asks the installed plugins the same
 
 
 @pytest.mark.parametrize(
