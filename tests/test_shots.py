@@ -19,6 +19,7 @@ from engine import wire
 from engine.analytics import fit_wrist_trajectory, wrist_offsets
 from engine.config import AnalyticsConfig, ShotConfig, load_config
 from engine.errors import ConfigError, ModelError
+from engine.messages import FRAME_KEYS, Shot
 from engine.shots import (
     FLIP_INDEX,
     MEDIAPIPE33_TO_COCO17,
@@ -34,7 +35,6 @@ from engine.shots import (
     mirror_keypoints,
     mirrored_name,
     shot_features,
-    shot_message,
 )
 from engine.types import COCO_KEYPOINT_NAMES, KEYPOINT_INDEX, NUM_KEYPOINTS
 from tests.conftest import shared_file
@@ -243,7 +243,7 @@ def test_segmenter_rejects_bad_input_and_segment_validates():
     empty = ShotSegment.empty()
     assert len(empty) == 0 and empty.t_s.shape == (0,) and empty.frame_index.dtype == np.int64
     z = np.zeros(3)
-    with pytest.raises(ValueError, match=r"`dx` must be float64 with shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"`dx` must have shape \(3,\), got \(2,\)"):
         ShotSegment(0.0, 1.0, 0, 2, 0.0, 1.0, "quiet", np.array([0.0, 0.5, 1.0]), np.zeros(2), z, np.arange(3))
     with pytest.raises(ValueError, match="frame_index"):
         ShotSegment(0.0, 1.0, 0, 2, 0.0, 1.0, "quiet", np.array([0.0, 0.5, 1.0]), z, z, np.arange(3.0))
@@ -430,6 +430,13 @@ def _plain(value) -> bool:
     return False
 
 
+def shot_message(result):
+    """The ``shot/`` header fields (without the frame keys) and arrays of a shot result."""
+    message = Shot.from_result("cam1", result)
+    fields = {k: v for k, v in message.header_fields().items() if k not in FRAME_KEYS}
+    return fields, message.array_fields()
+
+
 def test_shot_message_is_plain_and_round_trips_the_wire(classifier):
     t, hands = _stream(30.0, [(1.0, 1.0)], 3.0)
     (r,) = _run_analyzer(_analyzer(classifier), t, hands)
@@ -457,6 +464,8 @@ def test_shot_message_is_plain_and_round_trips_the_wire(classifier):
     msg = wire.decode(wire.encode("shot", "cam1", 0, fields, arrays))
     assert msg.header["label"] == fields["label"]
     np.testing.assert_array_equal(msg.arrays["dx_coef"], r.fit.dx_coef)
+    typed = wire.decode_message(wire.encode_message(Shot.from_result("cam1", r), 0))
+    assert typed.label == fields["label"] and typed.frame_index == r.segment.end_frame
 
 
 def test_shot_message_without_fit_or_prediction_uses_none(classifier):

@@ -20,7 +20,7 @@ from engine.config import AnalyticsConfig, ShotConfig
 from engine.shots.classifier import ShotClassifier, ShotPrediction
 from engine.shots.handedness import FLIP_INDEX, infer_handedness, mirror_keypoints, mirrored_name
 from engine.shots.segmenter import ShotSegment, ShotSegmenter, f64_vector
-from engine.types import KEYPOINT_INDEX, NUM_KEYPOINTS
+from engine.types import KEYPOINT_INDEX, NUM_KEYPOINTS, check_array
 
 __all__ = ["ShotAnalyzer", "ShotResult"]
 
@@ -76,11 +76,7 @@ class ShotResult:
         n = f64_vector("t_s", self.t_s, None).shape[0]
         f64_vector("dx", self.dx, n)
         f64_vector("dy", self.dy, n)
-        ps = self.pair_similarity
-        if not isinstance(ps, np.ndarray) or ps.dtype != np.float32 or ps.shape != (n,):
-            got = (ps.shape, ps.dtype) if isinstance(ps, np.ndarray) else type(ps).__name__
-            msg = f"`pair_similarity` must be float32 with shape ({n},), got {got}"
-            raise ValueError(msg)
+        check_array("pair_similarity", self.pair_similarity, (n,), np.float32)
         if self.handedness not in ("right", "left") or self.handedness_source not in ("config", "inferred"):
             msg = f"bad handedness {self.handedness!r} / source {self.handedness_source!r}"
             raise ValueError(msg)

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from engine.types import COCO_KEYPOINT_NAMES, KEYPOINT_INDEX, NUM_KEYPOINTS
+from engine.types import COCO_KEYPOINT_NAMES, KEYPOINT_INDEX, NUM_KEYPOINTS, check_array
 
 __all__ = ["FEATURE_SET", "feature_names", "shot_features"]
 
@@ -97,22 +97,15 @@ def shot_features(
     Raises:
         ValueError: wrong shapes.
     """
-    kp = np.array(keypoints_xy, dtype=np.float64)
-    if kp.ndim != 3 or kp.shape[1:] != (NUM_KEYPOINTS, 2):
-        msg = f"`keypoints_xy` must have shape (T, {NUM_KEYPOINTS}, 2), got {kp.shape}"
-        raise ValueError(msg)
+    kp = np.array(keypoints_xy, dtype=np.float64)  # a copy: missing keypoints become NaN below
+    dims: dict[str, int] = {}
+    check_array("keypoints_xy", kp, ("T", NUM_KEYPOINTS, 2), dims=dims)
     n = kp.shape[0]
     if keypoints_conf is not None:
-        conf = np.asarray(keypoints_conf, dtype=np.float64)
-        if conf.shape != (n, NUM_KEYPOINTS):
-            msg = f"`keypoints_conf` must have shape ({n}, {NUM_KEYPOINTS}), got {conf.shape}"
-            raise ValueError(msg)
+        conf = check_array("keypoints_conf", keypoints_conf, ("T", NUM_KEYPOINTS), np.float64, convert=True, dims=dims)
         kp[conf < min_keypoint_conf] = np.nan
     if t_s is not None:
-        t = np.asarray(t_s, dtype=np.float64)
-        if t.shape != (n,):
-            msg = f"`t_s` must have shape ({n},), got {t.shape}"
-            raise ValueError(msg)
+        t = check_array("t_s", t_s, ("T",), np.float64, convert=True, dims=dims)
     else:
         t = np.arange(n, dtype=np.float64)
     sh_mid = (kp[:, _LS] + kp[:, _RS]) / 2.0

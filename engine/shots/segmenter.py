@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.config import ShotConfig
+from engine.types import check_array
 
 __all__ = ["ShotSegment", "ShotSegmenter", "f64_vector"]
 
@@ -23,16 +24,9 @@ def f64_vector(name: str, value: object, n: int | None) -> np.ndarray:
     """Check that ``value`` is a float64 ``[n]`` array (any length when ``n`` is ``None``) and return it.
 
     Raises:
-        ValueError: another type, dtype or shape; the message names ``name``.
+        TypeError: not an ndarray; ValueError: another dtype or shape (the message names ``name``).
     """
-    if not isinstance(value, np.ndarray) or value.dtype != np.float64 or value.ndim != 1 or (
-        n is not None and value.shape[0] != n
-    ):
-        got = (value.shape, value.dtype) if isinstance(value, np.ndarray) else type(value).__name__
-        want = "(n,)" if n is None else f"({n},)"
-        msg = f"`{name}` must be float64 with shape {want}, got {got}"
-        raise ValueError(msg)
-    return value
+    return check_array(name, value, ("n" if n is None else n,), np.float64)
 
 
 @dataclass(frozen=True)
@@ -77,11 +71,7 @@ class ShotSegment:
         n = f64_vector("t_s", self.t_s, None).shape[0]
         f64_vector("dx", self.dx, n)
         f64_vector("dy", self.dy, n)
-        fi = self.frame_index
-        if not isinstance(fi, np.ndarray) or fi.dtype != np.int64 or fi.shape != (n,):
-            got = (fi.shape, fi.dtype) if isinstance(fi, np.ndarray) else type(fi).__name__
-            msg = f"`frame_index` must be int64 with shape ({n},), got {got}"
-            raise ValueError(msg)
+        fi = check_array("frame_index", self.frame_index, (n,), np.int64)
         if not (math.isfinite(self.start_s) and math.isfinite(self.end_s) and self.start_s <= self.end_s):
             msg = f"`start_s` <= `end_s` (finite) required, got {self.start_s!r}, {self.end_s!r}"
             raise ValueError(msg)
