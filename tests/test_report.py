@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -15,7 +16,7 @@ from numpy.polynomial import Legendre
 from engine.analytics import fit_wrist_trajectory
 from engine.errors import SinkError
 from engine.types import COCO_KEYPOINT_NAMES, KEYPOINT_INDEX, NUM_KEYPOINTS
-from engine.wire import Message, decode, encode
+from engine.wire import Message, decode, encode, message_from_json_dict
 from sinks.figures import (
     CLASS_COLOURS,
     PairSeries,
@@ -309,6 +310,50 @@ def test_report_from_jsonl_keeps_runs_of_the_same_source_apart(tmp_path: Path) -
     assert sorted(p.name for p in written) == [
         "cam.2_dependency_matrix.png", "cam_dependency_matrix.png", "pair_similarity.png",
     ]
+
+
+def test_message_from_json_dict_inverts_to_json_dict() -> None:
+    frame = {"frame_index": 3, "pts_s": 0.1, "capture_time_ns": 3}
+    messages = [
+        *make_stream("nets", n_frames=16),
+        _roundtrip("sim", "nets", 7, {**frame, "pairs": {"a/b": float("nan")}},
+                   {"m": np.array([[1.0, np.nan], [np.inf, -0.5]], np.float32), "ids": np.array([1, 2], np.int64)}),
+        _roundtrip("health", "", 4, {"frame_index": None, "pts_s": None, "capture_time_ns": None,
+                                     "engine_state": "running"}),
+    ]
+    assert {m.kind for m in messages} == {"pose", "sim", "fit", "shot", "eos", "health"}
+    for message in messages:
+        record = json.loads(json.dumps(message.to_json_dict(), allow_nan=False))
+        back = message_from_json_dict(record)
+        assert (back.topic, back.kind, back.source_id, back.seq) == (
+            message.topic, message.kind, message.source_id, message.seq
+        )
+        assert (back.frame_index, back.pts_s) == (message.frame_index, message.pts_s)
+        assert back.header == {k: v for k, v in record.items() if k not in ("topic", "arrays")}
+        assert back.header["publish_time_ns"] == message.publish_time_ns
+        assert list(back.arrays) == list(message.arrays)
+        for name, array in message.arrays.items():
+            assert back.arrays[name].dtype == np.float64
+            expected = array.astype(np.float64)
+            expected[~np.isfinite(expected)] = np.nan  # JSON null: NaN and +-inf alike
+            np.testing.assert_array_equal(back.arrays[name], expected)
+        assert back.to_json_dict() == record
+
+
+@pytest.mark.parametrize(
+    ("record", "match"),
+    [
+        ({"kind": "pose"}, r"expected a batsight message with kind, source_id and seq, got keys \['kind'\]"),
+        ({"kind": "nope", "source_id": "a", "seq": 0}, "expected a batsight message"),
+        ({"kind": "pose", "source_id": "a", "seq": True}, "expected a batsight message"),
+        ({"kind": "pose", "source_id": 1, "seq": 0}, "expected a batsight message"),
+        ({"kind": "pose", "source_id": "a", "seq": 0, "arrays": [1]}, "arrays must be a JSON object, got list"),
+        ({"kind": "pose", "source_id": "a b", "seq": 0}, "source_id must match"),
+    ],
+)
+def test_message_from_json_dict_refuses_what_is_not_a_message(record: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        message_from_json_dict(record)
 
 
 def test_report_from_jsonl_refuses_a_line_that_is_not_a_message(tmp_path: Path) -> None:

@@ -1,35 +1,25 @@
-"""Subscriber runtime shared by in-process sink threads and ``batsight sink NAME --connect EP``.
+"""Feeding one sink: :class:`SinkRunner` and :class:`SinkThread`.
 
-:class:`Subscriber` receives and decodes wire messages (:func:`engine.wire.decode`), skipping
-malformed ones. :class:`SinkRunner` feeds a :class:`~sinks.base.Sink` in batches until told to stop,
-until every expected source has sent ``eos``, or until the engine announces ``engine_state ==
-"stopped"`` on ``health/``; it subscribes to those control topics itself when the user's topic filter
-leaves them out, and passes the sink only what the filter selects. :class:`SinkThread` runs a runner
-on a daemon thread and keeps its error.
+:class:`SinkRunner` passes a sink its messages in batches, counts gaps, applies the sink's error
+policy and ends on a stop condition; :class:`SinkThread` runs a runner on a daemon thread.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
-from types import FrameType, TracebackType
-from typing import Any
 
 import zmq
 
-from engine.errors import SinkError, WireFormatError
+from engine.errors import SinkError
 from engine.security import ClientCurve
-from engine.wire import MAX_HEADER_BYTES, MAX_MESSAGE_BYTES, READY_TOPIC_PREFIX, Message, decode
-from sinks.base import Sink, create_sink
+from engine.wire import Message
+from sinks.base import Sink
+from sinks.runtime.subscriber import DEFAULT_RCVHWM, Subscriber, check_topics
 
 logger = logging.getLogger(__name__)
-
-#: Default receive high-water mark of a subscriber, messages.
-DEFAULT_RCVHWM = 100_000
 
 #: Seconds a runner waits, after the ``eos`` of every expected source, for the final ``health/``.
 EOS_GRACE_S = 2.0
@@ -39,167 +29,6 @@ SINK_ERROR_POLICIES = ("stop", "skip", "fail")
 
 #: Control topics a runner reads to know when to end: the engine's ``stopped`` state, and ``eos``.
 HEALTH_TOPIC, EOS_TOPIC = "health/", "eos/"
-
-
-def _check_topics(topics: Iterable[str]) -> tuple[str, ...]:
-    out = tuple(topics)
-    if not out or not all(isinstance(t, str) for t in out):
-        msg = f"topics must be a non-empty sequence of str prefixes (e.g. '', 'pose/cam1/'), got {out!r}"
-        raise SinkError(msg)
-    return out
-
-
-class Subscriber:
-    """A SUB socket that yields decoded :class:`~engine.wire.Message` values.
-
-    Use from one thread at a time (a ZeroMQ socket may move to another thread between calls, as
-    :class:`SinkRunner` does after :meth:`open`). Every call is bounded by its timeout; :meth:`close`
-    does not wait (``LINGER`` 0).
-
-    Args:
-        endpoint: Publisher endpoint to connect to, e.g. ``"tcp://127.0.0.1:5556"``.
-        topics: Topic prefixes to subscribe to; ``""`` is everything, ``"pose/"`` every pose message,
-            ``"pose/cam1/"`` pose of one source.
-        context: ZeroMQ context; when ``None`` one is created in :meth:`open` and terminated in
-            :meth:`close`.
-        rcvhwm: Messages queued before ZeroMQ drops (the publisher then counts drops).
-        max_message_bytes: Largest accepted message, bytes; larger ones are dropped as malformed.
-        max_header_bytes: Largest accepted header part, bytes.
-        curve: Client CURVE keys when the publisher requires CURVE authentication; a subscriber
-            with a wrong or missing key connects but receives nothing.
-
-    Attributes:
-        malformed: Messages skipped because they failed :func:`engine.wire.decode`.
-        received: Messages decoded and returned.
-    """
-
-    def __init__(
-        self,
-        endpoint: str,
-        topics: Iterable[str] = ("",),
-        context: zmq.Context | None = None,
-        rcvhwm: int = DEFAULT_RCVHWM,
-        max_message_bytes: int = MAX_MESSAGE_BYTES,
-        max_header_bytes: int = MAX_HEADER_BYTES,
-        curve: ClientCurve | None = None,
-    ) -> None:
-        if not isinstance(endpoint, str) or not endpoint:
-            msg = f"endpoint must be a non-empty str like 'tcp://127.0.0.1:5556', got {endpoint!r}"
-            raise SinkError(msg)
-        if isinstance(rcvhwm, bool) or not isinstance(rcvhwm, int) or rcvhwm < 0:
-            msg = f"rcvhwm must be an int >= 0, got {rcvhwm!r}"
-            raise SinkError(msg)
-        self.endpoint = endpoint
-        self.topics = _check_topics(topics)
-        self._context = context
-        self._owns_context = False
-        self._rcvhwm = rcvhwm
-        self._max_message_bytes = max_message_bytes
-        self._max_header_bytes = max_header_bytes
-        self._socket: zmq.Socket | None = None
-        self._curve = curve
-        self.malformed = 0
-        self.received = 0
-
-    @property
-    def is_open(self) -> bool:
-        """Whether the socket exists (between :meth:`open` and :meth:`close`)."""
-        return self._socket is not None
-
-    def open(self) -> None:
-        """Create the SUB socket, connect and subscribe.
-
-        ZeroMQ connects in the background; the subscriptions reach the publisher once the TCP
-        connection is up (see :meth:`engine.publisher.Publisher.wait_for_subscribers`).
-
-        Raises:
-            SinkError: already open, or the endpoint is malformed / its transport unsupported.
-        """
-        if self._socket is not None:
-            msg = f"subscriber to {self.endpoint!r} is already open"
-            raise SinkError(msg)
-        context = self._context
-        owns = context is None
-        if context is None:
-            context = zmq.Context()
-        socket = context.socket(zmq.SUB)
-        try:
-            socket.setsockopt(zmq.LINGER, 0)
-            socket.setsockopt(zmq.RCVHWM, self._rcvhwm)
-            socket.setsockopt(zmq.MAXMSGSIZE, self._max_message_bytes)
-            if self._curve is not None:
-                self._curve.apply(socket)
-            socket.connect(self.endpoint)
-            for topic in self.topics:
-                socket.setsockopt(zmq.SUBSCRIBE, topic.encode("latin-1" if topic.startswith("\x00") else "utf-8"))
-        except zmq.ZMQError as exc:
-            socket.close(linger=0)
-            if owns:
-                context.term()
-            msg = f"cannot connect subscriber to {self.endpoint!r}: {exc.strerror}"
-            raise SinkError(msg) from exc
-        self._socket = socket
-        if owns:
-            self._context = context
-            self._owns_context = True
-
-    def recv(self, timeout_ms: int) -> Message | None:
-        """Next decoded message, or ``None`` when none arrives within ``timeout_ms``.
-
-        A malformed message is logged (warning, with the reason), counted in :attr:`malformed` and
-        skipped; waiting continues for the rest of the timeout.
-
-        Args:
-            timeout_ms: Longest wait, ms; 0 returns at once (only what is already queued).
-
-        Raises:
-            SinkError: the subscriber is not open.
-        """
-        socket = self._socket
-        if socket is None:
-            msg = f"subscriber to {self.endpoint!r} must be open to receive"
-            raise SinkError(msg)
-        deadline = time.monotonic() + max(0, timeout_ms) / 1000.0
-        while True:
-            remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
-            if not socket.poll(remaining_ms, zmq.POLLIN):
-                return None
-            try:
-                parts = socket.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                continue
-            try:
-                message = decode(parts, self._max_message_bytes, self._max_header_bytes)
-            except WireFormatError as exc:
-                self.malformed += 1
-                logger.warning("skipping malformed message (topic %r): %s", parts[0][:80], exc)
-                if time.monotonic() >= deadline:
-                    return None
-                continue
-            self.received += 1
-            return message
-
-    def close(self) -> None:
-        """Close the socket without lingering, and an owned context. Idempotent."""
-        socket, self._socket = self._socket, None
-        if socket is not None:
-            socket.close(linger=0)
-        if self._owns_context and self._context is not None:
-            self._context.term()
-            self._context = None
-            self._owns_context = False
-
-    def __enter__(self) -> Subscriber:
-        self.open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class SinkRunner:
@@ -287,7 +116,7 @@ class SinkRunner:
         self.sink = sink
         self.expected_sources = frozenset(expected_sources or ())
         self.stop_on_engine_stop = stop_on_engine_stop
-        self.topics = _check_topics(topics)
+        self.topics = check_topics(topics)
         control = ([HEALTH_TOPIC] if stop_on_engine_stop else []) + ([EOS_TOPIC] if self.expected_sources else [])
         self.control_topics = tuple(t for t in control if not any(t.startswith(p) for p in self.topics))
         self._subscriber = Subscriber(
@@ -500,107 +329,3 @@ class SinkThread(threading.Thread):
     def stop(self) -> None:
         """Ask the runner to stop after draining what is queued (returns at once)."""
         self.stop_event.set()
-
-
-def run_standalone(
-    name: str,
-    options: dict[str, Any],
-    endpoint: str,
-    topics: Iterable[str] = ("",),
-    exit_on_stop: bool = True,
-) -> int:
-    """Create the sink ``name`` with ``options`` and :func:`serve` it (``batsight sink NAME``).
-
-    Raises:
-        PluginError: unknown sink name.
-        SinkError: bad options, bad endpoint, or raised by the sink.
-    """
-    return serve(create_sink(name, options), endpoint, topics, exit_on_stop)
-
-
-def serve(
-    sink: Sink,
-    endpoint: str,
-    topics: Iterable[str] = ("",),
-    exit_on_stop: bool = True,
-    curve: ClientCurve | None = None,
-) -> int:
-    """Run one sink in the foreground until a signal or, with ``exit_on_stop``, the engine's stop.
-
-    Runs until SIGINT / SIGTERM (a second signal raises :class:`KeyboardInterrupt` at once) or, when
-    ``exit_on_stop``, until the engine announces ``engine_state == "stopped"``. Signal handlers are
-    installed only on the main thread and restored on return.
-
-    Args:
-        sink: A constructed, unopened sink.
-        endpoint: Publisher endpoint to connect to.
-        topics: Topic prefixes the sink receives; ``health/`` is subscribed to for ``exit_on_stop``
-            in any case (see :class:`SinkRunner`).
-        exit_on_stop: Return when the engine stops; otherwise keep running across engine restarts.
-        curve: Client CURVE keys when the publisher requires CURVE authentication.
-
-    Returns:
-        Exit status 0.
-
-    Raises:
-        SinkError: bad endpoint, or raised by the sink.
-    """
-    runner = SinkRunner(sink, endpoint, topics, stop_on_engine_stop=exit_on_stop, curve=curve)
-    stop_event = threading.Event()
-    name = sink.plugin_name
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        if stop_event.is_set():
-            raise KeyboardInterrupt
-        logger.info("signal %d: stopping sink %s", signum, name)
-        stop_event.set()
-
-    previous: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, _on_signal)
-    try:
-        runner.run(stop_event)
-    finally:
-        for restored, handler in previous.items():
-            signal.signal(restored, handler)
-    return 0
-
-
-def start_thread(
-    sink: Sink,
-    endpoint: str,
-    topics: Iterable[str] = ("",),
-    expected_sources: set[str] | None = None,
-    open_timeout_s: float = 10.0,
-    curve: ClientCurve | None = None,
-    on_error: str = "stop",
-    on_fail: Callable[[], None] | None = None,
-) -> SinkThread:
-    """Subscribe ``sink`` (synchronously, so the publisher can wait for it) and run it on a thread.
-
-    Returns once the sink's ``open()`` succeeded on its thread. The thread stops after ``eos/`` of
-    every id in ``expected_sources`` or the engine's ``stopped`` health message, whichever first.
-
-    Raises:
-        SinkError: (or whatever the sink raised) ``open()`` failed or took over ``open_timeout_s``;
-            nothing has been published yet, so the engine can refuse to start.
-    """
-    marker = (READY_TOPIC_PREFIX + uuid.uuid4().hex.encode()).decode("latin-1")
-    runner = SinkRunner(
-        sink, endpoint, (*topics, marker), expected_sources=expected_sources, curve=curve,
-        on_error=on_error, on_fail=on_fail,
-    )
-    runner.connect()
-    thread = SinkThread(runner)
-    thread.start()
-    deadline = time.monotonic() + open_timeout_s
-    while not runner.opened.is_set() and thread.is_alive() and time.monotonic() < deadline:
-        runner.opened.wait(0.01)
-    if thread.error is not None:
-        raise thread.error
-    if not runner.opened.is_set():
-        thread.stop()
-        msg = f"sink {sink.plugin_name} did not open within {open_timeout_s} s"
-        raise SinkError(msg)
-    return thread
