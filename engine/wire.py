@@ -455,39 +455,3 @@ def decode_message(
     """
     raw = decode(parts, max_message_bytes, max_header_bytes)
     return messages.from_parts(raw.header, raw.arrays)
-
-
-def message_from_json_dict(record: Mapping[str, Any]) -> Message:
-    """A :class:`Message` from a :meth:`Message.to_json_dict` dict (one line of the ``jsonl`` sink).
-
-    The inverse of :meth:`Message.to_json_dict` up to what JSON loses: every array becomes float64
-    with its shape from the nested lists, ``null`` array values become NaN, header values are kept as
-    they are (a ``null`` stays ``None``), and the ``arrays`` descriptors are not restored
-    (``header`` holds every key of ``record`` except ``topic`` and ``arrays``). ``frame_index`` and
-    ``pts_s`` default to ``None`` when absent; the topic is rebuilt with :func:`topic_for`.
-
-    Args:
-        record: The dict parsed from one JSON line.
-
-    Returns:
-        The message, with ``header`` and ``arrays`` as described above.
-
-    Raises:
-        ValueError: ``kind`` is not in :data:`KINDS`, ``source_id`` is not a str, ``seq`` is not an
-            int, or ``arrays`` is not a JSON object; :class:`~engine.errors.WireFormatError` (a
-            ValueError) when :func:`topic_for` refuses the source id.
-    """
-    kind, source_id, seq = record.get("kind"), record.get("source_id"), record.get("seq")
-    if kind not in KINDS or not isinstance(source_id, str) or not isinstance(seq, int) or isinstance(seq, bool):
-        msg = f"expected a batsight message with kind, source_id and seq, got keys {sorted(record)[:12]}"
-        raise ValueError(msg)
-    header = {key: value for key, value in record.items() if key not in ("topic", "arrays")}
-    header.setdefault("frame_index", None)
-    header.setdefault("pts_s", None)
-    arrays_in = record.get("arrays") or {}
-    if not isinstance(arrays_in, dict):
-        msg = f"arrays must be a JSON object, got {type(arrays_in).__name__}"
-        raise ValueError(msg)
-    arrays = {name: np.asarray(value, dtype=np.float64) for name, value in arrays_in.items()}
-    topic = topic_for(kind, source_id).decode("ascii")
-    return Message(topic=topic, kind=kind, source_id=source_id, seq=seq, header=header, arrays=arrays)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,11 @@ from matplotlib.image import AxesImage, imread
 from numpy.polynomial import Legendre
 
 from engine.analytics import fit_wrist_trajectory
-from engine.errors import SinkError
+from engine.errors import SinkError, WireFormatError
+from engine.messages import AnyMessage as Message
+from engine.messages import FitStats, from_json_dict, from_parts
 from engine.types import COCO_KEYPOINT_NAMES, KEYPOINT_INDEX, NUM_KEYPOINTS
-from engine.wire import Message, decode, encode, message_from_json_dict
+from engine.wire import decode, encode
 from sinks.figures import (
     CLASS_COLOURS,
     PairSeries,
@@ -67,7 +70,12 @@ def _offsets(frames: range) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _roundtrip(kind: str, source_id: str, seq: int, fields: dict, arrays: dict | None = None) -> Message:
-    return decode(encode(kind, source_id, seq, fields, arrays or {}, publish_time_ns=1))
+    raw = decode(encode(kind, source_id, seq, fields, arrays or {}, publish_time_ns=1))
+    return from_parts(raw.header, raw.arrays)
+
+
+def _stats_fields(fit: object) -> dict:
+    return {name: getattr(fit, name) for name in FitStats.__dataclass_fields__}
 
 
 def make_stream(source_id: str = "nets", n_frames: int = 30, shots: bool = True) -> list[Message]:
@@ -84,13 +92,19 @@ def make_stream(source_id: str = "nets", n_frames: int = 30, shots: bool = True)
         kp = _keypoints(f)
         box = np.array([100, 30, 220, 230], np.float32)
         add("pose", {**frame, "frame_width": W, "frame_height": H, "n_persons": 1, "batter_found": True,
-                     "track_id": 1, "heatmap_source": "rendered", "inference_ms": 1.0},
-            {"persons_xyxy": box[None], "persons_track_id": np.array([1]), "xyxy": box, "keypoints_xy": kp,
+                     "track_id": 1, "heatmap_source": "rendered", "inference_ms": 1.0, "raw_pts_s": frame["pts_s"],
+                     "timeline_break": False, "scene_cut": False},
+            {"persons_xyxy": box[None], "persons_track_id": np.array([1], np.int64), "xyxy": box, "keypoints_xy": kp,
              "keypoints_conf": np.full(NUM_KEYPOINTS, 0.9, np.float32)})
         add("sim", {**frame, "window_s": 2.0, "window_frames": f + 1, "heatmap_source": "rendered",
                     "pairs": {"left_wrist/left_shoulder": 0.2 + 0.01 * f}},
             {"cosine_similarity": _matrix(), "window_mean": _matrix(), "cumulative_mean": _matrix((f + 1) / n_frames)})
-        add("fit", {**frame, "wrist": "left_wrist", "shoulder": "left_shoulder", "basis": "legendre"})
+        t, dx, dy = _offsets(range(max(0, f - 5), f + 2))
+        fit = fit_wrist_trajectory(t, dx, dy)
+        add("fit", {**frame, "window_s": 2.0, "wrist": "left_wrist", "shoulder": "left_shoulder", "basis": "legendre",
+                    "dx": float(dx[-1]), "dy": float(dy[-1]), "n_points": fit.n_points, "t_start_s": fit.t_start_s,
+                    "t_end_s": fit.t_end_s, "degree_xy": fit.degree_xy, **_stats_fields(fit)},
+            {"dx_coef": fit.dx_coef, "dy_coef": fit.dy_coef, "r_coef": fit.r_coef})
         for k, (start, end, label, conf, with_pair) in enumerate(SHOTS if shots else ()):
             if f != end:
                 continue
@@ -98,14 +112,16 @@ def make_stream(source_id: str = "nets", n_frames: int = 30, shots: bool = True)
             fit = fit_wrist_trajectory(t, dx, dy)
             arrays = {"dx_coef": fit.dx_coef, "dy_coef": fit.dy_coef, "r_coef": fit.r_coef}
             arrays |= {"t_s": t, "dx": dx, "dy": dy}
-            if with_pair:
-                arrays["pair_similarity"] = np.linspace(0.1, 0.6, t.size).astype(np.float32)
+            # a shot without any pair value (no batter heatmaps) carries NaN throughout
+            pair = np.linspace(0.1, 0.6, t.size) if with_pair else np.full(t.size, np.nan)
+            arrays["pair_similarity"] = pair.astype(np.float32)
             add("shot", {"frame_index": end, "pts_s": t[-1], "shot_index": k, "start_frame": start, "end_frame": end,
                          "start_s": t[0], "end_s": t[-1], "duration_s": t[-1] - t[0], "label": label,
                          "confidence": conf, "probabilities": {label: conf}, "handedness": "right",
-                         "handedness_source": "test", "wrist": "left_wrist", "shoulder": "left_shoulder",
+                         "handedness_source": "config", "wrist": "left_wrist", "shoulder": "left_shoulder",
                          "n_points": t.size, "degree_xy": fit.degree_xy, "basis": "legendre",
-                         "t_start_s": fit.t_start_s, "t_end_s": fit.t_end_s, "classifier_version": "test"},
+                         "t_start_s": fit.t_start_s, "t_end_s": fit.t_end_s, **_stats_fields(fit),
+                         "classifier_version": "test"},
                 arrays)
     out.append(_roundtrip("eos", source_id, 0, {"frames": n_frames, "dropped": 0, "corrupt": 0, "error": None,
                                                 "reason": "end"}))
@@ -312,48 +328,50 @@ def test_report_from_jsonl_keeps_runs_of_the_same_source_apart(tmp_path: Path) -
     ]
 
 
-def test_message_from_json_dict_inverts_to_json_dict() -> None:
-    frame = {"frame_index": 3, "pts_s": 0.1, "capture_time_ns": 3}
+def test_from_json_dict_inverts_to_json_dict() -> None:
     messages = [
         *make_stream("nets", n_frames=16),
-        _roundtrip("sim", "nets", 7, {**frame, "pairs": {"a/b": float("nan")}},
-                   {"m": np.array([[1.0, np.nan], [np.inf, -0.5]], np.float32), "ids": np.array([1, 2], np.int64)}),
         _roundtrip("health", "", 4, {"frame_index": None, "pts_s": None, "capture_time_ns": None,
-                                     "engine_state": "running"}),
+                                     "engine_state": "running", "uptime_s": 1.5, "model": "M", "device": "cpu",
+                                     "sources": {}}),
     ]
     assert {m.kind for m in messages} == {"pose", "sim", "fit", "shot", "eos", "health"}
     for message in messages:
         record = json.loads(json.dumps(message.to_json_dict(), allow_nan=False))
-        back = message_from_json_dict(record)
+        back = from_json_dict(record)
         assert (back.topic, back.kind, back.source_id, back.seq) == (
             message.topic, message.kind, message.source_id, message.seq
         )
         assert (back.frame_index, back.pts_s) == (message.frame_index, message.pts_s)
-        assert back.header == {k: v for k, v in record.items() if k not in ("topic", "arrays")}
-        assert back.header["publish_time_ns"] == message.publish_time_ns
-        assert list(back.arrays) == list(message.arrays)
-        for name, array in message.arrays.items():
-            assert back.arrays[name].dtype == np.float64
-            expected = array.astype(np.float64)
-            expected[~np.isfinite(expected)] = np.nan  # JSON null: NaN and +-inf alike
-            np.testing.assert_array_equal(back.arrays[name], expected)
+        assert back.publish_time_ns == message.publish_time_ns
+        assert list(back.array_fields()) == list(message.array_fields())
+        for name, array in message.array_fields().items():
+            assert back.array_fields()[name].dtype == array.dtype  # the schema restores the dtype
+            expected = array.copy()
+            if expected.dtype.kind == "f":
+                expected[~np.isfinite(expected)] = np.nan  # JSON null: NaN and +-inf alike
+            np.testing.assert_array_equal(back.array_fields()[name], expected)
         assert back.to_json_dict() == record
 
 
 @pytest.mark.parametrize(
     ("record", "match"),
     [
-        ({"kind": "pose"}, r"expected a batsight message with kind, source_id and seq, got keys \['kind'\]"),
-        ({"kind": "nope", "source_id": "a", "seq": 0}, "expected a batsight message"),
-        ({"kind": "pose", "source_id": "a", "seq": True}, "expected a batsight message"),
-        ({"kind": "pose", "source_id": 1, "seq": 0}, "expected a batsight message"),
-        ({"kind": "pose", "source_id": "a", "seq": 0, "arrays": [1]}, "arrays must be a JSON object, got list"),
-        ({"kind": "pose", "source_id": "a b", "seq": 0}, "source_id must match"),
+        ({"kind": "pose"}, r"unsupported wire version: expected 1, got None"),
+        ({"v": 1, "kind": "nope", "source_id": "a", "seq": 0}, "kind must be one of pose, sim"),
+        ({"v": 1, "kind": "eos", "source_id": "a", "seq": True, "frames": 0, "dropped": 0, "corrupt": 0,
+          "error": None, "reason": "end"}, "field seq must be int, got bool"),
+        ({"v": 1, "kind": "eos", "source_id": 1, "seq": 0, "frames": 0, "dropped": 0, "corrupt": 0,
+          "error": None, "reason": "end"}, "source_id must be a str, got int"),
+        ({"v": 1, "kind": "pose", "source_id": "a", "seq": 0, "arrays": [1]}, "arrays must be a map, got list"),
+        ({"v": 1, "kind": "eos", "source_id": "a b", "seq": 0, "frames": 0, "dropped": 0, "corrupt": 0,
+          "error": None, "reason": "end"}, "source_id must match"),
+        ({"v": 1, "kind": "eos", "source_id": "a", "seq": 0}, "eos header is missing field frames"),
     ],
 )
-def test_message_from_json_dict_refuses_what_is_not_a_message(record: dict, match: str) -> None:
+def test_from_json_dict_refuses_what_is_not_a_message(record: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        message_from_json_dict(record)
+        from_json_dict(record)
 
 
 def test_report_from_jsonl_refuses_a_line_that_is_not_a_message(tmp_path: Path) -> None:
@@ -412,13 +430,18 @@ def test_report_from_jsonl_refuses_a_truncated_line_in_the_middle(tmp_path: Path
         report_from_jsonl([str(last_not_a_message)], str(tmp_path / "out"), dpi=DPI)
 
 
-def test_bad_shot_message_is_skipped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+def test_bad_shot_message_is_refused_and_a_shot_without_fit_skipped_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with pytest.raises(WireFormatError, match="shot header is missing field start_frame"):
+        _roundtrip("shot", "nets", 0, {"shot_index": 0, "t_start_s": 1.0, "t_end_s": 2.0}, {"t_s": np.zeros(2)})
+    shot = next(m for m in make_stream("nets") if m.kind == "shot")
+    no_fit = replace(shot, t_start_s=None, t_end_s=None)
     collector = ReportCollector()
-    bad = _roundtrip("shot", "nets", 0, {"shot_index": 0, "t_start_s": 1.0, "t_end_s": 2.0}, {"t_s": np.zeros(2)})
     with caplog.at_level(logging.WARNING, logger="sinks.report"):
-        collector.update(bad)
+        collector.update(no_fit)
     assert not collector._sources["nets"].shots
-    assert "missing arrays dx, dy, dx_coef" in caplog.text
+    assert "t_start_s and t_end_s must be finite numbers, got None, None" in caplog.text
 
 
 def test_memory_stays_bounded() -> None:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from engine.errors import SinkError
-from engine.wire import Message
+from engine.messages import AnyMessage
 from sinks.base import Sink
 from sinks.figures import DEFAULT_DPI
 from sinks.report.collector import (
@@ -151,7 +151,7 @@ class ReportSink(Sink):
             min_keypoint_conf=self.min_keypoint_conf, max_frames=self.max_frames, max_shots=self.max_shots
         )
 
-    def write_batch(self, messages: list[Message]) -> None:
+    def write_batch(self, messages: list[AnyMessage]) -> None:
         """Keep what the figures need from each message (never blocks on I/O).
 
         Raises:

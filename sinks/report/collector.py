@@ -26,8 +26,9 @@ import numpy as np
 
 from engine.analytics import fit_wrist_trajectory
 from engine.errors import SinkError
-from engine.types import KEYPOINT_INDEX, NUM_KEYPOINTS
-from engine.wire import Message
+from engine.messages import AnyMessage, Fit, Pose, Similarity
+from engine.messages import Shot as ShotMessage
+from engine.types import KEYPOINT_INDEX
 from sinks.figures import (
     DEFAULT_DPI,
     PairSeries,
@@ -124,33 +125,31 @@ class ReportCollector:
             self._sources[source_id] = state
         return state
 
-    def update(self, message: Message) -> None:
+    def update(self, message: AnyMessage) -> None:
         """Keep what the figures need from one message (``pose``, ``sim``, ``fit``, ``shot``; others ignored)."""
-        handler = {
-            "pose": self._on_pose,
-            "sim": self._on_sim,
-            "fit": self._on_fit,
-            "shot": self._on_shot,
-        }.get(message.kind)
-        if handler is not None and message.source_id:
-            handler(self._state(message.source_id), message)
+        state = self._state(message.source_id) if message.source_id else None
+        if state is None:
+            return
+        if isinstance(message, Pose):
+            self._on_pose(state, message)
+        elif isinstance(message, Similarity):
+            self._on_sim(state, message)
+        elif isinstance(message, Fit):
+            state.wrist, state.shoulder = message.wrist, message.shoulder
+        elif isinstance(message, ShotMessage):
+            self._on_shot(state, message)
 
-    def _on_pose(self, state: SourceState, message: Message) -> None:
-        header, arrays = message.header, message.arrays
-        width, height = _int_or_none(header.get("frame_width")), _int_or_none(header.get("frame_height"))
+    def _on_pose(self, state: SourceState, message: Pose) -> None:
+        width, height = message.frame_width, message.frame_height
         if width and height:
             state.frame_size = (width, height)
-        if header.get("heatmap_source") not in (None, "none"):
-            state.heatmap_source = header["heatmap_source"]
-        frame_index, pts_s = _int_or_none(message.frame_index), _finite_float(message.pts_s)
-        if not header.get("batter_found") or frame_index is None or pts_s is None or not (width and height):
-            return
-        try:
-            kp = np.asarray(arrays["keypoints_xy"], dtype=np.float32).reshape(NUM_KEYPOINTS, 2)
-            conf = np.asarray(arrays["keypoints_conf"], dtype=np.float32).reshape(NUM_KEYPOINTS)
-            box = np.asarray(arrays.get("xyxy", np.full(4, np.nan)), dtype=np.float32).reshape(4)
-        except (KeyError, ValueError) as exc:
-            _LOG.warning("report: skipped pose/%s/ seq %s: %s", message.source_id, message.seq, exc)
+        if message.heatmap_source != "none":
+            state.heatmap_source = message.heatmap_source
+        frame_index, pts_s = message.frame_index, _finite_float(message.pts_s)
+        if (
+            message.keypoints_xy is None or message.keypoints_conf is None or message.xyxy is None
+            or frame_index is None or pts_s is None or not (width and height)
+        ):
             return
         evicted = state.poses.evicted
         state.poses.append(
@@ -158,82 +157,63 @@ class ReportCollector:
             pts_s=pts_s,
             frame_width=width,
             frame_height=height,
-            keypoints_xy=np.nan_to_num(kp, nan=-1.0),
-            keypoints_conf=np.nan_to_num(conf, nan=0.0),
-            xyxy=box,
+            keypoints_xy=np.nan_to_num(message.keypoints_xy, nan=-1.0),
+            keypoints_conf=np.nan_to_num(message.keypoints_conf, nan=0.0),
+            xyxy=message.xyxy,
         )
         if state.poses.evicted and not evicted:
             _LOG.warning("report: %s: over %d batter frames, forgetting the oldest", message.source_id, self.max_frames)
 
-    def _on_sim(self, state: SourceState, message: Message) -> None:
-        header, arrays = message.header, message.arrays
+    def _on_sim(self, state: SourceState, message: Similarity) -> None:
         state.sim_frames = max(state.sim_frames + 1, message.seq + 1)
-        if isinstance(header.get("heatmap_source"), str):
-            state.heatmap_source = header["heatmap_source"]
-        for name, attribute in (("cumulative_mean", "cumulative_mean"), ("window_mean", "window_mean")):
-            if name in arrays:
-                matrix = np.asarray(arrays[name], dtype=np.float32)
-                if matrix.shape == (NUM_KEYPOINTS, NUM_KEYPOINTS):
-                    setattr(state, attribute, matrix.copy())
-        frame_index, pts_s = _int_or_none(message.frame_index), _finite_float(message.pts_s)
-        pairs = header.get("pairs")
-        if frame_index is None or pts_s is None or not isinstance(pairs, dict):
+        state.heatmap_source = message.heatmap_source
+        state.cumulative_mean = message.cumulative_mean.copy()
+        state.window_mean = message.window_mean.copy()
+        frame_index, pts_s = message.frame_index, _finite_float(message.pts_s)
+        if frame_index is None or pts_s is None:
             return
-        for key, value in pairs.items():
+        for key, value in message.pairs.items():
             number = _finite_float(value)
             columns = state.pairs.get(key)
             if columns is None:
                 columns = state.pairs[key] = pair_columns(self.max_frames)
             columns.append(frame_index=frame_index, pts_s=pts_s, value=np.nan if number is None else number)
 
-    def _on_fit(self, state: SourceState, message: Message) -> None:
-        state.wrist = _keypoint_name(message.header.get("wrist"), state.wrist or _DEFAULT_WRIST)
-        state.shoulder = _keypoint_name(message.header.get("shoulder"), state.shoulder or _DEFAULT_SHOULDER)
-
-    def _on_shot(self, state: SourceState, message: Message) -> None:
-        header, arrays = message.header, message.arrays
+    def _on_shot(self, state: SourceState, message: ShotMessage) -> None:
+        t_start_s, t_end_s = _finite_float(message.t_start_s), _finite_float(message.t_end_s)
+        if t_start_s is None or t_end_s is None:
+            _LOG.warning(
+                "report: skipped shot/%s/ seq %s: t_start_s and t_end_s must be finite numbers, got %r, %r",
+                message.source_id, message.seq, message.t_start_s, message.t_end_s,
+            )
+            return
         try:
-            t_start_s, t_end_s = _finite_float(header.get("t_start_s")), _finite_float(header.get("t_end_s"))
-            if t_start_s is None or t_end_s is None:
-                got = f"{header.get('t_start_s')!r}, {header.get('t_end_s')!r}"
-                msg = f"t_start_s and t_end_s must be finite numbers, got {got}"
-                raise ValueError(msg)
-            missing = [n for n in ("t_s", "dx", "dy", "dx_coef", "dy_coef", "r_coef") if n not in arrays]
-            if missing:
-                msg = f"missing arrays {', '.join(missing)}"
-                raise ValueError(msg)
-            label = header.get("label")
-            shot_index = _int_or_none(header.get("shot_index"))
             segment = WristSegment(
                 source_id=message.source_id,
-                t_s=arrays["t_s"],
-                dx=arrays["dx"],
-                dy=arrays["dy"],
-                dx_coef=arrays["dx_coef"],
-                dy_coef=arrays["dy_coef"],
-                r_coef=arrays["r_coef"],
+                t_s=message.t_s,
+                dx=message.dx,
+                dy=message.dy,
+                dx_coef=message.dx_coef,
+                dy_coef=message.dy_coef,
+                r_coef=message.r_coef,
                 t_start_s=t_start_s,
                 t_end_s=t_end_s,
-                wrist=_keypoint_name(header.get("wrist"), _DEFAULT_WRIST),
-                shoulder=_keypoint_name(header.get("shoulder"), _DEFAULT_SHOULDER),
-                shot_index=message.seq if shot_index is None else shot_index,
-                label=label if isinstance(label, str) else None,
-                confidence=_finite_float(header.get("confidence")),
-                start_frame=_int_or_none(header.get("start_frame")),
-                end_frame=_int_or_none(header.get("end_frame")),
-                handedness=header.get("handedness") if isinstance(header.get("handedness"), str) else None,
+                wrist=_keypoint_name(message.wrist, _DEFAULT_WRIST),
+                shoulder=_keypoint_name(message.shoulder, _DEFAULT_SHOULDER),
+                shot_index=message.shot_index,
+                label=message.label,
+                confidence=_finite_float(message.confidence),
+                start_frame=message.start_frame,
+                end_frame=message.end_frame,
+                handedness=message.handedness,
             )
         except ValueError as exc:
             _LOG.warning("report: skipped shot/%s/ seq %s: %s", message.source_id, message.seq, exc)
             return
-        pair = arrays.get("pair_similarity")
-        pair_values = None
-        if pair is not None:
-            pair_values = np.asarray(pair, dtype=np.float64).reshape(-1)
-            if pair_values.shape != segment.t_s.shape:
-                pair_values = None
-        start_s = _finite_float(header.get("start_s"))
-        end_s = _finite_float(header.get("end_s"))
+        pair_values: np.ndarray | None = np.asarray(message.pair_similarity, dtype=np.float64)
+        if not np.isfinite(pair_values).any():  # no heatmap of the pair in the shot: Fig. 6 uses sim/
+            pair_values = None
+        start_s, end_s = _finite_float(message.start_s), _finite_float(message.end_s)
         if start_s is None or end_s is None or not end_s > start_s:
             start_s, end_s = t_start_s, t_end_s
         if len(state.shots) == state.shots.maxlen:

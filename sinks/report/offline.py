@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from engine.errors import SinkError
-from engine.wire import message_from_json_dict
+from engine.messages import from_json_dict
 from sinks.figures import DEFAULT_DPI
 from sinks.report.collector import DEFAULT_MIN_KEYPOINT_CONF, ReportCollector
 from sinks.report.options import check_videos, make_out_dir, parse_assignments
@@ -78,11 +79,10 @@ def report_from_jsonl(
                         if not isinstance(record, dict):
                             msg = f"expected a JSON object, got {type(record).__name__}"
                             raise ValueError(msg)
-                        source_id = record.get("source_id")
-                        if source_id and source_id in earlier:
-                            renamed[source_id] = f"{source_id}.{number}"
-                            record = {**record, "source_id": renamed[source_id]}
-                        message = message_from_json_dict(record)
+                        message = from_json_dict(record)
+                        if message.source_id and message.source_id in earlier:  # a source id of an earlier file
+                            renamed[message.source_id] = f"{message.source_id}.{number}"
+                            message = replace(message, source_id=renamed[message.source_id])
                     except ValueError as exc:
                         msg = f"{path}:{line_number}: not a batsight jsonl message: {exc}"
                         raise SinkError(msg) from exc

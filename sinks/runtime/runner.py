@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 import zmq
 
 from engine.errors import SinkError
+from engine.messages import AnyMessage, Health
 from engine.security import ClientCurve
-from engine.wire import Message
 from sinks.base import Sink
 from sinks.runtime.subscriber import DEFAULT_RCVHWM, Subscriber, check_topics
 
@@ -159,7 +159,7 @@ class SinkRunner:
         """Close the subscriber; for a runner connected but never run. Idempotent."""
         self._subscriber.close()
 
-    def _track(self, batch: list[Message]) -> str | None:
+    def _track(self, batch: list[AnyMessage]) -> str | None:
         """Update gap / eos bookkeeping; return the stop reason the batch triggers, if any."""
         reason = None
         for message in batch:
@@ -184,14 +184,14 @@ class SinkRunner:
                 if self.expected_sources and self.expected_sources <= self.eos_sources:
                     reason = "eos from every expected source"
             elif (
-                message.kind == "health"
+                isinstance(message, Health)
                 and self.stop_on_engine_stop
-                and message.header.get("engine_state") == "stopped"
+                and message.engine_state == "stopped"
             ):
                 reason = "engine stopped"
         return reason
 
-    def _next_batch(self, timeout_ms: int) -> list[Message]:
+    def _next_batch(self, timeout_ms: int) -> list[AnyMessage]:
         first = self._subscriber.recv(timeout_ms)
         if first is None:
             return []
@@ -203,7 +203,7 @@ class SinkRunner:
             batch.append(message)
         return batch
 
-    def _write(self, batch: list[Message]) -> str | None:
+    def _write(self, batch: list[AnyMessage]) -> str | None:
         reason = self._track(batch)
         if self.control_topics:  # those were subscribed for the runner only: keep them from the sink
             batch = [message for message in batch if message.topic.startswith(self.topics)]

@@ -10,8 +10,9 @@ from types import TracebackType
 import zmq
 
 from engine.errors import SinkError, WireFormatError
+from engine.messages import AnyMessage
 from engine.security import ClientCurve
-from engine.wire import MAX_HEADER_BYTES, MAX_MESSAGE_BYTES, Message, decode
+from engine.wire import MAX_HEADER_BYTES, MAX_MESSAGE_BYTES, decode_message
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def check_topics(topics: Iterable[str]) -> tuple[str, ...]:
 
 
 class Subscriber:
-    """A SUB socket that yields decoded :class:`~engine.wire.Message` values.
+    """A SUB socket that yields decoded typed messages (:mod:`engine.messages`).
 
     Use from one thread at a time (a ZeroMQ socket may move to another thread between calls, as
     :class:`SinkRunner` does after :meth:`open`). Every call is bounded by its timeout; :meth:`close`
@@ -52,7 +53,7 @@ class Subscriber:
             with a wrong or missing key connects but receives nothing.
 
     Attributes:
-        malformed: Messages skipped because they failed :func:`engine.wire.decode`.
+        malformed: Messages skipped because they failed :func:`engine.wire.decode_message`.
         received: Messages decoded and returned.
     """
 
@@ -126,7 +127,7 @@ class Subscriber:
             self._context = context
             self._owns_context = True
 
-    def recv(self, timeout_ms: int) -> Message | None:
+    def recv(self, timeout_ms: int) -> AnyMessage | None:
         """Next decoded message, or ``None`` when none arrives within ``timeout_ms``.
 
         A malformed message is logged (warning, with the reason), counted in :attr:`malformed` and
@@ -152,7 +153,7 @@ class Subscriber:
             except zmq.Again:
                 continue
             try:
-                message = decode(parts, self._max_message_bytes, self._max_header_bytes)
+                message = decode_message(parts, self._max_message_bytes, self._max_header_bytes)
             except WireFormatError as exc:
                 self.malformed += 1
                 logger.warning("skipping malformed message (topic %r): %s", parts[0][:80], exc)
