@@ -24,6 +24,7 @@ import numpy as np
 import psutil
 
 from engine.config import load_config
+from engine.messages import Health
 from engine.models.ultralytics_pose import UltralyticsPose
 from engine.pipeline import Pipeline
 from engine.testing import FakeKeypointModel
@@ -53,7 +54,7 @@ class _Watcher:
         self.sub = Subscriber(endpoint, ("pose/cam/", "health/"))
         self.sub.open()
         self.latency_s: list[float] = []
-        self.health: dict = {}
+        self.health: Health | None = None
         self.gaps = 0
         self._next_seq: int | None = None
         self._stop = threading.Event()
@@ -66,12 +67,12 @@ class _Watcher:
             if m is None:
                 continue
             if m.kind == "health":
-                self.health = m.header
+                self.health = m
                 continue
             if self._next_seq is not None and m.seq != self._next_seq:
                 self.gaps += 1
             self._next_seq = m.seq + 1
-            self.latency_s.append((m.header["publish_time_ns"] - m.header["capture_time_ns"]) / 1e9)
+            self.latency_s.append((m.publish_time_ns - m.capture_time_ns) / 1e9)
 
     def take_latencies(self) -> np.ndarray:
         out, self.latency_s = np.array(self.latency_s), []
@@ -84,13 +85,13 @@ class _Watcher:
 
 
 def _line(label: str, watcher: _Watcher, latencies: np.ndarray, rss_mb: float) -> str:
-    cam = watcher.health.get("sources", {}).get("cam", {})
-    nets = watcher.health.get("sources", {}).get("nets", {})
+    sources = watcher.health.sources if watcher.health is not None else {}
+    cam, nets = sources.get("cam"), sources.get("nets")
     p50, p99 = (np.percentile(latencies, [50, 99]) * 1000) if len(latencies) else (float("nan"),) * 2
     return (
-        f"{label}: cam state {cam.get('state')}, reconnects {cam.get('reconnects')}, frames {cam.get('frames_out')}, "
-        f"dropped {cam.get('dropped')} | latency p50 {p50:.0f} ms p99 {p99:.0f} ms (n={len(latencies)}) | "
-        f"nets frames {nets.get('frames_out')} | rss {rss_mb:.0f} MB"
+        f"{label}: cam state {cam and cam.state}, reconnects {cam and cam.reconnects}, "
+        f"frames {cam and cam.frames_out}, dropped {cam and cam.dropped} | latency p50 {p50:.0f} ms "
+        f"p99 {p99:.0f} ms (n={len(latencies)}) | nets frames {nets and nets.frames_out} | rss {rss_mb:.0f} MB"
     )
 
 
@@ -163,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         print(_line("end", watcher, latencies, rss_end))
         print(
             f"soak {args.minutes:g} min, {outages} outages of {args.outage_s:g} s: "
-            f"cam reconnects {cam.reconnects}, cam frames {summary.per_source['cam']['frames']}, "
-            f"cam dropped {summary.per_source['cam']['dropped']}, nets frames {summary.per_source['nets']['frames']} "
-            f"(lossless, dropped {summary.per_source['nets']['dropped']}), subscriber seq gaps {watcher.gaps}, "
+            f"cam reconnects {cam.reconnects}, cam frames {summary.per_source['cam'].frames}, "
+            f"cam dropped {summary.per_source['cam'].dropped}, nets frames {summary.per_source['nets'].frames} "
+            f"(lossless, dropped {summary.per_source['nets'].dropped}), subscriber seq gaps {watcher.gaps}, "
             f"latency p50 {np.percentile(latencies, 50) * 1000:.0f} ms "
             f"p99 {np.percentile(latencies, 99) * 1000:.0f} ms, "
             f"rss start {rss_start:.0f} MB end {rss_end:.0f} MB ({rss_end - rss_start:+.0f} MB)"

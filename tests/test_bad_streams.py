@@ -47,12 +47,12 @@ def test_a_resolution_change_mid_stream_is_followed_frame_by_frame(tmp_path):
     assert error is None
     poses = _by(messages, "pose")
     assert [m.frame_index for m in poses] == list(range(40))
-    sizes = [(m.header["frame_width"], m.header["frame_height"]) for m in poses]
+    sizes = [(m.frame_width, m.frame_height) for m in poses]
     assert sizes == [(64, 48)] * 20 + [(96, 72)] * 20
-    assert all(m.header["batter_found"] for m in poses)
+    assert all(m.batter_found for m in poses)
     assert np.all(np.diff([m.pts_s for m in poses]) > 0)
     (eos,) = _by(messages, "eos")
-    assert eos.header["reason"] == "end" and eos.header["frames"] == 40
+    assert eos.reason == "end" and eos.frames == 40
 
 
 def test_a_truncated_stream_delivers_what_it_holds(tmp_path):

@@ -31,20 +31,20 @@ def test_batter_keypoints_and_similarity_come_from_keypoint_rcnn_heatmaps(tmp_pa
     assert error is None
     poses = _by(messages, "pose")
     sims = {m.frame_index: m for m in _by(messages, "sim")}
-    assert len(poses) == 4 and all(m.header["heatmap_source"] == "model" for m in poses)
+    assert len(poses) == 4 and all(m.heatmap_source == "model" for m in poses)
     for pose in poses:
         image = np.full((120, 160, 3), pose.frame_index, np.uint8)  # ListSource's frame content
-        box = pose.arrays["xyxy"][None]
+        box = pose.xyxy[None]
         (expected,) = keypoint_model.infer_boxes([image], [box])
-        np.testing.assert_allclose(pose.arrays["keypoints_xy"], expected.keypoints_xy[0], atol=1e-3)
-        np.testing.assert_allclose(pose.arrays["keypoints_conf"], expected.keypoints_conf[0], atol=1e-5)
+        np.testing.assert_allclose(pose.keypoints_xy, expected.keypoints_xy[0], atol=1e-3)
+        np.testing.assert_allclose(pose.keypoints_conf, expected.keypoints_conf[0], atol=1e-5)
         logits = expected.heatmaps[0].reshape(17, -1).astype(np.float64)
         p = np.exp(logits - logits.max(axis=1, keepdims=True))
         p /= p.sum(axis=1, keepdims=True)
         unit = p / np.linalg.norm(p, axis=1, keepdims=True)
         sim = sims[pose.frame_index]
-        assert sim.header["heatmap_source"] == "model"
-        np.testing.assert_allclose(sim.arrays["cosine_similarity"], np.clip(unit @ unit.T, 0, 1), atol=1e-4)
+        assert sim.heatmap_source == "model"
+        np.testing.assert_allclose(sim.cosine_similarity, np.clip(unit @ unit.T, 0, 1), atol=1e-4)
     assert pipeline.summary().model_s > 0
 
 

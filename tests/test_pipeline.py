@@ -43,7 +43,7 @@ class Collector:
             if message is None:
                 continue
             self.messages.append(message)
-            if message.kind == "health" and message.header["engine_state"] == "stopped":
+            if message.kind == "health" and message.engine_state == "stopped":
                 return
 
     def join(self) -> list:
@@ -85,40 +85,40 @@ def test_two_file_sources_are_lossless_ordered_and_batched_together(tmp_path):
         assert [m.frame_index for m in poses] == list(range(n))
         assert [m.seq for m in poses] == list(range(n))
         np.testing.assert_allclose([m.pts_s for m in poses], np.arange(n) / fps)
-        found = [m.header["batter_found"] for m in poses]
+        found = [m.batter_found for m in poses]
         assert found == [i % 7 != 0 for i in range(n)]  # FakeKeypointModel: no person every 7th frame
-        assert all("keypoints_xy" not in m.arrays for m in poses if not m.header["batter_found"])
-        assert all(m.arrays["keypoints_xy"].shape == (17, 2) for m in poses if m.header["batter_found"])
+        assert all(m.keypoints_xy is None for m in poses if not m.batter_found)
+        assert all(m.keypoints_xy.shape == (17, 2) for m in poses if m.batter_found)
         sims = _by(messages, "sim", source_id)
         assert len(sims) == sum(found)
         eos = _by(messages, "eos", source_id)
-        assert len(eos) == 1 and eos[0].header["frames"] == n and eos[0].header["error"] is None
+        assert len(eos) == 1 and eos[0].frames == n and eos[0].error is None
     assert max(model.calls) == 4 and sum(model.calls) == 65
     assert any(len(shapes) == 2 for shapes in model.batch_shapes)  # one forward pass, both sources
     health = _by(messages, "health")
-    assert health[-1].header["engine_state"] == "stopped"
-    assert health[-1].header["sources"]["a"]["frames_out"] == 40
+    assert health[-1].engine_state == "stopped"
+    assert health[-1].sources["a"].frames_out == 40
     # the in-process jsonl sink saw exactly what the independent subscriber saw
     lines = jsonl.read_text().splitlines()
     assert len(lines) == len(messages)
     summary = pipeline.summary()
-    assert summary.frames == 65 and summary.per_source["b"]["batter_frames"] == sum(i % 7 != 0 for i in range(25))
+    assert summary.frames == 65 and summary.per_source["b"].batter_frames == sum(i % 7 != 0 for i in range(25))
 
 
 def test_similarity_and_fit_messages_hold_valid_values(tmp_path):
     pipeline, messages, error = _run([ListSource("a", n_frames=30)], FakeKeypointModel(), tmp_path)
     assert error is None
     for m in _by(messages, "sim"):
-        sim = m.arrays["cosine_similarity"]
+        sim = m.cosine_similarity
         assert sim.shape == (17, 17) and sim.dtype == np.float32
         assert np.all((sim >= 0) & (sim <= 1)) and np.allclose(np.diag(sim), 1) and np.allclose(sim, sim.T)
-        assert m.header["pairs"]["left_wrist/left_shoulder"] == pytest.approx(float(sim[9, 5]), abs=1e-6)
-        assert np.all((m.arrays["window_mean"] >= 0) & (m.arrays["window_mean"] <= 1))
+        assert m.pairs["left_wrist/left_shoulder"] == pytest.approx(float(sim[9, 5]), abs=1e-6)
+        assert np.all((m.window_mean >= 0) & (m.window_mean <= 1))
     fits = _by(messages, "fit")
     assert len(fits) == 29  # the first frame alone cannot be fitted
     last = fits[-1]
-    assert last.header["n_points"] == 30 and last.header["degree_xy"] == 10
-    assert last.arrays["dx_coef"].shape == (11,) and last.arrays["r_coef"].shape == (3,)
+    assert last.n_points == 30 and last.degree_xy == 10
+    assert last.dx_coef.shape == (11,) and last.r_coef.shape == (3,)
 
 
 def test_a_failing_source_ends_alone_and_the_other_finishes(tmp_path):
@@ -128,8 +128,8 @@ def test_a_failing_source_ends_alone_and_the_other_finishes(tmp_path):
     assert len(_by(messages, "pose", "ok")) == 30
     assert [m.frame_index for m in _by(messages, "pose", "bad")] == [0, 1, 2, 3, 4]
     (eos,) = _by(messages, "eos", "bad")
-    assert eos.header["reason"] == "error" and "simulated failure" in eos.header["error"]
-    assert pipeline.summary().per_source["bad"]["error"]
+    assert eos.reason == "error" and "simulated failure" in eos.error
+    assert pipeline.summary().per_source["bad"].error
 
 
 class _ExplodingModel(FakeKeypointModel):
@@ -148,8 +148,8 @@ def test_a_model_failure_is_re_raised_and_every_source_gets_eos(tmp_path):
     assert 0 < len(published) <= 4
     for source_id in ("a", "b"):
         (eos,) = _by(messages, "eos", source_id)
-        assert eos.header["reason"] == "error"
-    assert _by(messages, "health")[-1].header["engine_state"] == "stopped"
+        assert eos.reason == "error"
+    assert _by(messages, "health")[-1].engine_state == "stopped"
 
 
 def test_stop_finishes_in_flight_frames_and_sends_eos(tmp_path):
@@ -166,7 +166,7 @@ def test_stop_finishes_in_flight_frames_and_sends_eos(tmp_path):
     assert 0 < len(poses) < 100_000
     assert [m.frame_index for m in poses] == list(range(len(poses)))
     (eos,) = _by(messages, "eos", "cam")
-    assert eos.header["frames"] == len(poses) and eos.header["reason"] == "stopped"
+    assert eos.frames == len(poses) and eos.reason == "stopped"
 
 
 def test_wire_messages_decode_with_the_public_decoder(tmp_path):
@@ -197,15 +197,15 @@ def test_a_timeline_break_restarts_rolling_windows_but_not_the_cumulative_mean(t
     pipeline, messages, error = _run([ListSource("cam", n_frames=40, break_at=(25,))], FakeKeypointModel(), tmp_path)
     assert error is None
     poses = _by(messages, "pose")
-    assert [m.header["timeline_break"] for m in poses] == [i == 25 for i in range(40)]
+    assert [m.timeline_break for m in poses] == [i == 25 for i in range(40)]
     sims = {m.frame_index: m for m in _by(messages, "sim")}
-    assert sims[24].header["window_frames"] == 25 and sims[25].header["window_frames"] == 1
-    assert sims[39].header["window_frames"] == 15
+    assert sims[24].window_frames == 25 and sims[25].window_frames == 1
+    assert sims[39].window_frames == 15
     fits = {m.frame_index: m for m in _by(messages, "fit")}
     assert 25 not in fits  # one point after the break: nothing to fit yet
-    assert fits[39].header["n_points"] == 15 and fits[39].header["t_start_s"] == pytest.approx(25 / 30)
-    expected = np.mean([sims[i].arrays["cosine_similarity"] for i in range(40)], axis=0)
-    np.testing.assert_allclose(sims[39].arrays["cumulative_mean"], expected, atol=1e-6)
+    assert fits[39].n_points == 15 and fits[39].t_start_s == pytest.approx(25 / 30)
+    expected = np.mean([sims[i].cosine_similarity for i in range(40)], axis=0)
+    np.testing.assert_allclose(sims[39].cumulative_mean, expected, atol=1e-6)
 
 
 class _CuttingSource(ListSource):
@@ -232,14 +232,14 @@ def test_a_camera_cut_restarts_tracks_and_windows_unless_detection_is_off(tmp_pa
     )
     assert error is None
     poses = _by(messages, "pose")
-    assert [m.header["scene_cut"] for m in poses] == [threshold > 0 and i == 20 for i in range(36)]
-    assert not any(m.header["timeline_break"] for m in poses)
+    assert [m.scene_cut for m in poses] == [threshold > 0 and i == 20 for i in range(36)]
+    assert not any(m.timeline_break for m in poses)
     sims = {m.frame_index: m for m in _by(messages, "sim")}
-    assert sims[19].header["window_frames"] == 20
-    assert sims[20].header["window_frames"] == (1 if threshold else 21)
-    expected = np.mean([sims[i].arrays["cosine_similarity"] for i in range(36)], axis=0)
-    np.testing.assert_allclose(sims[35].arrays["cumulative_mean"], expected, atol=1e-6)  # kept across the cut
-    track_ids = [m.header["track_id"] for m in poses]
+    assert sims[19].window_frames == 20
+    assert sims[20].window_frames == (1 if threshold else 21)
+    expected = np.mean([sims[i].cosine_similarity for i in range(36)], axis=0)
+    np.testing.assert_allclose(sims[35].cumulative_mean, expected, atol=1e-6)  # kept across the cut
+    track_ids = [m.track_id for m in poses]
     if threshold:  # ByteTrack starts over after the cut: the batter's track is a new one
         assert track_ids[19] is not None and track_ids[-1] is not None and track_ids[-1] != track_ids[19]
     else:
@@ -252,10 +252,10 @@ def test_live_latency_stays_bounded_when_inference_is_slower_than_the_camera(tmp
     pipeline, messages, error = _run([source], FakeKeypointModel(delay_s=0.025), tmp_path, ["batch.max_batch=1"])
     assert error is None
     poses = _by(messages, "pose")
-    latency_s = np.array([(m.header["publish_time_ns"] - m.header["capture_time_ns"]) / 1e9 for m in poses])
+    latency_s = np.array([(m.publish_time_ns - m.capture_time_ns) / 1e9 for m in poses])
     (eos,) = _by(messages, "eos")
-    assert eos.header["dropped"] > 0 and eos.header["frames"] + eos.header["dropped"] == 800
-    assert len(poses) == eos.header["frames"]
+    assert eos.dropped > 0 and eos.frames + eos.dropped == 800
+    assert len(poses) == eos.frames
     # latency bounded by the queue (2 frames) plus one model call, and not growing over the run
     third = len(latency_s) // 3
     assert np.median(latency_s[-third:]) < 0.25
@@ -300,8 +300,8 @@ def test_a_late_subscriber_gets_the_state_within_one_health_period(tmp_path):
         pipeline.join(timeout_s=10)
     assert message is not None and message.kind == "health"
     assert waited < 0.5 + 0.3
-    cam = message.header["sources"]["cam"]
-    assert cam["state"] == "live" and cam["frames_out"] > 0 and "reconnects" in cam and "queue_depth" in cam
+    cam = message.sources["cam"]
+    assert cam.state == "live" and cam.frames_out > 0 and cam.reconnects >= 0 and cam.queue_depth >= 0
 
 
 class _DeafSource(ListSource):
@@ -326,7 +326,7 @@ def test_shutdown_is_bounded_even_when_a_source_ignores_close(tmp_path):
     assert pipeline.join(timeout_s=10)
     assert time.monotonic() - t < 0.5 + 2.0 + 1.5  # read timeout + grace + linger and joins
     messages = collector.join()
-    reasons = {m.source_id: m.header["reason"] for m in _by(messages, "eos")}
+    reasons = {m.source_id: m.reason for m in _by(messages, "eos")}
     assert reasons == {"deaf": "timeout", "ok": "end"}
 
 
@@ -360,7 +360,7 @@ def test_sink_error_policies(tmp_path, policy):
     messages = collector.join()
     poses = _by(messages, "pose")
     if policy == "fail":  # the run stopped early and cleanly
-        assert 0 < len(poses) < 100_000 and _by(messages, "eos")[0].header["reason"] == "stopped"
+        assert 0 < len(poses) < 100_000 and _by(messages, "eos")[0].reason == "stopped"
         assert isinstance(thread.error, OSError)
     else:  # the engine (and the independent subscriber) never noticed
         assert len(poses) == 200

@@ -825,9 +825,9 @@ def test_engine_recovers_from_an_rtsp_outage_without_restarting(rtsp_server: Rts
     poses = _by(messages, "pose", "cam")
     assert [m.frame_index for m in poses] == sorted(m.frame_index for m in poses)
     assert np.all(np.diff([m.pts_s for m in poses]) > 0)
-    assert any(m.header["timeline_break"] for m in poses)
-    states = [m.header["sources"]["cam"]["state"] for m in _by(messages, "health")]
+    assert any(m.timeline_break for m in poses)
+    states = [m.sources["cam"].state for m in _by(messages, "health")]
     assert {"stalled", "reconnecting"} & set(states) and "live" in states
-    assert max(m.header["sources"]["cam"]["reconnects"] for m in _by(messages, "health")) >= 1
+    assert max(m.sources["cam"].reconnects for m in _by(messages, "health")) >= 1
     for m in messages:  # credentials never published
-        assert SECRET not in str(m.header)
+        assert SECRET not in str(m.to_json_dict())

@@ -12,9 +12,9 @@ from engine.config import PublisherConfig, load_config
 from engine.errors import ConfigError
 from engine.publisher import Publisher
 from engine.security import ClientCurve, is_loopback_endpoint
+from engine.testing import make_eos, make_pose
 from sinks.jsonl import JsonlSink
 from sinks.runtime import Subscriber
-from tests.test_pipeline import free_endpoint
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def _receive_during(publisher: Publisher, subscribers: dict[str, Subscriber], se
     deadline = time.monotonic() + seconds
     i = 0
     while time.monotonic() < deadline:
-        publisher.publish_raw("pose", "cam1", {"frame_index": i})
+        publisher.publish(make_pose("cam1", i))
         i += 1
         for name, sub in subscribers.items():
             while sub.recv(0) is not None:
@@ -45,12 +45,14 @@ def _receive_during(publisher: Publisher, subscribers: dict[str, Subscriber], se
 
 def test_only_authorised_keys_receive(certs):
     keys, clients = certs
-    endpoint = free_endpoint()
     config = PublisherConfig(
-        endpoint=endpoint, curve_secret_key_file=str(keys / "server.key_secret"), curve_clients_dir=str(clients)
+        endpoint="tcp://127.0.0.1:*",
+        curve_secret_key_file=str(keys / "server.key_secret"),
+        curve_clients_dir=str(clients),
     )
     server_key = str(keys / "server.key")
     with Publisher(config) as publisher:
+        endpoint = publisher.endpoint
         subscribers = {
             "ok": Subscriber(endpoint, curve=ClientCurve.from_files(server_key, str(keys / "client_ok.key_secret"))),
             "wrong_client_key": Subscriber(
@@ -74,9 +76,9 @@ def test_only_authorised_keys_receive(certs):
 
 def test_without_clients_dir_any_client_with_the_server_key_is_accepted(certs):
     keys, _ = certs
-    endpoint = free_endpoint()
-    config = PublisherConfig(endpoint=endpoint, curve_secret_key_file=str(keys / "server.key_secret"))
+    config = PublisherConfig(endpoint="tcp://127.0.0.1:*", curve_secret_key_file=str(keys / "server.key_secret"))
     with Publisher(config) as publisher:
+        endpoint = publisher.endpoint
         ephemeral = Subscriber(endpoint, curve=ClientCurve.from_files(str(keys / "server.key")))
         plain = Subscriber(endpoint)
         ephemeral.open()
@@ -91,19 +93,22 @@ def test_without_clients_dir_any_client_with_the_server_key_is_accepted(certs):
 
 def test_in_process_sinks_get_accepted_keys(certs, tmp_path):
     keys, clients = certs
-    endpoint = free_endpoint()
     config = PublisherConfig(
-        endpoint=endpoint, curve_secret_key_file=str(keys / "server.key_secret"), curve_clients_dir=str(clients)
+        endpoint="tcp://127.0.0.1:*",
+        curve_secret_key_file=str(keys / "server.key_secret"),
+        curve_clients_dir=str(clients),
     )
     publisher = Publisher(config)
     out = tmp_path / "out.jsonl"
-    thread = JsonlSink(str(out)).run_in_thread(endpoint, expected_sources={"cam1"}, curve=publisher.client_curve())
     publisher.open()
+    thread = JsonlSink(str(out)).run_in_thread(
+        publisher.endpoint, expected_sources={"cam1"}, curve=publisher.client_curve()
+    )
     try:
         assert publisher.wait_for_subscribers(0, 5.0, ready_topics=1)[0] == 1
         for i in range(5):
-            publisher.publish_raw("pose", "cam1", {"frame_index": i})
-        publisher.publish_raw("eos", "cam1", {"frames": 5})
+            publisher.publish(make_pose("cam1", i))
+        publisher.publish(make_eos("cam1", frames=5))
         thread.join(10)
     finally:
         publisher.close()

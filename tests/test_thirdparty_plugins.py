@@ -172,9 +172,9 @@ def test_thirdparty_source_sink_and_model_run_from_the_cli(thirdparty, tmp_path,
     for source_id, n_frames in (("stream0", 3), ("cam", 2)):
         poses = [m for m in received if m.kind == "pose" and m.source_id == source_id]
         assert [m.frame_index for m in poses] == list(range(n_frames))
-        assert all(m.header["batter_found"] and m.header["heatmap_source"] == "rendered" for m in poses)
+        assert all(m.batter_found and m.heatmap_source == "rendered" for m in poses)
         (eos,) = [m for m in received if m.kind == "eos" and m.source_id == source_id]
-        assert eos.header["frames"] == n_frames and eos.header["reason"] == "end" and not eos.header["error"]
+        assert eos.frames == n_frames and eos.reason == "end" and not eos.error
     # the third-party sink got exactly what the built-in jsonl sink wrote (same decoded messages)
     written = [json.loads(line) for line in out.read_text().splitlines()]
     assert [m.to_json_dict() for m in received if m.kind in ("pose", "eos")] == [

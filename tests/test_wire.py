@@ -14,7 +14,8 @@ import zmq
 from engine.config import PublisherConfig
 from engine.errors import WireFormatError
 from engine.publisher import Publisher
-from engine.wire import DTYPES, KINDS, WIRE_VERSION, Message, decode, encode, topic_for
+from engine.testing import make_pose
+from engine.wire import DTYPES, KINDS, WIRE_VERSION, Message, decode, encode, encode_message, topic_for
 from sinks.runtime import Subscriber
 
 pytestmark = pytest.mark.timeout(20)
@@ -202,9 +203,9 @@ def test_topic_prefix_safety_over_real_zmq() -> None:
         with Publisher(config, context=context) as publisher:
             with Subscriber(publisher.endpoint, topics=("pose/cam1/",), context=context) as subscriber:
                 assert publisher.wait_for_subscribers(1, timeout_s=5.0) == (0, 1)
-                publisher.publish_raw("pose", "cam10", {"frame_index": 0})
-                publisher.publish_raw("pose", "cam1", {"frame_index": 1})
-                publisher.publish_raw("pose", "cam10", {"frame_index": 2})
+                publisher.publish(make_pose("cam10", 0))
+                publisher.publish(make_pose("cam1", 1))
+                publisher.publish(make_pose("cam10", 2))
                 received = subscriber.recv(timeout_ms=2000)
                 assert received is not None
                 assert received.source_id == "cam1"
@@ -361,11 +362,14 @@ def test_subscriber_skips_malformed_message(zmq_context: zmq.Context) -> None:
         pub.bind("tcp://127.0.0.1:*")
         endpoint = pub.getsockopt_string(zmq.LAST_ENDPOINT)
         with Subscriber(endpoint, context=zmq_context) as subscriber:
-            good = [bytes(p) for p in encode("pose", "cam1", 0, {"frame_index": 5})]
+            good = [bytes(p) for p in encode_message(make_pose("cam1", 5), 0)]
             bad = _raw_parts(_good_header(v=2), [_xyxy()])
+            # valid on the wire, but not a pose/ message of the schema (no frame_width, ...)
+            off_schema = [bytes(p) for p in encode("pose", "cam1", 0, {"frame_index": 4})]
             message = None
             for _ in range(100):  # PUB drops until the subscription has arrived: retry
                 pub.send_multipart(bad)
+                pub.send_multipart(off_schema)
                 pub.send_multipart(good)
                 message = subscriber.recv(timeout_ms=50)
                 if message is not None:
@@ -373,5 +377,12 @@ def test_subscriber_skips_malformed_message(zmq_context: zmq.Context) -> None:
             assert message is not None
             assert message.frame_index == 5
             assert subscriber.malformed >= 1
+            before = subscriber.malformed  # subscribed now: the next three arrive in order
+            pub.send_multipart(bad)
+            pub.send_multipart(off_schema)
+            pub.send_multipart(good)
+            again = subscriber.recv(timeout_ms=5000)
+            assert again is not None and again.frame_index == 5
+            assert subscriber.malformed == before + 2  # the bad version and the off-schema pose, both skipped
     finally:
         pub.close(linger=0)
