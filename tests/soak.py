@@ -30,8 +30,8 @@ from engine.pipeline import Pipeline
 from engine.testing import FakeKeypointModel
 from sinks.runtime import Subscriber
 from stream.pyav import FileSource, UrlSource
+from tests.helpers import free_endpoint
 from tests.rtsp_server import RtspServer
-from tests.test_pipeline import free_endpoint
 
 CLIP = Path(__file__).resolve().parents[2] / "shared/data/real/clips/cricket/cover_drive_04_nets.mp4"
 

@@ -14,7 +14,7 @@ from engine.errors import SourceError
 from engine.testing import FakeKeypointModel
 from stream.pyav import FileSource
 from tests.conftest import shared_file
-from tests.test_pipeline import _by, _run
+from tests.helpers import by_kind, run_pipeline
 
 
 def _h264_ts(path: Path, sizes: list[tuple[int, int, int]], fps: int = 25) -> None:
@@ -43,15 +43,15 @@ def test_a_resolution_change_mid_stream_is_followed_frame_by_frame(tmp_path):
     clip = tmp_path / "resize.ts"
     _h264_ts(clip, [(64, 48, 20), (96, 72, 20)])
     source = FileSource.from_spec(str(clip), "resize", SourceConfig())
-    pipeline, messages, error = _run([source], FakeKeypointModel(), tmp_path)
+    pipeline, messages, error = run_pipeline([source], FakeKeypointModel(), tmp_path)
     assert error is None
-    poses = _by(messages, "pose")
+    poses = by_kind(messages, "pose")
     assert [m.frame_index for m in poses] == list(range(40))
     sizes = [(m.frame_width, m.frame_height) for m in poses]
     assert sizes == [(64, 48)] * 20 + [(96, 72)] * 20
     assert all(m.batter_found for m in poses)
     assert np.all(np.diff([m.pts_s for m in poses]) > 0)
-    (eos,) = _by(messages, "eos")
+    (eos,) = by_kind(messages, "eos")
     assert eos.reason == "end" and eos.frames == 40
 
 

@@ -12,7 +12,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.test_pipeline import free_endpoint
+from tests.helpers import free_endpoint
 
 
 def batsight(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:

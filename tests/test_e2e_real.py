@@ -20,7 +20,7 @@ import pytest
 import zmq
 
 from tests.conftest import REPO_ROOT, shared_file
-from tests.test_pipeline import free_endpoint
+from tests.helpers import free_endpoint
 
 CLIP_FRAMES = 272
 OKS_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10

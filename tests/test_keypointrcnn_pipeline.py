@@ -12,7 +12,7 @@ from engine.models.keypointrcnn import KeypointRCNNTopDown
 from engine.models.keypointrcnn_pose import KeypointRCNNPose
 from engine.plugins import MODELS, load
 from engine.testing import FakeKeypointModel, ListSource
-from tests.test_pipeline import _by, _run
+from tests.helpers import by_kind, run_pipeline
 
 
 def test_plugin_is_registered_and_built_from_config():
@@ -27,10 +27,10 @@ def test_batter_keypoints_and_similarity_come_from_keypoint_rcnn_heatmaps(tmp_pa
     keypoint_model = KeypointRCNNTopDown(weights=None, device="cpu", min_size=256, max_size=448)
     model = KeypointRCNNPose(FakeKeypointModel(), keypoint_model)
     source = ListSource("cam", n_frames=4, size=(120, 160))
-    pipeline, messages, error = _run([source], model, tmp_path)
+    pipeline, messages, error = run_pipeline([source], model, tmp_path)
     assert error is None
-    poses = _by(messages, "pose")
-    sims = {m.frame_index: m for m in _by(messages, "sim")}
+    poses = by_kind(messages, "pose")
+    sims = {m.frame_index: m for m in by_kind(messages, "sim")}
     assert len(poses) == 4 and all(m.heatmap_source == "model" for m in poses)
     for pose in poses:
         image = np.full((120, 160, 3), pose.frame_index, np.uint8)  # ListSource's frame content

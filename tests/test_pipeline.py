@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from dataclasses import replace
@@ -17,71 +16,17 @@ from engine.testing import FakeKeypointModel, ListSource
 from engine.wire import decode
 from sinks.jsonl import JsonlSink
 from sinks.runtime import Subscriber
-
-
-def free_endpoint() -> str:
-    """A loopback TCP endpoint whose port was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
-
-
-class Collector:
-    """Independent test subscriber: collects every decoded message until the engine stops."""
-
-    def __init__(self, endpoint: str) -> None:
-        self.subscriber = Subscriber(endpoint, ("",))
-        self.subscriber.open()
-        self.messages = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + 120  # model builds and loaded machines may take a while to start
-        while time.monotonic() < deadline:
-            message = self.subscriber.recv(200)
-            if message is None:
-                continue
-            self.messages.append(message)
-            if message.kind == "health" and message.engine_state == "stopped":
-                return
-
-    def join(self) -> list:
-        self.thread.join(30)
-        self.subscriber.close()
-        return self.messages
-
-
-def _run(sources, model, tmp_path, overrides=(), sinks=()):
-    endpoint = free_endpoint()
-    config = load_config(None, [f"publisher.endpoint={endpoint}", "publisher.min_subscribers=1", *overrides])
-    collector = Collector(endpoint)
-    model.build()
-    pipeline = Pipeline(config, sources, model)
-    threads = [sink.run_in_thread(endpoint, expected_sources={s.source_id for s in sources}) for sink in sinks]
-    pipeline.start(expected_subscribers=len(threads))
-    error = None
-    try:
-        assert pipeline.join(timeout_s=60)
-    except Exception as exc:  # noqa: BLE001 - returned to the test
-        error = exc
-    for t in threads:
-        t.join(10)
-    return pipeline, collector.join(), error
-
-
-def _by(messages, kind, source_id=None):
-    return [m for m in messages if m.kind == kind and (source_id is None or m.source_id == source_id)]
+from tests.helpers import ANY_PORT, by_kind, open_pipeline, pipeline_config, run_pipeline
 
 
 def test_two_file_sources_are_lossless_ordered_and_batched_together(tmp_path):
     sources = [ListSource("a", n_frames=40), ListSource("b", n_frames=25, fps=25.0, size=(40, 80))]
     model = FakeKeypointModel(no_person_every=7)
     jsonl = tmp_path / "out.jsonl"
-    pipeline, messages, error = _run(sources, model, tmp_path, ["batch.max_batch=4"], [JsonlSink(str(jsonl))])
+    pipeline, messages, error = run_pipeline(sources, model, tmp_path, ["batch.max_batch=4"], [JsonlSink(str(jsonl))])
     assert error is None
     for source_id, n, fps in (("a", 40, 30.0), ("b", 25, 25.0)):
-        poses = _by(messages, "pose", source_id)
+        poses = by_kind(messages, "pose", source_id)
         assert [m.frame_index for m in poses] == list(range(n))
         assert [m.seq for m in poses] == list(range(n))
         np.testing.assert_allclose([m.pts_s for m in poses], np.arange(n) / fps)
@@ -89,13 +34,13 @@ def test_two_file_sources_are_lossless_ordered_and_batched_together(tmp_path):
         assert found == [i % 7 != 0 for i in range(n)]  # FakeKeypointModel: no person every 7th frame
         assert all(m.keypoints_xy is None for m in poses if not m.batter_found)
         assert all(m.keypoints_xy.shape == (17, 2) for m in poses if m.batter_found)
-        sims = _by(messages, "sim", source_id)
+        sims = by_kind(messages, "sim", source_id)
         assert len(sims) == sum(found)
-        eos = _by(messages, "eos", source_id)
+        eos = by_kind(messages, "eos", source_id)
         assert len(eos) == 1 and eos[0].frames == n and eos[0].error is None
     assert max(model.calls) == 4 and sum(model.calls) == 65
     assert any(len(shapes) == 2 for shapes in model.batch_shapes)  # one forward pass, both sources
-    health = _by(messages, "health")
+    health = by_kind(messages, "health")
     assert health[-1].engine_state == "stopped"
     assert health[-1].sources["a"].frames_out == 40
     # the in-process jsonl sink saw exactly what the independent subscriber saw
@@ -106,15 +51,15 @@ def test_two_file_sources_are_lossless_ordered_and_batched_together(tmp_path):
 
 
 def test_similarity_and_fit_messages_hold_valid_values(tmp_path):
-    pipeline, messages, error = _run([ListSource("a", n_frames=30)], FakeKeypointModel(), tmp_path)
+    pipeline, messages, error = run_pipeline([ListSource("a", n_frames=30)], FakeKeypointModel(), tmp_path)
     assert error is None
-    for m in _by(messages, "sim"):
+    for m in by_kind(messages, "sim"):
         sim = m.cosine_similarity
         assert sim.shape == (17, 17) and sim.dtype == np.float32
         assert np.all((sim >= 0) & (sim <= 1)) and np.allclose(np.diag(sim), 1) and np.allclose(sim, sim.T)
         assert m.pairs["left_wrist/left_shoulder"] == pytest.approx(float(sim[9, 5]), abs=1e-6)
         assert np.all((m.window_mean >= 0) & (m.window_mean <= 1))
-    fits = _by(messages, "fit")
+    fits = by_kind(messages, "fit")
     assert len(fits) == 29  # the first frame alone cannot be fitted
     last = fits[-1]
     assert last.n_points == 30 and last.degree_xy == 10
@@ -123,11 +68,11 @@ def test_similarity_and_fit_messages_hold_valid_values(tmp_path):
 
 def test_a_failing_source_ends_alone_and_the_other_finishes(tmp_path):
     sources = [ListSource("ok", n_frames=30), ListSource("bad", n_frames=30, fail_after=5)]
-    pipeline, messages, error = _run(sources, FakeKeypointModel(), tmp_path)
+    pipeline, messages, error = run_pipeline(sources, FakeKeypointModel(), tmp_path)
     assert error is None
-    assert len(_by(messages, "pose", "ok")) == 30
-    assert [m.frame_index for m in _by(messages, "pose", "bad")] == [0, 1, 2, 3, 4]
-    (eos,) = _by(messages, "eos", "bad")
+    assert len(by_kind(messages, "pose", "ok")) == 30
+    assert [m.frame_index for m in by_kind(messages, "pose", "bad")] == [0, 1, 2, 3, 4]
+    (eos,) = by_kind(messages, "eos", "bad")
     assert eos.reason == "error" and "simulated failure" in eos.error
     assert pipeline.summary().per_source["bad"].error
 
@@ -142,30 +87,27 @@ class _ExplodingModel(FakeKeypointModel):
 
 def test_a_model_failure_is_re_raised_and_every_source_gets_eos(tmp_path):
     sources = [ListSource("a", n_frames=200), ListSource("b", n_frames=200)]
-    pipeline, messages, error = _run(sources, _ExplodingModel(), tmp_path, ["batch.max_batch=2"])
+    pipeline, messages, error = run_pipeline(sources, _ExplodingModel(), tmp_path, ["batch.max_batch=2"])
     assert isinstance(error, ModelError) and "out of memory" in str(error)
-    published = _by(messages, "pose")
+    published = by_kind(messages, "pose")
     assert 0 < len(published) <= 4
     for source_id in ("a", "b"):
-        (eos,) = _by(messages, "eos", source_id)
+        (eos,) = by_kind(messages, "eos", source_id)
         assert eos.reason == "error"
-    assert _by(messages, "health")[-1].engine_state == "stopped"
+    assert by_kind(messages, "health")[-1].engine_state == "stopped"
 
 
 def test_stop_finishes_in_flight_frames_and_sends_eos(tmp_path):
-    endpoint = free_endpoint()
-    config = load_config(None, [f"publisher.endpoint={endpoint}", "publisher.min_subscribers=1"])
-    collector = Collector(endpoint)
     source = ListSource("cam", n_frames=100_000, delay_s=0.001)
-    pipeline = Pipeline(config, [source], FakeKeypointModel())
+    pipeline, collector = open_pipeline(pipeline_config(), [source], FakeKeypointModel())
     pipeline.start()
     threading.Timer(0.3, pipeline.stop).start()
     assert pipeline.join(timeout_s=20)
     messages = collector.join()
-    poses = _by(messages, "pose", "cam")
+    poses = by_kind(messages, "pose", "cam")
     assert 0 < len(poses) < 100_000
     assert [m.frame_index for m in poses] == list(range(len(poses)))
-    (eos,) = _by(messages, "eos", "cam")
+    (eos,) = by_kind(messages, "eos", "cam")
     assert eos.frames == len(poses) and eos.reason == "stopped"
 
 
@@ -173,13 +115,12 @@ def test_wire_messages_decode_with_the_public_decoder(tmp_path):
     """Raw multipart frames from the publisher decode with engine.wire.decode (header keys of DESIGN §5)."""
     import zmq
 
-    endpoint = free_endpoint()
-    config = load_config(None, [f"publisher.endpoint={endpoint}", "publisher.min_subscribers=1"])
+    pipeline = Pipeline(pipeline_config(), [ListSource("x", n_frames=3)], FakeKeypointModel())
+    pipeline.publisher.open()
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
-    sub.connect(endpoint)
+    sub.connect(pipeline.publisher.endpoint)
     sub.setsockopt(zmq.SUBSCRIBE, b"pose/")
-    pipeline = Pipeline(config, [ListSource("x", n_frames=3)], FakeKeypointModel())
     pipeline.start()
     parts = [sub.recv_multipart() for _ in range(3)]
     assert pipeline.join(timeout_s=20)
@@ -194,14 +135,15 @@ def test_wire_messages_decode_with_the_public_decoder(tmp_path):
 
 
 def test_a_timeline_break_restarts_rolling_windows_but_not_the_cumulative_mean(tmp_path):
-    pipeline, messages, error = _run([ListSource("cam", n_frames=40, break_at=(25,))], FakeKeypointModel(), tmp_path)
+    source = ListSource("cam", n_frames=40, break_at=(25,))
+    pipeline, messages, error = run_pipeline([source], FakeKeypointModel(), tmp_path)
     assert error is None
-    poses = _by(messages, "pose")
+    poses = by_kind(messages, "pose")
     assert [m.timeline_break for m in poses] == [i == 25 for i in range(40)]
-    sims = {m.frame_index: m for m in _by(messages, "sim")}
+    sims = {m.frame_index: m for m in by_kind(messages, "sim")}
     assert sims[24].window_frames == 25 and sims[25].window_frames == 1
     assert sims[39].window_frames == 15
-    fits = {m.frame_index: m for m in _by(messages, "fit")}
+    fits = {m.frame_index: m for m in by_kind(messages, "fit")}
     assert 25 not in fits  # one point after the break: nothing to fit yet
     assert fits[39].n_points == 15 and fits[39].t_start_s == pytest.approx(25 / 30)
     expected = np.mean([sims[i].cosine_similarity for i in range(40)], axis=0)
@@ -227,14 +169,14 @@ class _CuttingSource(ListSource):
 @pytest.mark.parametrize("threshold", [27.0, 0.0])
 def test_a_camera_cut_restarts_tracks_and_windows_unless_detection_is_off(tmp_path, threshold):
     source = _CuttingSource(cut_at=20, source_id="cam", n_frames=36, size=(96, 128))
-    pipeline, messages, error = _run(
+    pipeline, messages, error = run_pipeline(
         [source], FakeKeypointModel(), tmp_path, [f"batter.scene_cut_threshold={threshold}"]
     )
     assert error is None
-    poses = _by(messages, "pose")
+    poses = by_kind(messages, "pose")
     assert [m.scene_cut for m in poses] == [threshold > 0 and i == 20 for i in range(36)]
     assert not any(m.timeline_break for m in poses)
-    sims = {m.frame_index: m for m in _by(messages, "sim")}
+    sims = {m.frame_index: m for m in by_kind(messages, "sim")}
     assert sims[19].window_frames == 20
     assert sims[20].window_frames == (1 if threshold else 21)
     expected = np.mean([sims[i].cosine_similarity for i in range(36)], axis=0)
@@ -249,11 +191,12 @@ def test_a_camera_cut_restarts_tracks_and_windows_unless_detection_is_off(tmp_pa
 def test_live_latency_stays_bounded_when_inference_is_slower_than_the_camera(tmp_path):
     """A 200 fps camera, a model at ~40 fps: the newest frame wins, drops are counted."""
     source = ListSource("cam", n_frames=800, live=True, delay_s=0.005)
-    pipeline, messages, error = _run([source], FakeKeypointModel(delay_s=0.025), tmp_path, ["batch.max_batch=1"])
+    model = FakeKeypointModel(delay_s=0.025)
+    pipeline, messages, error = run_pipeline([source], model, tmp_path, ["batch.max_batch=1"])
     assert error is None
-    poses = _by(messages, "pose")
+    poses = by_kind(messages, "pose")
     latency_s = np.array([(m.publish_time_ns - m.capture_time_ns) / 1e9 for m in poses])
-    (eos,) = _by(messages, "eos")
+    (eos,) = by_kind(messages, "eos")
     assert eos.dropped > 0 and eos.frames + eos.dropped == 800
     assert len(poses) == eos.frames
     # latency bounded by the queue (2 frames) plus one model call, and not growing over the run
@@ -264,12 +207,9 @@ def test_live_latency_stays_bounded_when_inference_is_slower_than_the_camera(tmp
 
 
 def test_a_stuck_source_does_not_block_the_others(tmp_path):
-    endpoint = free_endpoint()
-    config = load_config(None, [f"publisher.endpoint={endpoint}", "publisher.min_subscribers=1"])
-    collector = Collector(endpoint)
     stuck = ListSource("stuck", n_frames=5, live=True, delay_s=30.0)  # first frame after 30 s
     fast = ListSource("fast", n_frames=60)
-    pipeline = Pipeline(config, [stuck, fast], FakeKeypointModel())
+    pipeline, collector = open_pipeline(pipeline_config(), [stuck, fast], FakeKeypointModel())
     pipeline.start()
     deadline = time.monotonic() + 20
     while pipeline.stats["fast"].frames_out < 60 and time.monotonic() < deadline:
@@ -278,15 +218,15 @@ def test_a_stuck_source_does_not_block_the_others(tmp_path):
     pipeline.stop()
     assert pipeline.join(timeout_s=5)
     messages = collector.join()
-    assert len(_by(messages, "pose", "fast")) == 60 and len(_by(messages, "eos", "stuck")) == 1
+    assert len(by_kind(messages, "pose", "fast")) == 60 and len(by_kind(messages, "eos", "stuck")) == 1
 
 
 def test_a_late_subscriber_gets_the_state_within_one_health_period(tmp_path):
-    endpoint = free_endpoint()
-    config = load_config(None, [f"publisher.endpoint={endpoint}", "publisher.health_period_s=0.5"])
+    config = load_config(None, [f"publisher.endpoint={ANY_PORT}", "publisher.health_period_s=0.5"])
     source = ListSource("cam", n_frames=100_000, live=True, delay_s=0.01)
     pipeline = Pipeline(config, [source], FakeKeypointModel())
     pipeline.start()
+    endpoint = pipeline.publisher.endpoint
     try:
         time.sleep(1.0)
         late = Subscriber(endpoint, ("health/",))
@@ -313,12 +253,9 @@ class _DeafSource(ListSource):
 
 
 def test_shutdown_is_bounded_even_when_a_source_ignores_close(tmp_path):
-    endpoint = free_endpoint()
-    config = load_config(
-        None, [f"publisher.endpoint={endpoint}", "publisher.min_subscribers=1", "source.read_timeout_s=0.5"]
-    )
-    collector = Collector(endpoint)
-    pipeline = Pipeline(config, [_DeafSource("deaf", live=True), ListSource("ok", n_frames=5)], FakeKeypointModel())
+    config = pipeline_config(["source.read_timeout_s=0.5"])
+    sources = [_DeafSource("deaf", live=True), ListSource("ok", n_frames=5)]
+    pipeline, collector = open_pipeline(config, sources, FakeKeypointModel())
     pipeline.start()
     time.sleep(0.5)
     t = time.monotonic()
@@ -326,7 +263,7 @@ def test_shutdown_is_bounded_even_when_a_source_ignores_close(tmp_path):
     assert pipeline.join(timeout_s=10)
     assert time.monotonic() - t < 0.5 + 2.0 + 1.5  # read timeout + grace + linger and joins
     messages = collector.join()
-    reasons = {m.source_id: m.reason for m in _by(messages, "eos")}
+    reasons = {m.source_id: m.reason for m in by_kind(messages, "eos")}
     assert reasons == {"deaf": "timeout", "ok": "end"}
 
 
@@ -347,20 +284,18 @@ class _FlakySink(JsonlSink):
 
 @pytest.mark.parametrize("policy", ["stop", "skip", "fail"])
 def test_sink_error_policies(tmp_path, policy):
-    endpoint = free_endpoint()
-    config = load_config(None, [f"publisher.endpoint={endpoint}", "publisher.min_subscribers=1"])
-    collector = Collector(endpoint)
     source = ListSource("cam", n_frames=100_000 if policy == "fail" else 200, delay_s=0.002)
-    pipeline = Pipeline(config, [source], FakeKeypointModel())
+    pipeline, collector = open_pipeline(pipeline_config(), [source], FakeKeypointModel())
     sink = _FlakySink(str(tmp_path / "out.jsonl"))
+    endpoint = pipeline.publisher.endpoint
     thread = sink.run_in_thread(endpoint, expected_sources={"cam"}, on_error=policy, on_fail=pipeline.stop)
     pipeline.start(expected_subscribers=1)
     assert pipeline.join(timeout_s=60)
     thread.join(10)
     messages = collector.join()
-    poses = _by(messages, "pose")
+    poses = by_kind(messages, "pose")
     if policy == "fail":  # the run stopped early and cleanly
-        assert 0 < len(poses) < 100_000 and _by(messages, "eos")[0].reason == "stopped"
+        assert 0 < len(poses) < 100_000 and by_kind(messages, "eos")[0].reason == "stopped"
         assert isinstance(thread.error, OSError)
     else:  # the engine (and the independent subscriber) never noticed
         assert len(poses) == 200

@@ -30,12 +30,15 @@ import pytest
 
 from engine.config import SourceConfig
 from engine.errors import ConfigError, SourceError
+from engine.messages import Health, Pose
+from engine.testing import FakeClock
 from engine.types import Frame
 from stream.pyav import FileSource, UrlSource
 from stream.pyav_base import SOURCE_STATES
 from stream.reconnect import WAIT_SLICE_S, ReconnectPolicy
 from stream.redact import redact_text
 from stream.timeline import PtsTimeline
+from tests.helpers import open_pipeline, pipeline_config, write_video
 from tests.rtsp_server import RtspServer, free_tcp_port
 
 USER, SECRET = "viewer", "s3cr3t-Pw"
@@ -296,30 +299,18 @@ def test_file_with_pts_break_gets_monotonic_pts(tmp_path: Path, second_first_pts
 # -- the stalled state, driven by a fake clock and a scripted container --------------------------------
 
 
-class FakeClock:
-    """Stands in for the ``time`` module of ``stream.pyav(_base)``: ``monotonic()`` moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    @staticmethod
-    def time_ns() -> int:
-        return time.time_ns()
-
-
 @pytest.fixture
 def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """Replaces the clock of the PyAV sources only: backoff waits (``stream.reconnect``) stay real."""
+    """Stands in for the ``time`` module of ``stream.pyav(_base)``: ``monotonic()`` moves only when told.
+
+    Replaces the clock of the PyAV sources only: backoff waits (``stream.reconnect``) stay real. The
+    sources also stamp ``capture_time_ns`` from ``time_ns()``, which then reads the fake wall clock;
+    no test here checks it.
+    """
     import stream.pyav
     import stream.pyav_base
 
-    clock = FakeClock()
+    clock = FakeClock(start_s=1000.0)
     monkeypatch.setattr(stream.pyav, "time", clock)
     monkeypatch.setattr(stream.pyav_base, "time", clock)
     return clock
@@ -768,8 +759,6 @@ def test_rtsp_test_server_keeps_to_its_own_rtp_ports(rtsp_server: RtspServer) ->
 
 
 def test_http_file_with_a_known_duration_ends_instead_of_replaying(http_dir) -> None:
-    from tests.test_stream import write_video
-
     directory, port = http_dir
     write_video(directory / "clip.mp4", "mpeg4", 10)
     config = SourceConfig(open_timeout_s=5, read_timeout_s=5, reconnect_initial_s=0.05, reconnect_max_s=0.1)
@@ -784,24 +773,18 @@ def test_http_file_with_a_known_duration_ends_instead_of_replaying(http_dir) -> 
 @pytest.mark.timeout(150)
 def test_engine_recovers_from_an_rtsp_outage_without_restarting(rtsp_server: RtspServer, tmp_path: Path) -> None:
     """The whole pipeline: an RTSP camera drops for ~3 s beside a file source; nothing restarts."""
-    from engine.config import load_config
-    from engine.pipeline import Pipeline
     from engine.testing import FakeKeypointModel, ListSource
-    from tests.test_pipeline import Collector, _by, free_endpoint
 
-    endpoint = free_endpoint()
-    config = load_config(
-        None,
+    config = pipeline_config(
         [
-            f"publisher.endpoint={endpoint}", "publisher.min_subscribers=1", "publisher.health_period_s=0.5",
+            "publisher.health_period_s=0.5",
             "source.rtsp_transport=udp", "source.read_timeout_s=1.0", "source.open_timeout_s=5.0",
             "source.reconnect_initial_s=0.2", "source.reconnect_max_s=1.0",
         ],
     )
-    collector = Collector(endpoint)
     cam = UrlSource.from_spec(rtsp_server.url_with_credentials(USER, SECRET), "cam", config.source)
     nets = ListSource("nets", n_frames=100_000, delay_s=0.02)  # a lossless source running alongside
-    pipeline = Pipeline(config, [cam, nets], FakeKeypointModel())
+    pipeline, collector = open_pipeline(config, [cam, nets], FakeKeypointModel())
     pipeline.start()
     try:
         deadline = time.monotonic() + 30
@@ -822,12 +805,13 @@ def test_engine_recovers_from_an_rtsp_outage_without_restarting(rtsp_server: Rts
         pipeline.stop()
         assert pipeline.join(timeout_s=15)
     messages = collector.join()
-    poses = _by(messages, "pose", "cam")
+    poses = [m for m in messages if isinstance(m, Pose) and m.source_id == "cam"]
     assert [m.frame_index for m in poses] == sorted(m.frame_index for m in poses)
     assert np.all(np.diff([m.pts_s for m in poses]) > 0)
     assert any(m.timeline_break for m in poses)
-    states = [m.sources["cam"].state for m in _by(messages, "health")]
+    health = [m for m in messages if isinstance(m, Health)]
+    states = [m.sources["cam"].state for m in health]
     assert {"stalled", "reconnecting"} & set(states) and "live" in states
-    assert max(m.sources["cam"].reconnects for m in _by(messages, "health")) >= 1
+    assert max(m.sources["cam"].reconnects for m in health) >= 1
     for m in messages:  # credentials never published
         assert SECRET not in str(m.to_json_dict())

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,58 +20,21 @@ import zmq
 
 from engine.config import PublisherConfig
 from engine.errors import PluginError, PublishError, SinkError, SinkOptionError
+from engine.messages import Health, Pose, SourceHealth
 from engine.publisher import Publisher
-from engine.wire import Message, decode, encode
+from engine.testing import FakeClock, make_eos, make_health, make_pose, make_source_health
+from engine.wire import decode, encode_message
 from sinks.base import Sink, create_sink, option_names, parse_sink_spec
 from sinks.console import ConsoleSink
 from sinks.jsonl import JsonlSink
 from sinks.report import ReportSink
 from sinks.runtime import SinkRunner, SinkThread, Subscriber, run_standalone
+from tests.helpers import ANY_PORT, RecordingSink, make_fit
 
 pytestmark = pytest.mark.timeout(30)
 
-ANY_PORT = "tcp://127.0.0.1:*"
-
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-class RecordingSink(Sink):
-    """Test double: keeps every batch; counts open/close; optionally fails."""
-
-    def __init__(self, fail_on_write: bool = False, fail_on_open: bool = False, **options: Any) -> None:
-        super().__init__(**options)
-        self.fail_on_write = fail_on_write
-        self.fail_on_open = fail_on_open
-        self.batches: list[list[Message]] = []
-        self.opened = 0
-        self.closed = 0
-        self.thread_ids: set[int] = set()
-
-    def open(self) -> None:
-        self.thread_ids.add(threading.get_ident())
-        if self.fail_on_open:
-            msg = "cannot open recording sink"
-            raise SinkError(msg)
-        self.opened += 1
-
-    def write_batch(self, messages: list[Message]) -> None:
-        self.thread_ids.add(threading.get_ident())
-        if self.closed:
-            msg = "write_batch after close"
-            raise AssertionError(msg)
-        if self.fail_on_write:
-            msg = "disk full"
-            raise SinkError(msg)
-        self.batches.append(list(messages))
-
-    def close(self) -> None:
-        self.thread_ids.add(threading.get_ident())
-        self.closed += 1
-
-    @property
-    def messages(self) -> list[Message]:
-        return [m for batch in self.batches for m in batch]
 
 
 @pytest.fixture
@@ -87,21 +51,8 @@ def publisher(context: zmq.Context) -> Iterator[Publisher]:
         yield pub
 
 
-def _pose_fields(frame_index: int, batter_found: bool = True) -> dict[str, Any]:
-    return {
-        "frame_index": frame_index,
-        "pts_s": frame_index / 30.0,
-        "capture_time_ns": 1_000 + frame_index,
-        "batter_found": batter_found,
-        "track_id": 1 if batter_found else None,
-        "frame_width": 1280,
-        "frame_height": 720,
-        "n_persons": 2,
-        "heatmap_source": "keypoints",
-    }
-
-
 def _pose_arrays(source_index: int, frame_index: int) -> dict[str, np.ndarray]:
+    """Batter arrays unique to ``(source_index, frame_index)``; ``keypoints_conf[3]`` is NaN."""
     base = float(source_index * 1000 + frame_index)
     kp = (np.arange(34, dtype=np.float32).reshape(17, 2) + base).astype(np.float32)
     conf = np.linspace(0.0, 1.0, 17, dtype=np.float32)
@@ -146,11 +97,10 @@ def test_publisher_runner_jsonl_end_to_end(tmp_path: Path, context: zmq.Context,
         for source_index, source_id in enumerate(sources):
             arrays = _pose_arrays(source_index, frame_index)
             sent[(source_id, frame_index)] = arrays
-            seq = publisher.publish("pose", source_id, _pose_fields(frame_index), arrays)
+            seq = publisher.publish(replace(make_pose(source_id, frame_index), **arrays))
             assert seq == frame_index
     for source_id in sources:
-        fields = {"frames": n, "dropped": 0, "corrupt": 0, "error": None, "reason": "end of file"}
-        assert publisher.publish("eos", source_id, fields) == 0
+        assert publisher.publish(make_eos(source_id, frames=n, reason="end")) == 0
     _finish(thread)
 
     assert runner.stop_reason == "eos from every expected source"
@@ -187,9 +137,9 @@ def test_runner_stops_on_engine_stopped_health(context: zmq.Context, publisher: 
     runner = SinkRunner(sink, publisher.endpoint, context=context)
     thread = _start(runner, publisher)
     for i in range(5):
-        publisher.publish("pose", "cam1", _pose_fields(i))
-    publisher.publish("health", "", {"engine_state": "running", "uptime_s": 1.0, "sources": {}})
-    publisher.publish("health", "", {"engine_state": "stopped", "uptime_s": 2.0, "sources": {}})
+        publisher.publish(make_pose("cam1", i))
+    publisher.publish(make_health("running", uptime_s=1.0))
+    publisher.publish(make_health("stopped", uptime_s=2.0))
     _finish(thread)
 
     assert runner.stop_reason == "engine stopped"
@@ -203,10 +153,11 @@ def test_runner_eos_of_some_sources_does_not_stop(context: zmq.Context, publishe
     sink = RecordingSink()
     runner = SinkRunner(sink, publisher.endpoint, expected_sources={"cam1", "cam2"}, context=context)
     thread = _start(runner, publisher)
-    publisher.publish("eos", "cam1", {"frames": 0, "reason": "end of file"})
-    time.sleep(0.3)
+    publisher.publish(make_eos("cam1", frames=0, reason="end"))
+    assert sink.written.wait(5.0), "the first eos did not reach the sink"
+    thread.join(0.3)  # the runner has seen cam1's eos: it must keep running for cam2
     assert thread.is_alive()
-    publisher.publish("eos", "cam2", {"frames": 0, "reason": "end of file"})
+    publisher.publish(make_eos("cam2", frames=0, reason="end"))
     _finish(thread)
     assert [m.source_id for m in sink.messages] == ["cam1", "cam2"]
 
@@ -217,8 +168,8 @@ def test_stop_event_drains_queued_messages(context: zmq.Context, publisher: Publ
     runner.connect()
     assert publisher.wait_for_subscribers(1, timeout_s=5.0) == (0, 1)
     for i in range(10):
-        publisher.publish("pose", "cam1", _pose_fields(i))
-    time.sleep(0.3)  # let them cross loopback into the SUB queue
+        publisher.publish(make_pose("cam1", i))
+    time.sleep(0.3)  # let them cross loopback into the SUB queue (its length is not observable)
     stop = threading.Event()
     stop.set()
     started = time.monotonic()
@@ -243,15 +194,36 @@ def test_runner_counts_seq_gaps(context: zmq.Context) -> None:
         thread = SinkThread(runner)
         thread.start()
         for seq in (0, 1, 5, 6, 9):
-            xpub.send_multipart(encode("pose", "cam1", seq, {"frame_index": seq}))
-        xpub.send_multipart(encode("pose", "cam2", 3, {}))  # first of a stream: not a gap
-        xpub.send_multipart(encode("health", "", 0, {"engine_state": "stopped"}))
+            xpub.send_multipart(encode_message(make_pose("cam1", seq), seq))
+        xpub.send_multipart(encode_message(make_pose("cam2", 0), 3))  # first of a stream: not a gap
+        xpub.send_multipart(encode_message(make_health("stopped"), 0))
         _finish(thread)
     finally:
         xpub.close(linger=0)
     assert runner.gaps == 2
     assert runner.missing == 3 + 2
     assert len(sink.messages) == 7
+
+
+def test_a_message_that_does_not_fit_its_schema_is_counted_and_skipped(
+    context: zmq.Context, publisher: Publisher
+) -> None:
+    """Valid wire frames whose header the kind's schema refuses: counted as malformed, never seen by the sink."""
+    sink = RecordingSink()
+    runner = SinkRunner(sink, publisher.endpoint, expected_sources={"cam1"}, context=context)
+    thread = _start(runner, publisher)
+    assert publisher.publish(make_pose("cam1", 0)) == 0
+    assert publisher.publish_raw("pose", "cam1", {"frame_index": 1}) == 1  # no frame_width ... : refused
+    assert publisher.publish(make_pose("cam1", 2)) == 2
+    assert publisher.publish_raw("eos", "cam1", {"frames": 3}) == 0  # no reason: refused, so it cannot end the run
+    assert publisher.publish(make_eos("cam1", frames=3, reason="end")) == 1
+    _finish(thread)
+
+    assert runner.malformed == 2
+    assert runner.stop_reason == "eos from every expected source"
+    assert [(m.kind, m.seq) for m in sink.messages] == [("pose", 0), ("pose", 2), ("eos", 1)]
+    assert (runner.gaps, runner.missing) == (1, 1)  # the skipped pose shows as a seq gap; the eos was a first
+    assert runner.received == 3
 
 
 def test_sink_open_failure_is_stored_and_close_not_called(context: zmq.Context, publisher: Publisher) -> None:
@@ -270,7 +242,7 @@ def test_sink_write_failure_closes_sink_once(context: zmq.Context, publisher: Pu
     sink = RecordingSink(fail_on_write=True)
     runner = SinkRunner(sink, publisher.endpoint, context=context)
     thread = _start(runner, publisher)
-    publisher.publish("pose", "cam1", _pose_fields(0))
+    publisher.publish(make_pose("cam1", 0))
     thread.join(5.0)
     assert not thread.is_alive()
     assert isinstance(thread.error, SinkError)
@@ -289,7 +261,7 @@ def test_the_write_error_is_reported_when_close_fails_after_it(
     sink = FullDisk(fail_on_write=True)
     runner = SinkRunner(sink, publisher.endpoint, context=context)
     thread = _start(runner, publisher)
-    publisher.publish("pose", "cam1", _pose_fields(0))
+    publisher.publish(make_pose("cam1", 0))
     thread.join(5.0)
     assert not thread.is_alive() and sink.closed == 1
     assert str(thread.error) == "disk full"  # the first error, not the close's
@@ -306,9 +278,9 @@ def test_run_standalone_until_engine_stop(tmp_path: Path, context: zmq.Context, 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     assert publisher.wait_for_subscribers(2, timeout_s=5.0) == (0, 2)
-    publisher.publish("pose", "cam1", _pose_fields(0))
-    publisher.publish("fit", "cam1", {"degree": 3})  # not subscribed
-    publisher.publish("health", "", {"engine_state": "stopped"})
+    publisher.publish(make_pose("cam1", 0))
+    publisher.publish(make_fit("cam1", 0))  # not subscribed
+    publisher.publish(make_health("stopped"))
     thread.join(10.0)
     assert not thread.is_alive()
     assert result["rc"] == 0
@@ -327,12 +299,12 @@ def test_standalone_sink_with_a_topic_filter_still_ends_on_engine_stop(tmp_path:
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     assert publisher.wait_for_subscribers(2, timeout_s=5.0) == (0, 2)  # pose/ and the runner's health/
-    publisher.publish("pose", "cam1", _pose_fields(0))
-    publisher.publish("fit", "cam1", {"degree": 3})  # not subscribed at all
-    publisher.publish("health", "", {"engine_state": "running", "sources": {}})
-    publisher.publish("pose", "cam1", _pose_fields(1))
-    publisher.publish("eos", "cam1", {"frames": 2, "reason": "end"})  # not subscribed: no expected sources
-    publisher.publish("health", "", {"engine_state": "stopped", "sources": {}})
+    publisher.publish(make_pose("cam1", 0))
+    publisher.publish(make_fit("cam1", 0))  # not subscribed at all
+    publisher.publish(make_health("running"))
+    publisher.publish(make_pose("cam1", 1))
+    publisher.publish(make_eos("cam1", frames=2, reason="end"))  # not subscribed: no expected sources
+    publisher.publish(make_health("stopped"))
     thread.join(10.0)
     assert not thread.is_alive(), "the sink did not end on the engine's stop"
     assert result["rc"] == 0
@@ -348,11 +320,11 @@ def test_runner_with_a_topic_filter_ends_on_eos_and_passes_only_matching_message
     assert runner.control_topics == ("health/", "eos/")
     thread = _start(runner, publisher, subscriptions=3)
     for i in range(3):
-        publisher.publish("pose", "cam1", _pose_fields(i))
-        publisher.publish("pose", "cam2", _pose_fields(i))
-    publisher.publish("health", "", {"engine_state": "running", "sources": {}})
-    publisher.publish("eos", "cam1", {"frames": 3, "reason": "end"})
-    publisher.publish("eos", "cam2", {"frames": 3, "reason": "end"})
+        publisher.publish(make_pose("cam1", i))
+        publisher.publish(make_pose("cam2", i))
+    publisher.publish(make_health("running"))
+    publisher.publish(make_eos("cam1", frames=3, reason="end"))
+    publisher.publish(make_eos("cam2", frames=3, reason="end"))
     _finish(thread)  # no final health/: ends EOS_GRACE_S after the last eos
 
     assert runner.stop_reason == "eos from every expected source"
@@ -383,14 +355,22 @@ def test_runner_adds_only_the_control_topics_the_filter_leaves_out(
     assert runner._subscriber.topics == topics + control
 
 
-def test_run_standalone_stops_on_sigterm(tmp_path: Path) -> None:
+def test_run_standalone_stops_on_sigterm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     original = signal.getsignal(signal.SIGTERM)
     out = tmp_path / "sig.jsonl"
+    installed = threading.Event()
+    real_signal = signal.signal
+
+    def recording_signal(signum: int, handler: Any) -> Any:
+        previous = real_signal(signum, handler)
+        if signum == signal.SIGTERM and handler is not original:
+            installed.set()
+        return previous
+
+    monkeypatch.setattr(signal, "signal", recording_signal)
 
     def send_sigterm() -> None:
-        deadline = time.monotonic() + 5.0
-        while signal.getsignal(signal.SIGTERM) is original and time.monotonic() < deadline:
-            time.sleep(0.01)
+        installed.wait(5.0)
         if signal.getsignal(signal.SIGTERM) is not original:  # never kill pytest itself
             os.kill(os.getpid(), signal.SIGTERM)
 
@@ -468,7 +448,7 @@ def test_jsonl_path_option_in_spec_writes_to_stdout(capsys: pytest.CaptureFixtur
         assert isinstance(sink, JsonlSink)
         assert sink.path == "-"
         sink.open()
-        sink.write_batch([decode(encode("pose", "cam1", 0, {"frame_index": 0}))])
+        sink.write_batch([make_pose("cam1", 0)])
         sink.close()
         assert json.loads(capsys.readouterr().out)["topic"] == "pose/cam1/"
     assert list(tmp_path.iterdir()) == []
@@ -574,11 +554,11 @@ def test_jsonl_bad_directory_raises_sink_error(tmp_path: Path) -> None:
 def test_jsonl_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     sink = JsonlSink("-")
     sink.open()
-    sink.write_batch([decode(encode("pose", "cam1", 0, {"frame_index": 0, "score": float("nan")}))])
+    sink.write_batch([replace(make_pose("cam1", 0), inference_ms=float("nan"))])
     sink.close()
     sink.close()
     record = json.loads(capsys.readouterr().out)
-    assert record["score"] is None
+    assert record["inference_ms"] is None
     assert record["topic"] == "pose/cam1/"
 
 
@@ -601,16 +581,16 @@ def test_publisher_bad_endpoint_and_lifecycle() -> None:
         Publisher(PublisherConfig(endpoint="tcp://127.0.0.1:abc")).open()
     pub = Publisher(PublisherConfig(endpoint=ANY_PORT, linger_ms=0))
     with pytest.raises(PublishError, match="publisher must be open, got not opened"):
-        pub.publish("pose", "cam1", {})
+        pub.publish(make_pose("cam1", 0))
     with pub:
-        assert pub.publish("pose", "cam1", {}) == 0
-        assert pub.publish("pose", "cam1", {}) == 1
-        assert pub.publish("pose", "cam2", {}) == 0
-        assert pub.publish("fit", "cam1", {}) == 0
+        assert pub.publish(make_pose("cam1", 0)) == 0
+        assert pub.publish(make_pose("cam1", 1)) == 1
+        assert pub.publish(make_pose("cam2", 0)) == 0
+        assert pub.publish(make_fit("cam1", 0)) == 0
         assert pub.wait_for_subscribers(1, timeout_s=0.05) == (0, 0)
     pub.close()  # idempotent
     with pytest.raises(PublishError, match="got closed"):
-        pub.publish("pose", "cam1", {})
+        pub.publish(make_pose("cam1", 2))
 
 
 def test_a_stalled_subscriber_costs_nothing_to_the_engine_or_other_subscribers(context: zmq.Context) -> None:
@@ -634,7 +614,7 @@ def test_a_stalled_subscriber_costs_nothing_to_the_engine_or_other_subscribers(c
             for start in range(0, total, chunk):
                 t = time.monotonic()
                 for i in range(start, start + chunk):
-                    pub.publish("pose", "cam1", {"frame_index": i}, pad)
+                    pub.publish_raw("pose", "cam1", {"frame_index": i}, pad)  # wire level: no schema
                 publish_s += time.monotonic() - t
                 while len(received) < start + chunk:  # the healthy subscriber keeps up
                     assert healthy.poll(5000), f"healthy subscriber starved after {len(received)} messages"
@@ -655,25 +635,17 @@ def test_a_stalled_subscriber_costs_nothing_to_the_engine_or_other_subscribers(c
 # --- console ----------------------------------------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now_s = 100.0
-
-    def __call__(self) -> float:
-        return self.now_s
+def _health(sources: dict[str, SourceHealth]) -> Health:
+    return make_health("running", sources, uptime_s=1.0)
 
 
-def _health(sources: dict[str, dict]) -> Message:
-    return decode(encode("health", "", 0, {"engine_state": "running", "uptime_s": 1.0, "sources": sources}))
-
-
-def _pose(source_id: str, seq: int, batter_found: bool) -> Message:
-    return decode(encode("pose", source_id, seq, _pose_fields(seq, batter_found)))
+def _pose(source_id: str, seq: int, batter_found: bool) -> Pose:
+    return make_pose(source_id, seq, batter_found=batter_found, seq=seq)
 
 
 def test_console_sink_status_line_and_summary() -> None:
     stream = io.StringIO()
-    clock = FakeClock()
+    clock = FakeClock(start_s=100.0)
     sink = ConsoleSink(interval_s=1.0, stream=stream, now_fn=clock)
     sink.open()
     clock.now_s = 100.5
@@ -686,31 +658,21 @@ def test_console_sink_status_line_and_summary() -> None:
     assert "cam1: 30 frames, 30.0 fps, batter 73%, dropped 0" in first[0]
     assert "cam2: 1 frames, 1.0 fps, batter 0%, dropped 0" in first[0]
 
-    health = decode(
-        encode(
-            "health",
-            "",
-            0,
-            {
-                "engine_state": "running",
-                "uptime_s": 2.0,
-                "sources": {"cam1": {"state": "live", "dropped": 7, "corrupt": 1, "frames_in": 38}},
-            },
-        )
-    )
+    sources = {"cam1": make_source_health("live", frames=38, dropped=7, corrupt=1)}
+    health = make_health("running", sources, uptime_s=2.0)
     clock.now_s = 103.0
     sink.write_batch([health, *[_pose("cam1", i, batter_found=True) for i in range(30, 40)]])
     second = stream.getvalue().splitlines()[1]
     # 40 arrivals within the 5 s rate window, 3 s after open
     assert f"cam1: 40 frames, {40 / 3.0:.1f} fps, batter 80%, dropped 7" in second
 
-    eos = decode(encode("eos", "cam1", 0, {"frames": 40, "dropped": 8, "corrupt": 1, "error": None, "reason": "eof"}))
+    eos = make_eos("cam1", frames=40, dropped=8, corrupt=1, error=None, reason="end")
     sink.write_batch([eos])
     sink.close()
     summary = stream.getvalue().splitlines()[-2:]
     assert summary[0].startswith("cam1: 40 frames, ")
     assert "batter found 80.0%" in summary[0]
-    assert "dropped 8, corrupt 1 (eof)" in summary[0]
+    assert "dropped 8, corrupt 1 (end)" in summary[0]
     assert summary[1].startswith("cam2: 1 frames")
     assert "(no eos)" in summary[1]
     sink.close()  # idempotent
@@ -719,7 +681,7 @@ def test_console_sink_status_line_and_summary() -> None:
 def test_console_sink_fps_is_steady_under_batched_delivery() -> None:
     """8 frames every 0.8 s (10 fps in batches), a status line every 0.5 s: never 0.0, settles at 10."""
     stream = io.StringIO()
-    clock = FakeClock()
+    clock = FakeClock(start_s=100.0)
     sink = ConsoleSink(interval_s=0.5, stream=stream, now_fn=clock)
     sink.open()
     seq = 0
@@ -743,10 +705,10 @@ def test_console_sink_fps_is_steady_under_batched_delivery() -> None:
 
 def test_console_status_names_a_source_that_is_not_live() -> None:
     stream = io.StringIO()
-    clock = FakeClock()
+    clock = FakeClock(start_s=100.0)
     sink = ConsoleSink(interval_s=1.0, stream=stream, now_fn=clock)
     sink.open()
-    sources = {"cam": {"state": "reconnecting", "dropped": 3}, "nets": {"state": "live", "dropped": 0}}
+    sources = {"cam": make_source_health("reconnecting", dropped=3), "nets": make_source_health("live", dropped=0)}
     health = _health(sources)
     clock.now_s = 101.0
     sink.write_batch([_pose("cam", 0, True), _pose("nets", 0, True), health])
@@ -757,10 +719,10 @@ def test_console_status_names_a_source_that_is_not_live() -> None:
 
 def test_console_sink_sums_many_sources_into_one_part() -> None:
     stream = io.StringIO()
-    clock = FakeClock()
+    clock = FakeClock(start_s=100.0)
     sink = ConsoleSink(interval_s=1.0, stream=stream, now_fn=clock)
     sink.open()
-    sources = {f"cam{k:02d}": {"state": "live" if k % 3 else "reconnecting", "dropped": k} for k in range(9)}
+    sources = {f"cam{k:02d}": make_source_health("live" if k % 3 else "reconnecting", dropped=k) for k in range(9)}
     health = _health(sources)
     clock.now_s = 102.0
     poses = [_pose(f"cam{k:02d}", i, batter_found=i % 2 == 0) for k in range(9) for i in range(k + 1)]
@@ -781,7 +743,7 @@ def test_console_sink_writes_whole_lines_on_tty_through_tqdm() -> None:
             return True
 
     stream = TtyStream()
-    clock = FakeClock()
+    clock = FakeClock(start_s=100.0)
     sink = ConsoleSink(interval_s=0.5, stream=stream, now_fn=clock)
     sink.open()
     clock.now_s += 1.0
@@ -797,7 +759,7 @@ def test_console_lines_on_stderr_never_land_inside_a_progress_bar(monkeypatch) -
 
     log = io.StringIO()  # stderr redirected to a file: not a terminal
     monkeypatch.setattr(sys, "stderr", log)
-    clock = FakeClock()
+    clock = FakeClock(start_s=100.0)
     sink = ConsoleSink(interval_s=0.5)
     sink._now_fn = clock
     sink.open()
@@ -824,7 +786,7 @@ def test_subscriber_recv_requires_open() -> None:
 
 def test_console_summary_gives_no_fps_for_a_run_that_arrived_at_once() -> None:
     stream = io.StringIO()
-    clock = FakeClock()
+    clock = FakeClock(start_s=100.0)
     sink = ConsoleSink(interval_s=1.0, stream=stream, now_fn=clock)
     sink.open()
     clock.now_s = 100.2
@@ -848,14 +810,14 @@ def test_console_summary_gives_no_fps_for_a_run_that_arrived_at_once() -> None:
         ({"reason": "error", "error": "file not found: x.mp4"}, "(error: file not found: x.mp4)"),
         ({"reason": "timeout", "error": "read timed out"}, "(timeout, error: read timed out)"),
         ({"reason": "end", "error": None}, "(end)"),
-        ({"error": "boom"}, "(error: boom)"),  # an eos without reason
+        ({"reason": "stopped", "error": "boom"}, "(stopped, error: boom)"),  # no eos lacks a reason now
     ],
 )
 def test_console_summary_end_reason(fields: dict[str, Any], end: str) -> None:
     stream = io.StringIO()
-    sink = ConsoleSink(stream=stream, now_fn=FakeClock())
+    sink = ConsoleSink(stream=stream, now_fn=FakeClock(start_s=100.0))
     sink.open()
-    sink.write_batch([decode(encode("eos", "cam1", 0, {"frames": 0, "dropped": 0, "corrupt": 0, **fields}))])
+    sink.write_batch([make_eos("cam1", frames=0, dropped=0, corrupt=0, **fields)])
     sink.close()
     (line,) = stream.getvalue().splitlines()
     assert line == f"cam1: 0 frames, - fps, batter found -, dropped 0, corrupt 0 {end}"

@@ -29,38 +29,7 @@ from stream.default import DefaultSource
 from stream.pyav import FileSource, UrlSource, WebcamSource
 from stream.redact import redact_url
 from tests.conftest import shared_file
-
-W, H = 64, 48
-
-
-def gray_level(i: int, n: int) -> int:
-    """Gray level of synthetic frame ``i`` of ``n``: 16 .. 236, far enough apart to check order."""
-    return 16 + round(i * 220 / max(n - 1, 1))
-
-
-#: Fixed zero-mean texture added to every synthetic frame, so keyframes carry real data.
-TEXTURE = np.random.default_rng(1).integers(-20, 21, (H, W, 1)).astype(np.int16)
-
-
-def write_video(path: Path, codec: str, n: int, fps: int = 25, fmt: str | None = None) -> Path:
-    """Write ``n`` textured frames of mean ``gray_level(i, n)``, ``W x H`` pixels, at ``fps``; return ``path``."""
-    if codec not in av.codecs_available:
-        pytest.skip(f"codec {codec} not in this PyAV build")
-    with av.open(str(path), "w", format=fmt) as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height = W, H
-        stream.pix_fmt = "gray" if codec == "gif" else "yuv420p"
-        if codec != "gif":
-            stream.bit_rate = 4_000_000  # near-lossless, so frame means identify frames
-            stream.codec_context.gop_size = 10  # a keyframe at least every 10 frames
-        for i in range(n):
-            image = np.clip(gray_level(i, n) + TEXTURE, 0, 255).astype(np.uint8).repeat(3, axis=2)
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+from tests.helpers import H, W, gray_level, write_video
 
 
 def read_all(source) -> list:

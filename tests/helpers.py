@@ -1,0 +1,229 @@
+"""Test doubles and helpers shared by several test modules.
+
+Doubles of the engine's own parts (sources, model, clock, publisher, message factories) live in
+:mod:`engine.testing`; this module holds what the engine must not import: a recording sink, a
+pipeline run with an independent subscriber, and synthetic video files written with PyAV.
+Test modules import shared helpers from here, never from each other.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from engine.config import Config, load_config
+from engine.errors import SinkError
+from engine.messages import AnyMessage, Fit, FitStats, Health
+from engine.models.base import KeypointModel
+from engine.pipeline import Pipeline
+from engine.sources import Source
+from sinks.base import Sink
+from sinks.runtime import Subscriber
+
+#: Publisher endpoint that binds any free loopback port; read the port back from ``Publisher.endpoint``.
+ANY_PORT = "tcp://127.0.0.1:*"
+
+
+# --- sinks ------------------------------------------------------------------------------------
+
+
+class RecordingSink(Sink):
+    """Test double: keeps every batch; counts open/close; optionally fails.
+
+    Args:
+        fail_on_write: :meth:`write_batch` raises :class:`SinkError` ``"disk full"``.
+        fail_on_open: :meth:`open` raises :class:`SinkError` ``"cannot open recording sink"``.
+
+    Attributes:
+        batches: Every batch written, in order.
+        opened, closed: Calls of :meth:`open` (successful) and :meth:`close`.
+        thread_ids: Threads that called open / write_batch / close.
+        written: Set after every :meth:`write_batch` (a test waits on it instead of sleeping).
+    """
+
+    def __init__(self, fail_on_write: bool = False, fail_on_open: bool = False, **options: Any) -> None:
+        super().__init__(**options)
+        self.fail_on_write = fail_on_write
+        self.fail_on_open = fail_on_open
+        self.batches: list[list[AnyMessage]] = []
+        self.opened = 0
+        self.closed = 0
+        self.thread_ids: set[int] = set()
+        self.written = threading.Event()
+
+    def open(self) -> None:
+        """Count the call; raise when ``fail_on_open``."""
+        self.thread_ids.add(threading.get_ident())
+        if self.fail_on_open:
+            msg = "cannot open recording sink"
+            raise SinkError(msg)
+        self.opened += 1
+
+    def write_batch(self, messages: list[AnyMessage]) -> None:
+        """Keep ``messages``; raise when ``fail_on_write``; a write after close is a test failure."""
+        self.thread_ids.add(threading.get_ident())
+        if self.closed:
+            msg = "write_batch after close"
+            raise AssertionError(msg)
+        if self.fail_on_write:
+            msg = "disk full"
+            raise SinkError(msg)
+        self.batches.append(list(messages))
+        self.written.set()
+
+    def close(self) -> None:
+        """Count the call."""
+        self.thread_ids.add(threading.get_ident())
+        self.closed += 1
+
+    @property
+    def messages(self) -> list[AnyMessage]:
+        """Every message written, in order."""
+        return [m for batch in self.batches for m in batch]
+
+
+def make_fit(source_id: str = "cam1", frame_index: int = 0, fps: float = 30.0) -> Fit:
+    """A valid ``fit/`` message: a degree-1 fit of two points ending at ``frame_index`` (values made up)."""
+    zeros = {name: 0.0 for name in FitStats.__dataclass_fields__}
+    return Fit(
+        source_id=source_id, frame_index=frame_index, pts_s=frame_index / fps, capture_time_ns=1_000 + frame_index,
+        window_s=2.0, wrist="left_wrist", shoulder="left_shoulder", basis="legendre", dx=0.1, dy=-0.2, n_points=2,
+        t_start_s=max(0, frame_index - 1) / fps, t_end_s=frame_index / fps, degree_xy=1, stats=FitStats(**zeros),
+        dx_coef=np.zeros(2), dy_coef=np.zeros(2), r_coef=np.zeros(3),
+    )
+
+
+# --- pipeline runs ----------------------------------------------------------------------------
+
+
+def free_endpoint() -> str:
+    """A loopback TCP endpoint whose port was free a moment ago (another process may take it since).
+
+    Only for a publisher in another process (the CLI), whose endpoint the test must name up front;
+    an in-process publisher binds :data:`ANY_PORT` and reports its port in ``Publisher.endpoint``.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+class Collector:
+    """Independent test subscriber: collects every decoded message until the engine stops."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.subscriber = Subscriber(endpoint, ("",))
+        self.subscriber.open()
+        self.messages: list[AnyMessage] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 120  # model builds and loaded machines may take a while to start
+        while time.monotonic() < deadline:
+            message = self.subscriber.recv(200)
+            if message is None:
+                continue
+            self.messages.append(message)
+            if isinstance(message, Health) and message.engine_state == "stopped":
+                return
+
+    def join(self) -> list[AnyMessage]:
+        """Wait (at most 30 s) for the engine's stop; every message received."""
+        self.thread.join(30)
+        self.subscriber.close()
+        return self.messages
+
+
+def pipeline_config(overrides: Iterable[str] = ()) -> Config:
+    """The default config, ``publisher.endpoint`` :data:`ANY_PORT`, ``publisher.min_subscribers=1``, ``overrides``."""
+    return load_config(None, [f"publisher.endpoint={ANY_PORT}", "publisher.min_subscribers=1", *overrides])
+
+
+def open_pipeline(config: Config, sources: list[Source], model: KeypointModel) -> tuple[Pipeline, Collector]:
+    """A pipeline whose publisher is already bound (``config.publisher.endpoint``), and a :class:`Collector` on it.
+
+    With ``config.publisher.endpoint`` :data:`ANY_PORT` the port is read back from
+    ``pipeline.publisher.endpoint``. Start the pipeline with ``pipeline.start(...)``.
+
+    Raises:
+        PublishError: the publisher cannot bind.
+    """
+    pipeline = Pipeline(config, sources, model)
+    pipeline.publisher.open()
+    return pipeline, Collector(pipeline.publisher.endpoint)
+
+
+def run_pipeline(
+    sources: list[Source],
+    model: KeypointModel,
+    tmp_path: Path,
+    overrides: Sequence[str] = (),
+    sinks: Sequence[Sink] = (),
+) -> tuple[Pipeline, list[AnyMessage], BaseException | None]:
+    """Run ``sources`` through ``model`` to the end with in-process ``sinks`` and a :class:`Collector`.
+
+    Returns:
+        ``(pipeline, every message the collector received, the error pipeline.join raised or None)``.
+    """
+    model.build()
+    pipeline, collector = open_pipeline(pipeline_config(overrides), sources, model)
+    endpoint = pipeline.publisher.endpoint
+    threads = [sink.run_in_thread(endpoint, expected_sources={s.source_id for s in sources}) for sink in sinks]
+    pipeline.start(expected_subscribers=len(threads))
+    error = None
+    try:
+        assert pipeline.join(timeout_s=60)
+    except Exception as exc:  # noqa: BLE001 - returned to the test
+        error = exc
+    for t in threads:
+        t.join(10)
+    return pipeline, collector.join(), error
+
+
+def by_kind(messages: Iterable[AnyMessage], kind: str, source_id: str | None = None) -> list[AnyMessage]:
+    """The messages of ``kind`` (and of ``source_id`` when given), in order."""
+    return [m for m in messages if m.kind == kind and (source_id is None or m.source_id == source_id)]
+
+
+# --- synthetic video --------------------------------------------------------------------------
+
+#: Width and height of synthetic video frames, pixels.
+W, H = 64, 48
+
+
+def gray_level(i: int, n: int) -> int:
+    """Gray level of synthetic frame ``i`` of ``n``: 16 .. 236, far enough apart to check order."""
+    return 16 + round(i * 220 / max(n - 1, 1))
+
+
+#: Fixed zero-mean texture added to every synthetic frame, so keyframes carry real data.
+TEXTURE = np.random.default_rng(1).integers(-20, 21, (H, W, 1)).astype(np.int16)
+
+
+def write_video(path: Path, codec: str, n: int, fps: int = 25, fmt: str | None = None) -> Path:
+    """Write ``n`` textured frames of mean ``gray_level(i, n)``, ``W x H`` pixels, at ``fps``; return ``path``."""
+    if codec not in av.codecs_available:
+        pytest.skip(f"codec {codec} not in this PyAV build")
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = W, H
+        stream.pix_fmt = "gray" if codec == "gif" else "yuv420p"
+        if codec != "gif":
+            stream.bit_rate = 4_000_000  # near-lossless, so frame means identify frames
+            stream.codec_context.gop_size = 10  # a keyframe at least every 10 frames
+        for i in range(n):
+            image = np.clip(gray_level(i, n) + TEXTURE, 0, 255).astype(np.uint8).repeat(3, axis=2)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
