@@ -45,10 +45,6 @@ MAX_SOURCES_LISTED = 6
 MIN_SUMMARY_SPAN_S = 1.0
 
 
-def _int_or(value: object, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-
 class ConsoleSink(Sink):
     """Print ``cam1: 120 frames, 29.9 fps, batter 95%, dropped 0 | cam2: ...`` every interval.
 
@@ -225,7 +221,7 @@ class ConsoleSink(Sink):
             batter = f"{100.0 * stats.batter / stats.frames:.1f}%" if stats.frames else "-"
             end = stats.eos_reason or "no eos"
             if stats.error:
-                end = f"error: {stats.error}" if end in ("error", "eos") else f"{end}, error: {stats.error}"
+                end = f"error: {stats.error}" if end == "error" else f"{end}, error: {stats.error}"
             lines.append(
                 f"{source_id}: {stats.frames} frames, {fps}, batter found {batter}, "
                 f"dropped {stats.dropped}, corrupt {stats.corrupt} ({end})"

@@ -63,10 +63,6 @@ def _finite_float(value: object) -> float | None:
     return out if math.isfinite(out) else None
 
 
-def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _keypoint_name(value: object, default: str) -> str:
     return value if isinstance(value, str) and value in KEYPOINT_INDEX else default
 
