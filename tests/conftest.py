@@ -30,3 +30,39 @@ def shared_file(relative: str) -> Path:
 def cover_drive_clip() -> Path:
     """``clips/cricket/cover_drive_04_nets.mp4``: 272 frames, 720x1280, 60 fps, one batter in nets."""
     return shared_file("clips/cricket/cover_drive_04_nets.mp4")
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """``cli(*args)`` runs ``batsight ARGS`` in-process with ``tmp_path`` as the working folder.
+
+    Returns a :class:`tests.helpers.CliResult` (``returncode``, ``stdout``, ``stderr``), like
+    ``subprocess.run(..., capture_output=True, text=True)`` of the console script.
+    """
+    from tests.helpers import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    return lambda *args: run_cli(args, capsys)
+
+
+@pytest.fixture(scope="session")
+def fake_model_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder whose ``dist-info`` declares the ``test_fake`` model backend (``tests.helpers.FakeModelPlugin``).
+
+    Put it on a subprocess's ``PYTHONPATH`` with ``tests.helpers.subprocess_env(fake_model_site)``.
+    """
+    from tests.helpers import write_fake_model_site
+
+    return write_fake_model_site(tmp_path_factory.mktemp("fake_model_site"))
+
+
+@pytest.fixture
+def fake_model(fake_model_site: Path):
+    """The ``test_fake`` model backend installed in this process for one test (``--set model.name=test_fake``).
+
+    Yields :class:`tests.helpers.FakeModelPlugin`, whose ``instances`` lists the models created.
+    """
+    from tests.helpers import FakeModelPlugin, fake_model_installed
+
+    with fake_model_installed(fake_model_site):
+        yield FakeModelPlugin

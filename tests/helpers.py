@@ -8,23 +8,33 @@ Test modules import shared helpers from here, never from each other.
 
 from __future__ import annotations
 
+import importlib
+import logging
+import os
+import signal
 import socket
+import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import av
 import numpy as np
 import pytest
+from pydantic import Field
 
-from engine.config import Config, load_config
+from engine import plugins
+from engine.config import BackendOptions, Config, ModelConfig, load_config
 from engine.errors import SinkError
 from engine.messages import AnyMessage, Fit, FitStats, Health
 from engine.models.base import KeypointModel
 from engine.pipeline import Pipeline
 from engine.sources import Source
+from engine.testing import FakeKeypointModel
 from sinks.base import Sink
 from sinks.runtime import Subscriber
 
@@ -107,8 +117,9 @@ def make_fit(source_id: str = "cam1", frame_index: int = 0, fps: float = 30.0) -
 def free_endpoint() -> str:
     """A loopback TCP endpoint whose port was free a moment ago (another process may take it since).
 
-    Only for a publisher in another process (the CLI), whose endpoint the test must name up front;
-    an in-process publisher binds :data:`ANY_PORT` and reports its port in ``Publisher.endpoint``.
+    Only for a publisher in another process (the CLI), whose endpoint the test must name up front
+    (use it through :func:`retry_if_port_taken`); an in-process publisher binds :data:`ANY_PORT` and
+    reports its port in ``Publisher.endpoint``.
     """
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -147,16 +158,19 @@ def pipeline_config(overrides: Iterable[str] = ()) -> Config:
     return load_config(None, [f"publisher.endpoint={ANY_PORT}", "publisher.min_subscribers=1", *overrides])
 
 
-def open_pipeline(config: Config, sources: list[Source], model: KeypointModel) -> tuple[Pipeline, Collector]:
+def open_pipeline(
+    config: Config, sources: list[Source], model: KeypointModel, **kwargs: Any
+) -> tuple[Pipeline, Collector]:
     """A pipeline whose publisher is already bound (``config.publisher.endpoint``), and a :class:`Collector` on it.
 
     With ``config.publisher.endpoint`` :data:`ANY_PORT` the port is read back from
-    ``pipeline.publisher.endpoint``. Start the pipeline with ``pipeline.start(...)``.
+    ``pipeline.publisher.endpoint``. ``kwargs`` go to :class:`Pipeline` (e.g. ``clock``). Start the
+    pipeline with ``pipeline.start(...)``.
 
     Raises:
         PublishError: the publisher cannot bind.
     """
-    pipeline = Pipeline(config, sources, model)
+    pipeline = Pipeline(config, sources, model, **kwargs)
     pipeline.publisher.open()
     return pipeline, Collector(pipeline.publisher.endpoint)
 
@@ -227,3 +241,163 @@ def write_video(path: Path, codec: str, n: int, fps: int = 25, fmt: str | None =
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+# ==== fasttests: taken ports, event waits, a fake model backend, the command line in-process =====
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+T = TypeVar("T")
+
+
+def port_taken(result: Any) -> bool:
+    """Whether a ``batsight run`` result (``returncode``, ``stderr``) failed because its port was taken."""
+    return result.returncode == 1 and "Address already in use" in result.stderr
+
+
+def retry_if_port_taken(attempt: Callable[[str], T], taken: Callable[[T], bool] = port_taken, attempts: int = 5) -> T:
+    """``attempt(endpoint)`` on a :func:`free_endpoint`, again on a new one while ``taken(result)``.
+
+    The race of :func:`free_endpoint` (the port is handed out after it was closed) is lost only when
+    another process binds that port in between; the engine then fails at once with "Address already
+    in use" before any frame, and a new port is tried.
+
+    Raises:
+        AssertionError: every one of ``attempts`` ports was taken.
+    """
+    for _ in range(attempts):
+        result = attempt(free_endpoint())
+        if not taken(result):
+            return result
+    msg = f"every one of {attempts} free loopback ports was taken before the engine could bind it"
+    raise AssertionError(msg)
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 60.0, what: str = "condition") -> None:
+    """Poll ``condition`` every 20 ms until true; a generous safety bound, not a speed assertion.
+
+    Raises:
+        AssertionError: still false after ``timeout_s`` seconds (names ``what``).
+    """
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            msg = f"{what} not reached within {timeout_s} s"
+            raise AssertionError(msg)
+        time.sleep(0.02)
+
+
+# --- a fake model backend, installed through an entry point -----------------------------------------
+
+#: Name of the fake backend in ``batsight.models`` while :func:`fake_model_plugin` is active.
+FAKE_MODEL = "test_fake"
+
+
+class FakeModelOptions(BackendOptions):
+    """The fake backend's own ``model.*`` keys."""
+
+    fake_delay_s: float = Field(0.0, ge=0, description="test: seconds each infer call sleeps (a slow model)")
+    fake_no_person: bool = Field(False, description="test: the model never sees a person")
+
+
+class FakeModelPlugin(FakeKeypointModel):
+    """:class:`engine.testing.FakeKeypointModel` as a ``batsight.models`` backend (``model.name=test_fake``).
+
+    Loads nothing, so a ``batsight run`` with it neither imports torch for the model nor reads
+    weights. ``instances`` records every model the command line created (a test checks ``built``).
+    """
+
+    options = FakeModelOptions
+    instances: ClassVar[list[FakeModelPlugin]] = []
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> FakeModelPlugin:
+        """A fake model configured by ``model.fake_delay_s`` and ``model.fake_no_person``."""
+        options = FakeModelOptions.from_model_config(config)
+        model = cls(delay_s=options.fake_delay_s, no_person_every=1 if options.fake_no_person else 0)
+        cls.instances.append(model)
+        return model
+
+
+def write_fake_model_site(folder: Path) -> Path:
+    """Write a ``dist-info`` declaring :class:`FakeModelPlugin` as the ``test_fake`` model; return ``folder``.
+
+    A folder with such a ``dist-info`` on ``sys.path`` (or ``PYTHONPATH``) is how an installed
+    distribution looks to ``importlib.metadata`` (Python packaging entry-points specification).
+    """
+    dist_info = folder / "batsight_test_plugins-0.1.dist-info"
+    dist_info.mkdir(parents=True, exist_ok=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: batsight-test-plugins\nVersion: 0.1\n")
+    (dist_info / "entry_points.txt").write_text(f"[batsight.models]\n{FAKE_MODEL} = tests.helpers:FakeModelPlugin\n")
+    return folder
+
+
+@contextmanager
+def fake_model_installed(site: Path) -> Iterator[None]:
+    """:func:`write_fake_model_site`'s ``site`` on ``sys.path`` (entry points re-read) for the block."""
+    FakeModelPlugin.instances.clear()
+    sys.path.insert(0, str(site))
+    importlib.invalidate_caches()
+    plugins.refresh()
+    try:
+        yield
+    finally:
+        sys.path.remove(str(site))
+        importlib.invalidate_caches()
+        plugins.refresh()
+        FakeModelPlugin.instances.clear()
+
+
+def subprocess_env(site: Path | None = None) -> dict[str, str]:
+    """Environment for a ``python -m engine.cli`` subprocess: this checkout first, and ``site`` when given.
+
+    With ``site`` (see :func:`write_fake_model_site`) the subprocess sees the ``test_fake`` backend.
+    """
+    env = dict(os.environ)
+    paths = [str(site)] if site is not None else []
+    paths.append(str(REPO_ROOT))
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+# --- the command line in-process ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What one ``batsight`` run left: the exit status a shell would see and the captured output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(argv: Sequence[str], capsys: pytest.CaptureFixture[str]) -> CliResult:
+    """Run ``engine.cli.main(argv)`` in this process as the console script would; capture its output.
+
+    As in the console script, ``main``'s logging goes to (captured) stderr: pytest's own log handlers
+    are taken off the root logger for the call, so ``logging.basicConfig`` installs the CLI's handler,
+    which is removed afterwards. A ``SystemExit`` (argparse: ``--version``, usage errors) becomes the
+    exit status. The SIGINT / SIGTERM handlers ``batsight run`` installs are put back afterwards.
+    """
+    from engine.cli import main
+
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    saved_signals = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    capsys.readouterr()  # what the test printed before is not the command's
+    root.handlers = []
+    try:
+        try:
+            status = main(list(argv))
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    finally:
+        root.handlers = saved_handlers
+        root.setLevel(saved_level)
+        for signum, handler in saved_signals.items():
+            signal.signal(signum, handler)
+    out, err = capsys.readouterr()
+    return CliResult(status, out, err)

@@ -30,7 +30,7 @@ from engine.pipeline import Pipeline
 from engine.testing import FakeKeypointModel
 from sinks.runtime import Subscriber
 from stream.pyav import FileSource, UrlSource
-from tests.helpers import free_endpoint
+from tests.helpers import ANY_PORT
 from tests.rtsp_server import RtspServer
 
 CLIP = Path(__file__).resolve().parents[2] / "shared/data/real/clips/cricket/cover_drive_04_nets.mp4"
@@ -111,11 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     process = psutil.Process(os.getpid())
     with tempfile.TemporaryDirectory() as tmp, RtspServer(Path(tmp)) as server:
         clip = _looped_clip(Path(tmp), args.minutes)
-        endpoint = free_endpoint()
         config = load_config(
             None,
             [
-                f"publisher.endpoint={endpoint}", "publisher.health_period_s=1.0", f"model.imgsz={args.imgsz}",
+                f"publisher.endpoint={ANY_PORT}", "publisher.health_period_s=1.0", f"model.imgsz={args.imgsz}",
                 "model.device=cpu", "source.rtsp_transport=udp", "source.read_timeout_s=2.0",
                 "source.reconnect_initial_s=0.5", "source.reconnect_max_s=4.0",
             ],
@@ -124,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         model.build()
         cam = UrlSource.from_spec(server.url, "cam", config.source)
         nets = FileSource.from_spec(str(clip), "nets", config.source)
-        watcher = _Watcher(endpoint)
         pipeline = Pipeline(config, [cam, nets], model)
+        pipeline.publisher.open()  # binds a free port: the watcher connects to the one it got
+        watcher = _Watcher(pipeline.publisher.endpoint)
         pipeline.start()
         started = time.monotonic()
         time.sleep(min(30.0, args.minutes * 60 / 4))  # warm-up: allocator, model caches, queues

@@ -20,7 +20,7 @@ import pytest
 import zmq
 
 from tests.conftest import REPO_ROOT, shared_file
-from tests.helpers import free_endpoint
+from tests.helpers import port_taken, retry_if_port_taken, subprocess_env
 
 CLIP_FRAMES = 272
 OKS_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10
@@ -52,48 +52,82 @@ def independent_decode(parts: list[bytes]) -> dict:
     return header
 
 
-@pytest.fixture(scope="module")
-def real_run(tmp_path_factory):
-    clip = shared_file("clips/cricket/cover_drive_04_nets.mp4")
-    tmp = tmp_path_factory.mktemp("e2e")
-    endpoint = free_endpoint()
-    ctx = zmq.Context()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.RCVHWM, 0)
-    sub.connect(endpoint)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    messages: list[dict] = []
+class _IndependentCollector:
+    """This module's own subscriber (pyzmq + msgpack + numpy) on a thread, until the engine stops."""
 
-    def collect() -> None:
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.messages: list[dict] = []
+        self.connected = threading.Event()
+        self.done = threading.Event()  # set by the test when the engine ended without publishing
+        self.thread = threading.Thread(target=self._collect, daemon=True)
+        self.thread.start()
+        self.connected.wait(30)
+
+    def _collect(self) -> None:
+        ctx = zmq.Context()
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.RCVHWM, 0)
+        sub.connect(self.endpoint)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.connected.set()
         poller = zmq.Poller()
         poller.register(sub, zmq.POLLIN)
-        while poller.poll(60_000):
-            m = independent_decode(sub.recv_multipart())
-            messages.append(m)
-            if m["kind"] == "health" and m["engine_state"] == "stopped":
-                return
+        try:
+            quiet_ms = 0
+            while not self.done.is_set() and quiet_ms < 60_000:
+                if not poller.poll(200):
+                    quiet_ms += 200
+                    continue
+                quiet_ms = 0
+                m = independent_decode(sub.recv_multipart())
+                self.messages.append(m)
+                if m["kind"] == "health" and m["engine_state"] == "stopped":
+                    return
+        finally:
+            sub.close(0)
+            ctx.term()
 
-    collector = threading.Thread(target=collect, daemon=True)
-    collector.start()
+
+def _attempt(clip, tmp, endpoint: str) -> dict:
+    """One run of the engine on ``endpoint`` with both subscribers; its results (see :func:`real_run`)."""
+    collector = _IndependentCollector(endpoint)
     example = subprocess.Popen(
         [sys.executable, "-c", readme_subscriber_code(endpoint)], stdout=subprocess.PIPE, text=True
     )
-    jsonl = tmp / "out.jsonl"
-    run = subprocess.run(
-        [
-            sys.executable, "-m", "engine.cli", "run", str(clip), "--no-progress",
-            "--sink", f"jsonl:{jsonl}", "--sink", "console",
-            "--set", f"publisher.endpoint={endpoint}",
-            "--set", "publisher.min_subscribers=2",
-            "--set", "publisher.wait_subscribers_s=30",
-        ],
-        capture_output=True, text=True, timeout=600, cwd=tmp,
-    )
-    collector.join(60)
-    example_out, _ = example.communicate(timeout=60)
-    sub.close(0)
-    ctx.term()
-    return {"run": run, "messages": messages, "example": example_out, "jsonl": jsonl}
+    jsonl = tmp / f"out-{endpoint.rsplit(':', 1)[1]}.jsonl"
+    try:
+        run = subprocess.run(
+            [
+                sys.executable, "-m", "engine.cli", "run", str(clip), "--no-progress",
+                "--sink", f"jsonl:{jsonl}", "--sink", "console",
+                "--set", f"publisher.endpoint={endpoint}",
+                "--set", "publisher.min_subscribers=2",
+                "--set", "publisher.wait_subscribers_s=30",
+            ],
+            capture_output=True, text=True, timeout=600, cwd=tmp, env=subprocess_env(),
+        )
+        if port_taken(run):  # nothing was published: end both subscribers now
+            collector.done.set()
+            example.kill()
+        collector.thread.join(60)
+        example_out, _ = example.communicate(timeout=60)
+    finally:
+        example.kill()
+        example.wait(10)
+    return {"run": run, "messages": collector.messages, "example": example_out, "jsonl": jsonl}
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    """The engine (a subprocess) on the clip, watched by this module's decoder and the README's example.
+
+    The engine must bind a port the subscribers know in advance: a free one, and another one should
+    another process take it first (the engine then fails at once, before any frame).
+    """
+    clip = shared_file("clips/cricket/cover_drive_04_nets.mp4")
+    tmp = tmp_path_factory.mktemp("e2e")
+    return retry_if_port_taken(lambda endpoint: _attempt(clip, tmp, endpoint), lambda r: port_taken(r["run"]))
 
 
 def _kind(messages, kind):

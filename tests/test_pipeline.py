@@ -1,4 +1,10 @@
-"""The pipeline with test doubles (in-memory sources, deterministic model) over real ZeroMQ."""
+"""The pipeline with test doubles (in-memory sources, deterministic model).
+
+Tests whose point is threads, queues, stop and shutdown, late subscribers or sink error policies
+run the threaded :class:`Pipeline` over real ZeroMQ (bound to ``tcp://127.0.0.1:*``, the port read
+back from the publisher). Tests of the values the steps compute (similarity, fits, window restarts)
+run the same steps inline with :func:`engine.pipeline.run_inline`: no threads, no sockets.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +17,12 @@ import pytest
 
 from engine.config import load_config
 from engine.errors import ModelError
-from engine.pipeline import Pipeline
-from engine.testing import FakeKeypointModel, ListSource
+from engine.pipeline import Pipeline, run_inline
+from engine.testing import FakeClock, FakeKeypointModel, ListSource
 from engine.wire import decode
 from sinks.jsonl import JsonlSink
 from sinks.runtime import Subscriber
-from tests.helpers import ANY_PORT, by_kind, open_pipeline, pipeline_config, run_pipeline
+from tests.helpers import ANY_PORT, by_kind, open_pipeline, pipeline_config, run_pipeline, wait_until
 
 
 def test_two_file_sources_are_lossless_ordered_and_batched_together(tmp_path):
@@ -50,9 +56,9 @@ def test_two_file_sources_are_lossless_ordered_and_batched_together(tmp_path):
     assert summary.frames == 65 and summary.per_source["b"].batter_frames == sum(i % 7 != 0 for i in range(25))
 
 
-def test_similarity_and_fit_messages_hold_valid_values(tmp_path):
-    pipeline, messages, error = run_pipeline([ListSource("a", n_frames=30)], FakeKeypointModel(), tmp_path)
-    assert error is None
+def test_similarity_and_fit_messages_hold_valid_values():
+    messages = run_inline(load_config(None, []), [ListSource("a", n_frames=30)], FakeKeypointModel())
+    assert [(m.reason, m.error) for m in by_kind(messages, "eos")] == [("end", None)]
     for m in by_kind(messages, "sim"):
         sim = m.cosine_similarity
         assert sim.shape == (17, 17) and sim.dtype == np.float32
@@ -101,7 +107,8 @@ def test_stop_finishes_in_flight_frames_and_sends_eos(tmp_path):
     source = ListSource("cam", n_frames=100_000, delay_s=0.001)
     pipeline, collector = open_pipeline(pipeline_config(), [source], FakeKeypointModel())
     pipeline.start()
-    threading.Timer(0.3, pipeline.stop).start()
+    wait_until(lambda: pipeline.stats["cam"].frames_out >= 20, what="20 frames out")  # mid-run, then stop
+    threading.Thread(target=pipeline.stop).start()
     assert pipeline.join(timeout_s=20)
     messages = collector.join()
     poses = by_kind(messages, "pose", "cam")
@@ -134,10 +141,9 @@ def test_wire_messages_decode_with_the_public_decoder(tmp_path):
         assert message.frame_index == i
 
 
-def test_a_timeline_break_restarts_rolling_windows_but_not_the_cumulative_mean(tmp_path):
-    source = ListSource("cam", n_frames=40, break_at=(25,))
-    pipeline, messages, error = run_pipeline([source], FakeKeypointModel(), tmp_path)
-    assert error is None
+def test_a_timeline_break_restarts_rolling_windows_but_not_the_cumulative_mean():
+    messages = run_inline(load_config(None, []), [ListSource("cam", n_frames=40, break_at=(25,))], FakeKeypointModel())
+    assert [(m.reason, m.error) for m in by_kind(messages, "eos")] == [("end", None)]
     poses = by_kind(messages, "pose")
     assert [m.timeline_break for m in poses] == [i == 25 for i in range(40)]
     sims = {m.frame_index: m for m in by_kind(messages, "sim")}
@@ -167,12 +173,10 @@ class _CuttingSource(ListSource):
 
 
 @pytest.mark.parametrize("threshold", [27.0, 0.0])
-def test_a_camera_cut_restarts_tracks_and_windows_unless_detection_is_off(tmp_path, threshold):
+def test_a_camera_cut_restarts_tracks_and_windows_unless_detection_is_off(threshold):
     source = _CuttingSource(cut_at=20, source_id="cam", n_frames=36, size=(96, 128))
-    pipeline, messages, error = run_pipeline(
-        [source], FakeKeypointModel(), tmp_path, [f"batter.scene_cut_threshold={threshold}"]
-    )
-    assert error is None
+    messages = run_inline(load_config(None, [f"batter.scene_cut_threshold={threshold}"]), [source], FakeKeypointModel())
+    assert [(m.reason, m.error) for m in by_kind(messages, "eos")] == [("end", None)]
     poses = by_kind(messages, "pose")
     assert [m.scene_cut for m in poses] == [threshold > 0 and i == 20 for i in range(36)]
     assert not any(m.timeline_break for m in poses)
@@ -211,10 +215,9 @@ def test_a_stuck_source_does_not_block_the_others(tmp_path):
     fast = ListSource("fast", n_frames=60)
     pipeline, collector = open_pipeline(pipeline_config(), [stuck, fast], FakeKeypointModel())
     pipeline.start()
-    deadline = time.monotonic() + 20
-    while pipeline.stats["fast"].frames_out < 60 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: pipeline.stats["fast"].frames_out >= 60, timeout_s=20, what="the fast source's 60 frames")
     assert pipeline.stats["fast"].frames_out == 60
+    assert pipeline.stats["stuck"].frames_out == 0  # still waiting for its first frame
     pipeline.stop()
     assert pipeline.join(timeout_s=5)
     messages = collector.join()
@@ -222,24 +225,44 @@ def test_a_stuck_source_does_not_block_the_others(tmp_path):
 
 
 def test_a_late_subscriber_gets_the_state_within_one_health_period(tmp_path):
+    """Health goes out every ``health_period_s`` of the engine's clock, so a late subscriber hears it within one.
+
+    The engine runs on a :class:`FakeClock` that moves only when the test says: the subscriber's
+    ``health/`` subscription is in place once it receives a ``pose/`` message (subscriptions of one
+    socket arrive in order), and then one period of the engine's clock is enough for a ``health/``.
+    """
+    clock = FakeClock()
     config = load_config(None, [f"publisher.endpoint={ANY_PORT}", "publisher.health_period_s=0.5"])
     source = ListSource("cam", n_frames=100_000, live=True, delay_s=0.01)
-    pipeline = Pipeline(config, [source], FakeKeypointModel())
+    pipeline = Pipeline(config, [source], FakeKeypointModel(), clock=clock)
+    pipeline.publisher.open()
     pipeline.start()
-    endpoint = pipeline.publisher.endpoint
+    received = []
     try:
-        time.sleep(1.0)
-        late = Subscriber(endpoint, ("health/",))
+        wait_until(lambda: pipeline.stats["cam"].frames_out > 0, what="the first frame out")  # a late subscriber
+        late = Subscriber(pipeline.publisher.endpoint, ("health/", "pose/"))
         late.open()
-        t = time.monotonic()
-        message = late.recv(3000)
-        waited = time.monotonic() - t
-        late.close()
+        try:
+            first = None
+            deadline = time.monotonic() + 30
+            while first is None and time.monotonic() < deadline:
+                first = late.recv(200)
+            assert first is not None and first.kind == "pose"  # the engine clock has not moved: no health yet
+            clock.advance(0.5)  # one health period of the engine's clock
+            message = None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and (message is None or message.kind != "health"):
+                message = late.recv(200)
+                if message is not None:
+                    received.append(message.kind)
+        finally:
+            late.close()
     finally:
         pipeline.stop()
         pipeline.join(timeout_s=10)
     assert message is not None and message.kind == "health"
-    assert waited < 0.5 + 0.3
+    assert message.uptime_s == pytest.approx(0.5)  # the health of the first period after it subscribed
+    assert set(received) <= {"pose", "health"} and received.count("health") == 1
     cam = message.sources["cam"]
     assert cam.state == "live" and cam.frames_out > 0 and cam.reconnects >= 0 and cam.queue_depth >= 0
 
@@ -253,15 +276,18 @@ class _DeafSource(ListSource):
 
 
 def test_shutdown_is_bounded_even_when_a_source_ignores_close(tmp_path):
+    """The engine's clock bounds shutdown: a deaf source gets its ``eos/`` read timeout + 2 s after ``stop``."""
+    clock = FakeClock()
     config = pipeline_config(["source.read_timeout_s=0.5"])
     sources = [_DeafSource("deaf", live=True), ListSource("ok", n_frames=5)]
-    pipeline, collector = open_pipeline(config, sources, FakeKeypointModel())
+    pipeline, collector = open_pipeline(config, sources, FakeKeypointModel(), clock=clock)
     pipeline.start()
-    time.sleep(0.5)
-    t = time.monotonic()
+    wait_until(lambda: by_kind(collector.messages, "eos", "ok"), what="the ok source's eos/")  # it ended first
     pipeline.stop()
-    assert pipeline.join(timeout_s=10)
-    assert time.monotonic() - t < 0.5 + 2.0 + 1.5  # read timeout + grace + linger and joins
+    clock.advance(0.5 + 2.0 - 0.1)  # just before the deadline: the deaf source is still waited for
+    assert not pipeline.join(timeout_s=0.5)
+    clock.advance(0.2)  # past read timeout + grace
+    assert pipeline.join(timeout_s=30)  # a safety bound: the reasons below say why it ended
     messages = collector.join()
     reasons = {m.source_id: m.reason for m in by_kind(messages, "eos")}
     assert reasons == {"deaf": "timeout", "ok": "end"}
