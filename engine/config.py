@@ -2,7 +2,7 @@
 
 Every key, its unit and default is documented in ``configs/default.yaml``; the models below (and
 the options that model backends declare, :class:`BackendOptions`) are the single source of truth and
-``tests/test_config.py`` checks that the YAML file and the models agree. Unknown keys and bad values
+``tests/engine/test_config.py`` checks that the YAML file and the models agree. Unknown keys and bad values
 are refused before anything starts, with the dotted path of the key.
 """
 

@@ -6,7 +6,7 @@ detector's batter boxes: the backbone runs once per frame batch, then ``roi_head
 -> ``keypoint_head`` -> ``keypoint_predictor`` run on the given boxes only (no RPN, no box head).
 The keypoint logits ``[N, 17, 56, 56]`` are the heatmaps (``heatmap_source = "model"``) and keypoints
 come from torchvision's own ``keypointrcnn_inference`` / ``heatmaps_to_keypoints``, so for the same
-boxes they equal what the full model returns (``tests/test_keypointrcnn.py`` checks this).
+boxes they equal what the full model returns (``tests/engine/test_keypointrcnn.py`` checks this).
 :meth:`KeypointRCNNTopDown.infer_full` keeps the thesis' way (crop around the box, let the whole model
 detect, keep the best person) for comparison. DESIGN §3.
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import fields, replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +15,9 @@ from engine.errors import WireFormatError
 from engine.messages import EndOfStream, Fit, Health, Pose, Shot, Similarity, SourceHealth
 from engine.pipeline import run_inline
 from engine.testing import FakeKeypointModel, ListSource, make_eos, make_health, make_pose, make_source_health
+from tests.conftest import REPO_ROOT
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = REPO_ROOT / "README.md"
 
 
 def _readme_rows() -> dict[str, tuple[str, str]]:

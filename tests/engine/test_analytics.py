@@ -25,6 +25,7 @@ from engine.analytics.similarity import (
 from engine.analytics.source import AnalyticsUpdate, SourceAnalytics
 from engine.config import AnalyticsConfig
 from engine.types import COCO_OKS_SIGMAS, KEYPOINT_INDEX, NUM_KEYPOINTS, Frame, Persons, PoseResult
+from tests.conftest import REPO_ROOT
 
 K = NUM_KEYPOINTS
 
@@ -178,7 +179,7 @@ def test_numpy_dependency_matrices_never_import_torch() -> None:
         "m = dependency_matrix(np.zeros((17, 8, 8), np.float32)); "
         "assert m.shape == (17, 17) and 'torch' not in sys.modules, sorted(sys.modules)"
     )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = str(REPO_ROOT)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
 
