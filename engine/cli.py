@@ -39,7 +39,7 @@ def _sink_from_spec(spec: str) -> SinkPlugin:
 
 def _sink_class(name: str) -> type[SinkPlugin]:
     """The sink class registered as ``name`` in ``batsight.sinks``, checked against :class:`SinkPlugin`."""
-    return load(SINKS, name, SinkPlugin)  # type: ignore[type-abstract]  # a protocol as the contract (mypy#4717)
+    return load(SINKS, name, SinkPlugin)
 
 
 def _positive_int(text: str) -> int:
@@ -258,7 +258,7 @@ def _cmd_sink(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     # The report sink's offline entry point, found through the plugin (the engine never imports sinks).
-    report_cls = load(SINKS, "report", OfflineReport)  # type: ignore[type-abstract]  # see _sink_class
+    report_cls = load(SINKS, "report", OfflineReport)
     paths = report_cls.report_files(args.files, args.out, video=args.video, labels=args.label, dpi=args.dpi)
     for path in paths:
         sys.stdout.write(f"{path}\n")

@@ -132,8 +132,15 @@ def _is_optional(hint: Any) -> tuple[bool, Any]:
     return False, hint
 
 
-@cache
 def _schema(cls: type) -> tuple[_Field, ...]:
+    """The fields of a message class after the envelope, in declaration (wire) order; cached per class."""
+    # A plain function in front of the cache: mypy takes a dataclass's class object for unhashable
+    # when it is passed to a functools cache directly.
+    return _class_schema(cls)
+
+
+@cache
+def _class_schema(cls: type) -> tuple[_Field, ...]:
     hints = typing.get_type_hints(cls)
     out = []
     for f in fields(cls):
@@ -185,7 +192,7 @@ def _check_value(path: str, value: Any, hint: Any) -> Any:
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
             msg = f"field {path} must be a map with str keys, got {type(value).__name__}"
             raise WireFormatError(msg)
-        if is_dataclass(val_t):
+        if isinstance(val_t, type) and is_dataclass(val_t):
             return {
                 k: v if isinstance(v, val_t) else _plain_to_dataclass(f"{path}.{k}", v, val_t) for k, v in value.items()
             }

@@ -16,6 +16,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, overload
 
 import zmq
 import zmq.auth
@@ -46,6 +47,14 @@ def is_loopback_endpoint(endpoint: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+@overload
+def load_keypair(path: str | Path, need_secret: Literal[True]) -> tuple[bytes, bytes]: ...
+
+
+@overload
+def load_keypair(path: str | Path, need_secret: bool) -> tuple[bytes, bytes | None]: ...
 
 
 def load_keypair(path: str | Path, need_secret: bool) -> tuple[bytes, bytes | None]:

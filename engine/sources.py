@@ -104,7 +104,7 @@ def load_source_class(name: str) -> type[Source]:
     Raises:
         PluginError: ``name`` is not registered, cannot be imported, or is no ``Source`` subclass.
     """
-    return load(SOURCES, name, Source)  # type: ignore[type-abstract]  # an ABC as the contract (mypy#4717)
+    return load(SOURCES, name, Source)
 
 
 def source_plugin(spec: str) -> tuple[str, type[Source]]:

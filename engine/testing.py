@@ -52,7 +52,7 @@ class ListSource(Source):
     ) -> None:
         self.source_id = source_id
         self.n_frames = n_frames
-        self.fps = fps
+        self.fps: float = fps  # known from the start (the base allows None until open())
         self.live = live
         self.size = size
         self.delay_s = delay_s

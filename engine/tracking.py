@@ -121,9 +121,11 @@ class BatterSelector:
         if present:
             best = max(present, key=lambda t: self._ema[t])
             current = self.batter_track_id
-            if current not in present or self._ema[best] > self.config.switch_ratio * self._ema[current]:
-                self.batter_track_id = best
-            return present[self.batter_track_id]
+            if current is None or current not in present or (
+                self._ema[best] > self.config.switch_ratio * self._ema[current]
+            ):
+                current = self.batter_track_id = best
+            return present[current]
         if len(persons):
             return int(np.argmax(scores))
         return None

@@ -155,7 +155,7 @@ class ConsoleSink(Sink):
         """
         cutoff_s = now_s - self.rate_window_s
         span_s = max(min(self.rate_window_s, now_s - self._opened_s), 1e-9)
-        rows = []  # (source_id, frames, fps, batter frames, dropped)
+        rows: list[tuple[str, int, float, int, int]] = []  # (source_id, frames, fps, batter frames, dropped)
         for source_id in sorted(self._sources):
             stats = self._sources[source_id]
             fps = sum(n for t, n in stats.arrivals if t >= cutoff_s) / span_s
@@ -166,8 +166,9 @@ class ConsoleSink(Sink):
             for stats in self._sources.values():
                 states[stats.state or "?"] = states.get(stats.state or "?", 0) + 1
             state_text = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
-            totals = [sum(row[column] for row in rows) for column in range(1, 5)]
-            rows = [(f"{len(rows)} sources ({state_text})", *totals)]
+            frames_total, fps_total = sum(r[1] for r in rows), sum(r[2] for r in rows)
+            batter_total, dropped_total = sum(r[3] for r in rows), sum(r[4] for r in rows)
+            rows = [(f"{len(rows)} sources ({state_text})", frames_total, fps_total, batter_total, dropped_total)]
         parts = []
         for name, frames, fps, batter_frames, dropped in rows:
             batter = f"{100.0 * batter_frames / frames:.0f}%" if frames else "-"

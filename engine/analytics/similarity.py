@@ -100,7 +100,7 @@ def dependency_matrix(logits: _ArrayT) -> _ArrayT:
     elif logits.ndim != 3:
         msg = f"`logits` must have shape (K, H, W), got {tuple(logits.shape)}"
         raise ValueError(msg)
-    return dependency_matrices(logits[None])[0]  # type: ignore[return-value]
+    return dependency_matrices(logits[None])[0]
 
 
 def _is_tensor(value: object) -> bool:

@@ -88,7 +88,7 @@ def load_model_class(name: str) -> type[KeypointModel]:
     Raises:
         PluginError: ``name`` is not registered, cannot be imported, or is no ``KeypointModel`` subclass.
     """
-    return load(MODELS, name, KeypointModel)  # type: ignore[type-abstract]  # an ABC as the contract (mypy#4717)
+    return load(MODELS, name, KeypointModel)
 
 
 def resolve_device(requested: str) -> str:

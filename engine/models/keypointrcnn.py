@@ -131,19 +131,21 @@ class KeypointRCNNTopDown:
 
         ``config.keypoint_weights`` is ``"COCO_V1"`` or a state-dict path, tried as given and then
         inside ``config.weights_dir``; a path that exists in neither place is kept as given, and
-        :meth:`build` raises a ``ModelError`` naming it.
+        :meth:`build` raises a ``ModelError`` naming it. The keys are read typed through
+        :class:`~engine.models.keypointrcnn_pose.KeypointRCNNOptions`.
+
+        Raises:
+            ConfigError: a ``model.keypoint_*`` value is invalid (the message names the key).
         """
-        weights: str | Path = config.keypoint_weights
-        if weights != COCO_V1:
-            given = Path(weights).expanduser()
-            in_dir = Path(config.weights_dir).expanduser() / given.name
-            weights = in_dir if not given.is_file() and in_dir.is_file() else given
+        from engine.models.keypointrcnn_pose import KeypointRCNNOptions  # that module imports this one
+
+        options = KeypointRCNNOptions.from_model_config(config)
         return cls(
-            weights=weights,
+            weights=options.weights_path(config.weights_dir),
             device=config.device,
-            mode=config.keypoint_mode,
-            min_size=config.keypoint_min_size,
-            max_size=config.keypoint_max_size,
+            mode=options.keypoint_mode,
+            min_size=options.keypoint_min_size,
+            max_size=options.keypoint_max_size,
         )
 
     # ------------------------------------------------------------------ build

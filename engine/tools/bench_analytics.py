@@ -15,6 +15,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from engine.config import AnalyticsConfig, BatterConfig
 from engine.types import NUM_KEYPOINTS, Frame, Persons, PoseResult
 
 _WIDTH, _HEIGHT = 1280, 720
+_T = TypeVar("_T")
 
 
 def _synthetic_results(frames: int, fps: float, model_heatmaps: bool, size: int) -> list[PoseResult]:
@@ -69,7 +71,7 @@ def _synthetic_results(frames: int, fps: float, model_heatmaps: bool, size: int)
     return out
 
 
-def _time_each(items: Sequence[object], fn: Callable[[object], object], warmup: int) -> np.ndarray:
+def _time_each(items: Sequence[_T], fn: Callable[[_T], object], warmup: int) -> np.ndarray:
     """Call ``fn`` on every item; return microseconds per call after ``warmup`` calls, float64."""
     times = np.empty(len(items))
     clock = time.perf_counter_ns
@@ -103,15 +105,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(~{int(args.window_s * args.fps)} fit points), heatmap {args.size}x{args.size}, K={NUM_KEYPOINTS}",
         "whole SourceAnalytics.update per batter frame:",
     ]
-    total_rendered = _time_each(rendered, SourceAnalytics(cfg, min_conf).update, warmup)  # type: ignore[arg-type]
-    total_model = _time_each(model, SourceAnalytics(cfg, min_conf).update, warmup)  # type: ignore[arg-type]
+    total_rendered = _time_each(rendered, SourceAnalytics(cfg, min_conf).update, warmup)
+    total_model = _time_each(model, SourceAnalytics(cfg, min_conf).update, warmup)
     lines.append(_line("rendered heatmaps (fast path)", total_rendered))
     lines.append(_line("model heatmaps (generic path)", total_model))
 
     lines.append("stages, timed alone:")
     size = args.size
     boxes = [(r.persons.keypoints_xy[0], r.persons.xyxy[0]) for r in rendered]
-    logits = [r.heatmaps for r in model]
+    logits = [r.heatmaps for r in model if r.heatmaps is not None]  # every one: model_heatmaps=True
     sims = [
         (r.frame.pts_s, rendered_similarity_matrix(kp, box, size)) for r, (kp, box) in zip(rendered, boxes, strict=True)
     ]
@@ -119,23 +121,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     rolling_mean = RollingMean(args.window_s)
     rolling_fit = RollingWristFit(args.window_s, cfg.fit_degree)
 
-    def render(item: object) -> object:
-        kp, box = item  # type: ignore[misc]
+    def render(item: tuple[np.ndarray, np.ndarray]) -> object:
+        kp, box = item
         return render_heatmaps(kp, box, size)
 
-    def softmax_cosine(item: object) -> object:
-        return cosine_similarity_matrix(spatial_softmax(item))  # type: ignore[arg-type]
+    def softmax_cosine(item: np.ndarray) -> object:
+        return cosine_similarity_matrix(spatial_softmax(item))
 
-    def fast_similarity(item: object) -> object:
-        kp, box = item  # type: ignore[misc]
+    def fast_similarity(item: tuple[np.ndarray, np.ndarray]) -> object:
+        kp, box = item
         return rendered_similarity_matrix(kp, box, size)
 
-    def mean(item: object) -> object:
-        pts_s, sim = item  # type: ignore[misc]
+    def mean(item: tuple[float, np.ndarray]) -> object:
+        pts_s, sim = item
         return rolling_mean.update(pts_s, sim), rolling_mean.cumulative_mean
 
-    def fit(item: object) -> object:
-        pts_s, dx, dy = item  # type: ignore[misc]
+    def fit(item: tuple[float, float, float]) -> object:
+        pts_s, dx, dy = item
         return rolling_fit.update(pts_s, dx, dy)
 
     lines.append(_line("render_heatmaps", _time_each(boxes, render, warmup)))

@@ -206,9 +206,9 @@ class ReportCollector:
         except ValueError as exc:
             _LOG.warning("report: skipped shot/%s/ seq %s: %s", message.source_id, message.seq, exc)
             return
-        pair_values: np.ndarray | None = np.asarray(message.pair_similarity, dtype=np.float64)
-        if not np.isfinite(pair_values).any():  # no heatmap of the pair in the shot: Fig. 6 uses sim/
-            pair_values = None
+        pair_array = np.asarray(message.pair_similarity, dtype=np.float64)
+        # no heatmap of the pair in the shot (all NaN): Fig. 6 uses sim/
+        pair_values: np.ndarray | None = pair_array if np.isfinite(pair_array).any() else None
         start_s, end_s = _finite_float(message.start_s), _finite_float(message.end_s)
         if start_s is None or end_s is None or not end_s > start_s:
             start_s, end_s = t_start_s, t_end_s
