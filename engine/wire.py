@@ -310,6 +310,85 @@ def _parse_descriptor(index: int, descriptor: object) -> tuple[str, np.dtype, tu
     return name, _WIRE_DTYPES[dtype], tuple(shape)
 
 
+def _decode_header(part: memoryview) -> dict[str, Any]:
+    """The header map of a message: msgpack, ``v``, plain values, required keys and their types.
+
+    Raises:
+        WireFormatError: see :func:`decode`.
+    """
+    try:
+        header = msgpack.unpackb(part, raw=False, strict_map_key=True, timestamp=0, use_list=True)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        msg = f"header is not valid msgpack: {exc}"
+        raise WireFormatError(msg) from None
+    if not isinstance(header, dict):
+        msg = f"header must be a msgpack map, got {type(header).__name__}"
+        raise WireFormatError(msg)
+    version = header.get("v")
+    if not _is_int(version) or version != WIRE_VERSION:
+        msg = f"unsupported wire version: expected {WIRE_VERSION}, got {version!r}"
+        raise WireFormatError(msg)
+    _check_plain(header)
+    missing = [key for key in _REQUIRED if key not in header]
+    if missing:
+        msg = f"header is missing required keys: {', '.join(missing)}"
+        raise WireFormatError(msg)
+    kind, source_id, seq = header["kind"], header["source_id"], header["seq"]
+    _check_kind_source(kind, source_id)
+    if not _is_int(seq) or seq < 0:
+        msg = f"seq must be an int >= 0, got {seq!r}"
+        raise WireFormatError(msg)
+    for key in ("frame_index", "capture_time_ns"):
+        if header[key] is not None and not _is_int(header[key]):
+            msg = f"{key} must be an int or None, got {header[key]!r}"
+            raise WireFormatError(msg)
+    pts_s = header["pts_s"]
+    if pts_s is not None and (isinstance(pts_s, bool) or not isinstance(pts_s, (int, float))):
+        msg = f"pts_s must be a float or None, got {pts_s!r}"
+        raise WireFormatError(msg)
+    if not _is_int(header["publish_time_ns"]):
+        msg = f"publish_time_ns must be an int, got {header['publish_time_ns']!r}"
+        raise WireFormatError(msg)
+    return header
+
+
+def _decode_arrays(descriptors: object, buffers: Sequence[memoryview]) -> dict[str, np.ndarray]:
+    """The read-only arrays described by the header's ``arrays`` list, one per buffer.
+
+    Raises:
+        WireFormatError: see :func:`decode`.
+    """
+    if not isinstance(descriptors, list):
+        msg = f"arrays must be a list, got {type(descriptors).__name__}"
+        raise WireFormatError(msg)
+    if len(buffers) != len(descriptors):
+        msg = f"expected {len(descriptors)} array buffers (one per arrays entry), got {len(buffers)}"
+        raise WireFormatError(msg)
+    arrays: dict[str, np.ndarray] = {}
+    for index, (descriptor, buffer) in enumerate(zip(descriptors, buffers, strict=True)):
+        name, dtype, shape = _parse_descriptor(index, descriptor)
+        if name in arrays:
+            msg = f"array names must be unique, got {name!r} twice"
+            raise WireFormatError(msg)
+        expected = math.prod(shape) * dtype.itemsize
+        if buffer.nbytes != expected:
+            msg = (
+                f"array {name!r} buffer size must be {expected} bytes for shape {list(shape)} {dtype.name}, "
+                f"got {buffer.nbytes}"
+            )
+            raise WireFormatError(msg)
+        raw = np.frombuffer(buffer, dtype=np.uint8)
+        if dtype.kind == "b" and raw.size and raw.max() > 1:
+            msg = f"array {name!r} of dtype bool must hold only bytes 0 and 1"
+            raise WireFormatError(msg)
+        array = raw.view(dtype).reshape(shape)
+        if not array.dtype.isnative:
+            array = array.astype(array.dtype.newbyteorder("="))
+        array.flags.writeable = False
+        arrays[name] = array
+    return arrays
+
+
 def decode(
     parts: Sequence[object],
     max_message_bytes: int = MAX_MESSAGE_BYTES,
@@ -343,39 +422,8 @@ def decode(
     if buffers[1].nbytes > max_header_bytes:
         msg = f"header too large: expected at most {max_header_bytes} bytes, got {buffers[1].nbytes}"
         raise WireFormatError(msg)
-    try:
-        header = msgpack.unpackb(buffers[1], raw=False, strict_map_key=True, timestamp=0, use_list=True)
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        msg = f"header is not valid msgpack: {exc}"
-        raise WireFormatError(msg) from None
-    if not isinstance(header, dict):
-        msg = f"header must be a msgpack map, got {type(header).__name__}"
-        raise WireFormatError(msg)
-    version = header.get("v")
-    if not _is_int(version) or version != WIRE_VERSION:
-        msg = f"unsupported wire version: expected {WIRE_VERSION}, got {version!r}"
-        raise WireFormatError(msg)
-    _check_plain(header)
-    missing = [key for key in _REQUIRED if key not in header]
-    if missing:
-        msg = f"header is missing required keys: {', '.join(missing)}"
-        raise WireFormatError(msg)
+    header = _decode_header(buffers[1])
     kind, source_id, seq = header["kind"], header["source_id"], header["seq"]
-    _check_kind_source(kind, source_id)
-    if not _is_int(seq) or seq < 0:
-        msg = f"seq must be an int >= 0, got {seq!r}"
-        raise WireFormatError(msg)
-    for key in ("frame_index", "capture_time_ns"):
-        if header[key] is not None and not _is_int(header[key]):
-            msg = f"{key} must be an int or None, got {header[key]!r}"
-            raise WireFormatError(msg)
-    pts_s = header["pts_s"]
-    if pts_s is not None and (isinstance(pts_s, bool) or not isinstance(pts_s, (int, float))):
-        msg = f"pts_s must be a float or None, got {pts_s!r}"
-        raise WireFormatError(msg)
-    if not _is_int(header["publish_time_ns"]):
-        msg = f"publish_time_ns must be an int, got {header['publish_time_ns']!r}"
-        raise WireFormatError(msg)
 
     topic = bytes(buffers[0])
     expected_topic = topic_for(kind, source_id)
@@ -383,35 +431,7 @@ def decode(
         msg = f"topic must match kind and source_id: expected {expected_topic!r}, got {topic!r}"
         raise WireFormatError(msg)
 
-    descriptors = header["arrays"]
-    if not isinstance(descriptors, list):
-        msg = f"arrays must be a list, got {type(descriptors).__name__}"
-        raise WireFormatError(msg)
-    if len(buffers) - 2 != len(descriptors):
-        msg = f"expected {len(descriptors)} array buffers (one per arrays entry), got {len(buffers) - 2}"
-        raise WireFormatError(msg)
-    arrays: dict[str, np.ndarray] = {}
-    for index, (descriptor, buffer) in enumerate(zip(descriptors, buffers[2:], strict=True)):
-        name, dtype, shape = _parse_descriptor(index, descriptor)
-        if name in arrays:
-            msg = f"array names must be unique, got {name!r} twice"
-            raise WireFormatError(msg)
-        expected = math.prod(shape) * dtype.itemsize
-        if buffer.nbytes != expected:
-            msg = (
-                f"array {name!r} buffer size must be {expected} bytes for shape {list(shape)} {dtype.name}, "
-                f"got {buffer.nbytes}"
-            )
-            raise WireFormatError(msg)
-        raw = np.frombuffer(buffer, dtype=np.uint8)
-        if dtype.kind == "b" and raw.size and raw.max() > 1:
-            msg = f"array {name!r} of dtype bool must hold only bytes 0 and 1"
-            raise WireFormatError(msg)
-        array = raw.view(dtype).reshape(shape)
-        if not array.dtype.isnative:
-            array = array.astype(array.dtype.newbyteorder("="))
-        array.flags.writeable = False
-        arrays[name] = array
+    arrays = _decode_arrays(header["arrays"], buffers[2:])
     return Message(
         topic=topic.decode("ascii"),
         kind=kind,
