@@ -40,7 +40,7 @@ from engine.types import NUM_KEYPOINTS
 if TYPE_CHECKING:
     from engine.analytics import AnalyticsUpdate, WristFit
     from engine.shots import ShotResult
-    from engine.types import PoseResult
+    from engine.types import Frame, PoseResult
 
 __all__ = [
     "FRAME_KEYS", "KINDS", "MESSAGE_TYPES", "WIRE_VERSION", "AnyMessage", "ArraySpec", "EndOfStream", "Fit",
@@ -109,10 +109,7 @@ class Pose(Message):
         """The ``pose/`` message of one frame's :class:`~engine.types.PoseResult`."""
         frame, persons, b = result.frame, result.persons, result.batter
         return cls(
-            source_id=frame.source_id,
-            frame_index=frame.frame_index,
-            pts_s=frame.pts_s,
-            capture_time_ns=frame.capture_time_ns,
+            **_frame_envelope(frame),
             frame_width=frame.width,
             frame_height=frame.height,
             n_persons=len(persons),
@@ -160,10 +157,7 @@ class Similarity(Message):
         """The ``sim/`` message of one batter frame's analytics."""
         frame = result.frame
         return cls(
-            source_id=frame.source_id,
-            frame_index=frame.frame_index,
-            pts_s=frame.pts_s,
-            capture_time_ns=frame.capture_time_ns,
+            **_frame_envelope(frame),
             window_s=window_s,
             window_frames=update.window_frames,
             pairs={k: float(v) for k, v in update.pairs.items()},
@@ -250,10 +244,7 @@ class Fit(Message):
         if fit is None:
             return None
         return cls(
-            source_id=frame.source_id,
-            frame_index=frame.frame_index,
-            pts_s=frame.pts_s,
-            capture_time_ns=frame.capture_time_ns,
+            **_frame_envelope(frame),
             window_s=window_s,
             wrist=wrist,
             shoulder=shoulder,
@@ -500,6 +491,16 @@ def from_json_dict(data: Mapping[str, Any]) -> AnyMessage:
         msg = f"topic must match kind and source_id: expected {message.topic!r}, got {data['topic']!r}"
         raise WireFormatError(msg)
     return message  # type: ignore[return-value]
+
+
+def _frame_envelope(frame: Frame) -> dict[str, Any]:
+    """``source_id``, ``frame_index``, ``pts_s``, ``capture_time_ns`` of the frame a message is about."""
+    return {
+        "source_id": frame.source_id,
+        "frame_index": frame.frame_index,
+        "pts_s": frame.pts_s,
+        "capture_time_ns": frame.capture_time_ns,
+    }
 
 
 def _f32(value: np.ndarray) -> np.ndarray:
