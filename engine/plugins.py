@@ -125,8 +125,8 @@ def load(group: str, name: str, kind: type[T]) -> type[T]:
         raise PluginError(msg)
     try:
         obj = eps[name].load()
-    except ImportError as exc:
-        msg = f"cannot import plugin {name!r} ({eps[name].value}) of {group}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - third-party code: ImportError, AttributeError, errors at import
+        msg = f"cannot import plugin {name!r} ({eps[name].value}) of {group}: {type(exc).__name__}: {exc}"
         raise PluginError(msg) from exc
     if not (isinstance(obj, type) and issubclass(obj, kind)):
         relation = "a class implementing" if getattr(kind, "_is_protocol", False) else "a subclass of"

@@ -230,7 +230,8 @@ class SinkRunner:
             stop_event: Set by another thread (or a signal handler) to stop after a final drain.
 
         Raises:
-            SinkError: run twice, the endpoint is malformed, or raised by the sink.
+            SinkError: run twice, the endpoint is malformed, raised by the sink, or any error of the
+                sink's ``open()`` (wrapped, naming the sink).
             Exception: whatever the sink raises; the sink is closed first.
         """
         if self._ran:
@@ -239,7 +240,13 @@ class SinkRunner:
         self._ran = True
         try:
             self.connect()
-            self.sink.open()
+            try:
+                self.sink.open()
+            except SinkError:
+                raise
+            except Exception as exc:  # third-party sink code: one clear line, not a traceback
+                msg = f"sink {self.sink.plugin_name} cannot open: {type(exc).__name__}: {exc}"
+                raise SinkError(msg) from exc
             self.opened.set()
             try:
                 self.stop_reason = self._loop(stop_event)

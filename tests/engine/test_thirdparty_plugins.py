@@ -93,6 +93,13 @@ class RecordingSink(Sink):
         pass
 
 
+class FailingOpenSink(RecordingSink):
+    """A sink whose resource cannot be opened (an ordinary exception, as third-party code raises)."""
+
+    def open(self):
+        raise PermissionError("no access to /demo/output")
+
+
 class DemoOptions(BackendOptions):
     """The demo backend's own key, ``model.demo_no_person_every``."""
 
@@ -115,6 +122,8 @@ synth = thirdparty_demo:SynthSource
 
 [batsight.sinks]
 demo_recorder = thirdparty_demo:RecordingSink
+demo_failing = thirdparty_demo:FailingOpenSink
+demo_missing = thirdparty_demo:DoesNotExist
 
 [batsight.models]
 demo_fake = thirdparty_demo:DemoModel
@@ -192,6 +201,29 @@ def test_a_thirdparty_backend_option_is_validated_under_its_dotted_key(thirdpart
 
     assert Config().model.demo_no_person_every == 0  # declared keys get their defaults
     assert Config().model.keypoint_mode == "topdown"  # the built-in backends' keys stay
+
+
+def test_a_thirdparty_sink_that_cannot_open_is_one_error_line(thirdparty, capsys, keep_signal_handlers):
+    status = main(
+        ["run", "synth://2", "--no-progress", "--sink", "demo_failing", "--set", "publisher.endpoint=tcp://127.0.0.1:*",
+         "--set", "model.name=demo_fake"]
+    )
+    err = capsys.readouterr().err
+    assert status == 1, err
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("batsight: error:")]
+    assert "demo_failing" in line and "PermissionError: no access to /demo/output" in line
+
+
+def test_an_entry_point_naming_a_missing_class_is_a_plugin_error(thirdparty, capsys, keep_signal_handlers):
+    from sinks.base import Sink
+
+    with pytest.raises(PluginError, match=r"cannot import plugin 'demo_missing' .*AttributeError.*DoesNotExist"):
+        plugins.load(plugins.SINKS, "demo_missing", Sink)
+    status = main(["run", "synth://1", "--sink", "demo_missing", "--set", "model.name=demo_fake"])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err
+    assert "cannot import plugin 'demo_missing'" in err
 
 
 def test_without_the_package_its_plugins_are_unknown():
