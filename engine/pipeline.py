@@ -95,6 +95,10 @@ class Pipeline:
         publisher: Unopened publisher; built from ``config.publisher`` when ``None``.
         clock: Monotonic and wall clock (:class:`engine.clock.SystemClock` by default), injectable
             for tests.
+
+    Raises:
+        ModelError: from the constructor, when ``config.shots.enabled`` and the shot classifier file
+            cannot be loaded (it is loaded once, for every source).
     """
 
     def __init__(
@@ -119,7 +123,9 @@ class Pipeline:
             )
             for s in sources
         ]
-        self._states: dict[str, SourceState] = {}
+        # loaded once here: every source's shot analyzer shares it (a bad file fails before anything opens)
+        classifier = ShotClassifier.load(config.shots.classifier or None) if config.shots.enabled else None
+        self._states = {r.source_id: SourceState(r.source, r, config, classifier) for r in self.readers}
         self._results: queue.Queue[PoseResult | EndOfStream | _Failure] = queue.Queue(maxsize=64)
         self._stop = threading.Event()
         self._stop_deadline: float | None = None
@@ -130,10 +136,6 @@ class Pipeline:
         self._t_end: float | None = None
         self._start_ns = 0
         self._end_ns = 0
-        self._build_states(None)
-
-    def _build_states(self, classifier: ShotClassifier | None) -> None:
-        self._states = {r.source_id: SourceState(r.source, r, self.config, classifier) for r in self.readers}
 
     @property
     def stats(self) -> dict[str, SourceStats]:
@@ -156,8 +158,6 @@ class Pipeline:
         Raises:
             PublishError: before any source is opened, so nothing is half-started.
         """
-        if self.config.shots.enabled:
-            self._build_states(ShotClassifier.load(self.config.shots.classifier or None))
         if not self.publisher.is_open:  # the CLI opens it early to fail fast on a taken port
             self.publisher.open()
         pub = self.config.publisher

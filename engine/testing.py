@@ -13,13 +13,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 
 from engine.config import ModelConfig, PublisherConfig, SourceConfig
 from engine.errors import SourceError
-from engine.messages import EndOfStream, Health, Message, Pose, SourceHealth
+from engine.messages import EndOfStream, Fit, FitStats, Health, Message, Pose, SourceHealth
 from engine.models.base import KeypointModel
 from engine.sources import Source
 from engine.types import NUM_KEYPOINTS, Frame, Persons
@@ -246,6 +246,17 @@ def make_pose(
         xyxy=xyxy[0].copy() if batter_found else None,
         keypoints_xy=np.stack([150 + i + 5 * k, 60 + 30 * k], axis=1).astype(np.float32) if batter_found else None,
         keypoints_conf=(0.5 + k / 40).astype(np.float32) if batter_found else None,
+    )
+
+
+def make_fit(source_id: str = "cam1", frame_index: int = 0, fps: float = 30.0, seq: int = 0) -> Fit:
+    """A valid ``fit/`` message: a degree-1 fit of two points ending at ``frame_index`` (values made up)."""
+    zeros = {f.name: 0.0 for f in fields(FitStats)}
+    return Fit(
+        source_id=source_id, frame_index=frame_index, pts_s=frame_index / fps, capture_time_ns=1_000 + frame_index,
+        seq=seq, window_s=2.0, wrist="left_wrist", shoulder="left_shoulder", basis="legendre", dx=0.1, dy=-0.2,
+        n_points=2, t_start_s=max(0, frame_index - 1) / fps, t_end_s=frame_index / fps, degree_xy=1,
+        stats=FitStats(**zeros), dx_coef=np.zeros(2), dy_coef=np.zeros(2), r_coef=np.zeros(3),
     )
 
 

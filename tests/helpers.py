@@ -30,7 +30,7 @@ from pydantic import Field
 from engine import plugins
 from engine.config import BackendOptions, Config, ModelConfig, load_config
 from engine.errors import SinkError
-from engine.messages import AnyMessage, Fit, FitStats, Health
+from engine.messages import AnyMessage, Health
 from engine.models.base import KeypointModel
 from engine.pipeline import Pipeline
 from engine.sources import Source
@@ -98,17 +98,6 @@ class RecordingSink(Sink):
     def messages(self) -> list[AnyMessage]:
         """Every message written, in order."""
         return [m for batch in self.batches for m in batch]
-
-
-def make_fit(source_id: str = "cam1", frame_index: int = 0, fps: float = 30.0) -> Fit:
-    """A valid ``fit/`` message: a degree-1 fit of two points ending at ``frame_index`` (values made up)."""
-    zeros = {name: 0.0 for name in FitStats.__dataclass_fields__}
-    return Fit(
-        source_id=source_id, frame_index=frame_index, pts_s=frame_index / fps, capture_time_ns=1_000 + frame_index,
-        window_s=2.0, wrist="left_wrist", shoulder="left_shoulder", basis="legendre", dx=0.1, dy=-0.2, n_points=2,
-        t_start_s=max(0, frame_index - 1) / fps, t_end_s=frame_index / fps, degree_xy=1, stats=FitStats(**zeros),
-        dx_coef=np.zeros(2), dy_coef=np.zeros(2), r_coef=np.zeros(3),
-    )
 
 
 # --- pipeline runs ----------------------------------------------------------------------------

@@ -22,14 +22,14 @@ from engine.config import PublisherConfig
 from engine.errors import PluginError, PublishError, SinkError, SinkOptionError
 from engine.messages import Health, Pose, SourceHealth
 from engine.publisher import Publisher
-from engine.testing import FakeClock, make_eos, make_health, make_pose, make_source_health
+from engine.testing import FakeClock, make_eos, make_fit, make_health, make_pose, make_source_health
 from engine.wire import decode, encode_message
 from sinks.base import Sink, create_sink, option_names, parse_sink_spec
 from sinks.console import ConsoleSink
 from sinks.jsonl import JsonlSink
 from sinks.report import ReportSink
 from sinks.runtime import SinkRunner, SinkThread, Subscriber, run_standalone
-from tests.helpers import ANY_PORT, RecordingSink, make_fit
+from tests.helpers import ANY_PORT, RecordingSink
 
 pytestmark = pytest.mark.timeout(30)
 
