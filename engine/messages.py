@@ -44,8 +44,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FRAME_KEYS", "KINDS", "MESSAGE_TYPES", "WIRE_VERSION", "AnyMessage", "ArraySpec", "EndOfStream", "Fit",
-    "FitStats", "Health", "Message", "Pose", "Shot", "ShotLabel", "Similarity", "SourceHealth", "array_specs",
-    "array_to_json", "check_kind_source", "from_json_dict", "from_parts", "header_names", "json_safe", "topic_for",
+    "FitStats", "FrameImage", "Health", "Message", "Pose", "Shot", "ShotLabel", "Similarity", "SourceHealth",
+    "array_specs", "array_to_json", "check_kind_source", "from_json_dict", "from_parts", "header_names", "json_safe",
+    "topic_for",
 ]
 
 K = NUM_KEYPOINTS
@@ -56,6 +57,46 @@ K = NUM_KEYPOINTS
 # --------------------------------------------------------------------------------------------------
 
 HeatmapSource = Literal["model", "rendered", "none"]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class FrameImage(Message):
+    """``frame/<source_id>/``: the decoded frame as JPEG, opt-in (README wire table, ``publisher.frames``).
+
+    Published just before the frame's ``pose/`` message, for at most ``publisher.frame_fps`` frames
+    per second of each source, so a remote sink can draw results on the video.
+
+    Attributes:
+        frame_width, frame_height: Size of the source frame, pixels: the coordinate frame of
+            ``pose/`` ``xyxy`` and ``keypoints_xy``.
+        width, height: Size of the JPEG image, pixels (the frame scaled down to at most
+            ``publisher.frame_max_width``, aspect ratio kept); a keypoint ``(x, y)`` lies at
+            ``(x * width / frame_width, y * height / frame_height)`` in the image.
+        quality: JPEG quality it was encoded with, 1-100.
+        jpeg: uint8 ``[B]`` the JPEG file's bytes (baseline JPEG, 3 channels).
+    """
+
+    KIND: ClassVar[str] = "frame"
+
+    frame_width: int
+    frame_height: int
+    width: int
+    height: int
+    quality: int
+    jpeg: np.ndarray = array_field("B", dtype=np.uint8)
+
+    @classmethod
+    def from_image(cls, frame: Frame, image: np.ndarray, jpeg: bytes | np.ndarray, quality: int) -> FrameImage:
+        """The ``frame/`` message of ``frame``, whose (scaled) BGR ``image`` ``[h, w, 3]`` was encoded as ``jpeg``."""
+        return cls(
+            **_frame_envelope(frame),
+            frame_width=frame.width,
+            frame_height=frame.height,
+            width=int(image.shape[1]),
+            height=int(image.shape[0]),
+            quality=int(quality),
+            jpeg=np.frombuffer(jpeg, np.uint8) if isinstance(jpeg, bytes) else np.ascontiguousarray(jpeg, np.uint8),
+        )
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -435,9 +476,9 @@ class EndOfStream(Message):
 
 #: Every message class by kind.
 MESSAGE_TYPES: dict[str, type[Message]] = {
-    cls.KIND: cls for cls in (Pose, Similarity, Fit, Shot, Health, EndOfStream)
+    cls.KIND: cls for cls in (FrameImage, Pose, Similarity, Fit, Shot, Health, EndOfStream)
 }
-AnyMessage = Pose | Similarity | Fit | Shot | Health | EndOfStream
+AnyMessage = FrameImage | Pose | Similarity | Fit | Shot | Health | EndOfStream
 
 
 def from_parts(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> AnyMessage:

@@ -37,7 +37,7 @@ from engine.types import check_array, shape_text
 WIRE_VERSION = 1
 
 #: Message kinds, in pipeline order. ``health`` is engine-wide; every other kind is per source.
-KINDS: tuple[str, ...] = ("pose", "sim", "fit", "shot", "health", "eos")
+KINDS: tuple[str, ...] = ("frame", "pose", "sim", "fit", "shot", "health", "eos")
 
 #: Header keys of the envelope, in header order (``frame_index``, ``pts_s``, ``capture_time_ns`` are
 #: ``None`` for kinds without a frame); kind-specific fields follow ``capture_time_ns``.
