@@ -2,15 +2,17 @@
 
 * :func:`dependency_matrix_figure`: the 17x17 Keypoint Dependency Matrix (Fig. 3).
 * :func:`pair_similarity_figure`: wrist/shoulder heatmap cosine similarity over normalised segment
-  time, one line per shot, coloured by class (Fig. 6).
+  time, one line per shot, one colour per shot and the class as line style (Fig. 6).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -23,7 +25,15 @@ CLASS_COLOURS: dict[str, str] = {"pull": "#d62728", "cover_drive": "#1f77b4", "o
 #: Colour of series without a class label.
 UNLABELLED_COLOUR = "#2ca02c"
 _EXTRA_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#ff7f0e")
-#: Most lines that get their own legend entry in :func:`pair_similarity_figure`; above it the legend
+#: Colour of each shot's line in :func:`pair_similarity_figure`, in order (matplotlib's ``tab10`` then
+#: two more distinct ones), while there are at most :data:`MAX_LEGEND_LINES` lines.
+SHOT_COLOURS: tuple[str, ...] = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+                                 "#7f7f7f", "#bcbd22", "#17becf", "#000000", "#b15928")
+LineStyle = Literal["-", "--", ":", "-."]
+#: Line style and marker per class label in Fig. 6 (key ``None``: no or another label).
+CLASS_LINESTYLES: dict[str | None, LineStyle] = {"pull": "-", "cover_drive": "--", "other": ":", None: "-."}
+CLASS_MARKERS: dict[str | None, str] = {"pull": "o", "cover_drive": "s", "other": "^", None: "D"}
+#: Most lines that get their own colour and legend entry in :func:`pair_similarity_figure`; above it the legend
 #: lists one entry per class.
 MAX_LEGEND_LINES = 12
 
@@ -108,30 +118,41 @@ def dependency_matrix_figure(
 # --------------------------------------------------------------------------------------------------
 
 
+def class_style(label: str | None) -> tuple[LineStyle, str]:
+    """Line style and marker of a class label in Fig. 6 (:data:`CLASS_LINESTYLES`, :data:`CLASS_MARKERS`)."""
+    key = label if label in CLASS_LINESTYLES else None
+    return CLASS_LINESTYLES[key], CLASS_MARKERS[key]
+
+
 def pair_similarity_figure(series: Sequence[PairSeries], *, title: str | None = None) -> Figure:
     """Wrist/shoulder heatmap cosine similarity against normalised segment time (thesis Fig. 6).
 
-    One line per series (shot, or whole run), coloured by class label (:func:`class_colour`) so that
-    pull shots and cover drives can be compared on one plot. With at most
-    :data:`MAX_LEGEND_LINES` series every line has a legend entry (``series.name``); with more, the
-    legend has one entry per class (``"pull (n = 7)"``).
+    With at most :data:`MAX_LEGEND_LINES` series, each line (shot, or whole run) has its own colour
+    (:data:`SHOT_COLOURS`, in order) and legend entry (``series.name``), and its class shows as the
+    line style and marker (:func:`class_style`: pull solid, cover drive dashed, other dotted), so
+    pull shots and cover drives can still be told apart at a glance. With more, lines are coloured
+    by class (:func:`class_colour`) and the legend has one entry per class (``"pull (n = 7)"``).
+    The legend sits outside the axes, to their right, so it never covers a line.
 
     Args:
         series: The lines; empty series are skipped.
         title: Figure title; a default naming the keypoint pair(s) when ``None``.
 
     Returns:
-        The figure with a single axes.
+        The figure with a single axes (its legend is ``fig.axes[0].get_legend()``).
     """
     fig = new_figure(10.0, 5.5)
     ax = fig.add_subplot()
     drawn = [s for s in series if len(s)]
     per_line_legend = len(drawn) <= MAX_LEGEND_LINES
     counts: dict[str | None, int] = {}
-    for s in drawn:
+    for i, s in enumerate(drawn):
         counts[s.label] = counts.get(s.label, 0) + 1
-        ax.plot(s.t_norm, s.values, color=class_colour(s.label), linewidth=1.4, alpha=0.85,
-                marker="." if len(s) < 40 else None, label=s.name if per_line_legend else None)
+        linestyle, marker = class_style(s.label)
+        colour = SHOT_COLOURS[i % len(SHOT_COLOURS)] if per_line_legend else class_colour(s.label)
+        ax.plot(s.t_norm, s.values, color=colour, linewidth=1.5, alpha=0.9, linestyle=linestyle,
+                marker=marker if len(s) < 40 else None, markersize=3.5,
+                label=s.name if per_line_legend else None)
     pairs = sorted({s.pair for s in drawn}) or ["left_wrist/left_shoulder"]
     pair_text = ", ".join(p.replace("/", " vs ") for p in pairs)
     ax.set_xlabel("normalised time in segment (0 = start, 1 = end)")
@@ -142,13 +163,20 @@ def pair_similarity_figure(series: Sequence[PairSeries], *, title: str | None = 
     ax.grid(alpha=0.3)
     if drawn:
         if per_line_legend:
-            ax.legend(fontsize=8, title="segment: class (line colour = class)", title_fontsize=8)
+            _legend_outside(ax, title="shot: class\n(colour = shot, line style = class)")
         else:
-            handles = [Line2D([], [], color=class_colour(label), linewidth=2.0,
+            handles = [Line2D([], [], color=class_colour(label), linewidth=2.0, linestyle=class_style(label)[0],
                               label=f"{label or 'unlabelled'} (n = {count})") for label, count in counts.items()]
-            ax.legend(handles=handles, fontsize=8, title="class", title_fontsize=8)
+            _legend_outside(ax, handles=handles, title="class")
     else:
         ax.text(0.5, 0.5, "no similarity data", transform=ax.transAxes, ha="center", va="center")
     classes = " vs ".join(sorted({(label or "unlabelled").replace("_", " ") for label in counts})) or "no data"
-    ax.set_title(title or f"Heatmap cosine similarity over each segment: {pair_text}\n{classes}", fontsize=11)
+    # over the whole figure (the legend takes part of its width): a long pair list still fits
+    fig.suptitle(title or f"Heatmap cosine similarity over each segment: {pair_text}\n{classes}", fontsize=11)
     return fig
+
+
+def _legend_outside(ax: Axes, **options: Any) -> None:
+    """The axes' legend to the right of its data area, top-aligned (constrained layout makes room)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8, title_fontsize=8,
+              alignment="left", **options)

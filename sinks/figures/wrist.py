@@ -7,6 +7,7 @@ widths / frame heights (so ``dy < 0``: wrist above the shoulder); times are seco
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -14,7 +15,12 @@ from matplotlib.figure import Figure
 
 from engine.types import COCO_KEYPOINT_NAMES, COCO_SKELETON, KEYPOINT_INDEX
 from sinks.figures.canvas import new_figure
+from sinks.figures.labels import place_labels
 from sinks.figures.values import PoseSnapshot, WristSegment
+
+#: Share of the observed data's span left free on each side of the centre and right panels; the
+#: fitted curves are clipped there, so a fit that leaves the data's range cannot take the axes over.
+AXIS_MARGIN = 0.08
 
 
 def _draw_pose(
@@ -69,15 +75,6 @@ def _draw_pose(
     if wrist_path_xy is not None and len(wrist_path_xy) >= 2:
         ax.plot(wrist_path_xy[:, 0], wrist_path_xy[:, 1], color="#d62728", linewidth=1.0, alpha=0.7,
                 linestyle="--", label=f"{highlight[0]} path (segment)")
-    for i, name in enumerate(COCO_KEYPOINT_NAMES):
-        if visible[i]:
-            # left-side names to the left of their point, right-side ones to the right: in a side-on
-            # view the two arms overlap, and the labels then still do not
-            left = name.startswith("left_")
-            ax.annotate(name, (kp[i, 0], kp[i, 1]), xytext=(-5 if left else 5, 3), textcoords="offset points",
-                        ha="right" if left else "left", fontsize=6, color="black",
-                        bbox={"boxstyle": "round,pad=0.1", "fc": "white", "alpha": 0.6, "lw": 0})
-
     if zoom_to_batter:
         points = kp[visible] if visible.any() else kp
         boxes = [points.min(axis=0), points.max(axis=0)]
@@ -94,7 +91,44 @@ def _draw_pose(
             ax.set_ylim(y1, y0)
     where = "on the video frame" if image is not None else "no video: blank canvas of the frame size"
     ax.set_title(f"batter keypoints, frame {pose.frame_index} (t = {pose.pts_s:.2f} s)\n{where}", fontsize=10)
-    ax.legend(loc="lower left", fontsize=7, framealpha=0.8)
+    ax.legend(loc="best", fontsize=7, framealpha=0.8)
+
+
+def _label_keypoints(
+    ax: Axes, pose: PoseSnapshot, highlight: tuple[str, str], min_keypoint_conf: float, path: np.ndarray | None
+) -> None:
+    """Name each visible keypoint, placed by its position on screen (:func:`~sinks.figures.labels.place_labels`).
+
+    Call it when the figure is otherwise complete: placement measures the final layout.
+    """
+    visible = np.flatnonzero(pose.keypoints_conf >= min_keypoint_conf)
+    if not visible.size:
+        return
+    first = [int(np.flatnonzero(visible == KEYPOINT_INDEX[name])[0]) for name in highlight
+             if KEYPOINT_INDEX[name] in visible]
+    hidden = np.flatnonzero(pose.keypoints_conf < min_keypoint_conf)
+    avoid = [pose.keypoints_xy[hidden]]
+    if path is not None and len(path):
+        avoid.append(path[np.isfinite(path).all(axis=1)])
+    legend = ax.get_legend()
+    place_labels(ax, pose.keypoints_xy[visible], [COCO_KEYPOINT_NAMES[i] for i in visible], fontsize=6.0,
+                 first=first, avoid_xy=np.vstack(avoid), avoid_artists=[legend] if legend is not None else [])
+
+
+def data_limits(values: np.ndarray, *, include: tuple[float, ...] = (), margin: float = AXIS_MARGIN,
+                ) -> tuple[float, float] | None:
+    """``(lo, hi)`` of the finite ``values`` and ``include``, widened by ``margin`` of the span on each side.
+
+    A single value (zero span) gets ``margin`` of its magnitude, at least ``1e-3``, on each side.
+    ``None`` when there is no finite value.
+    """
+    finite = np.asarray(values, dtype=np.float64).ravel()
+    finite = np.r_[finite[np.isfinite(finite)], np.asarray(include, dtype=np.float64)]
+    if not finite.size:
+        return None
+    lo, hi = float(finite.min()), float(finite.max())
+    pad = (hi - lo) * margin if hi > lo else max(abs(hi) * margin, 1e-3)
+    return lo - pad, hi + pad
 
 
 def segment_title(segment: WristSegment) -> str:
@@ -137,6 +171,12 @@ def wrist_figure(
     on the plot is up in the image. Right: observed ``r = sqrt(dx² + dy²)`` against time with the
     quadratic fit on the same dense times, and the fit's vertex when it lies inside the segment.
 
+    Keypoint names are placed by where each point lies on screen, away from the skeleton's centre,
+    never over each other or another point (:func:`~sinks.figures.labels.place_labels`). The centre
+    and right panels show the observed points' range (and the shoulder at the origin) plus
+    :data:`AXIS_MARGIN` of it: a fit that leaves that range is clipped at the axes instead of
+    stretching them (a degree-10 fit of a few points overshoots between and beyond them).
+
     Args:
         segment: The points and fits.
         pose: The batter's pose on the frame shown on the left, or ``None`` (panel says so).
@@ -176,9 +216,19 @@ def wrist_figure(
     )
 
     t_dense = np.linspace(segment.t_start_s, segment.t_end_s, int(n_dense))
+    _draw_trajectory(centre, segment, t_dense)
+    _draw_distance(right, segment, t_dense)
+    fig.suptitle(title if title is not None else segment_title(segment), fontsize=11)
+    if pose is not None:
+        _label_keypoints(left, pose, (segment.wrist, segment.shoulder), min_keypoint_conf, wrist_path_xy)
+    return fig
+
+
+def _draw_trajectory(centre: Axes, segment: WristSegment, t_dense: np.ndarray) -> None:
+    """Centre panel: observed (dx, dy) coloured by time, the Legendre fit, axes held to the data (+ margin)."""
     dx_fit, dy_fit = segment.dx_poly()(t_dense), segment.dy_poly()(t_dense)
-    degree = segment.degree_xy
-    centre.plot(dx_fit, dy_fit, color="black", linewidth=1.8, label=f"degree-{degree} Legendre fit dx(t), dy(t)")
+    centre.plot(dx_fit, dy_fit, color="black", linewidth=1.8,
+                label=f"degree-{segment.degree_xy} Legendre fit dx(t), dy(t)")
     n = segment.t_s.shape[0]
     points = centre.scatter(segment.dx, segment.dy, c=segment.t_s - segment.t_start_s, cmap="viridis", s=16,
                             zorder=3, label=f"observed (n = {n})")
@@ -190,22 +240,32 @@ def wrist_figure(
                 label=f"{segment.shoulder} (origin)")
     centre.axhline(0.0, color="#bbbbbb", linewidth=0.6, zorder=0)
     centre.axvline(0.0, color="#bbbbbb", linewidth=0.6, zorder=0)
+    x_limits = data_limits(segment.dx, include=(0.0,))
+    y_limits = data_limits(segment.dy, include=(0.0,))
+    if x_limits is not None and y_limits is not None:
+        centre.set_xlim(*x_limits)
+        centre.set_ylim(y_limits[1], y_limits[0])  # inverted: up = up in the image
     if not centre.yaxis_inverted():
         centre.invert_yaxis()
     centre.set_xlabel(f"Δx = {segment.wrist} − {segment.shoulder} x (frame widths)")
     centre.set_ylabel("Δy (frame heights; axis inverted: up = up in image)")
     centre.set_title("wrist trajectory relative to the shoulder", fontsize=10)
     centre.legend(loc="best", fontsize=7, framealpha=0.8)
+    fig = cast("Figure", centre.get_figure(root=True))
     colour_bar = fig.colorbar(points, ax=centre, pad=0.01)
     colour_bar.set_label("time since segment start (s)")
+    centre.grid(alpha=0.3)
 
+
+def _draw_distance(right: Axes, segment: WristSegment, t_dense: np.ndarray) -> None:
+    """Right panel: observed r(t), its quadratic fit and vertex, axes held to the data (+ margin)."""
     r_obs = np.hypot(segment.dx, segment.dy)
     r_fit = segment.r_poly()(t_dense)
     right.plot(t_dense, r_fit, color="#d62728", linewidth=1.8,
                label=f"quadratic fit r(t) (degree {segment.r_coef.shape[0] - 1})")
-    right.scatter(segment.t_s, r_obs, s=16, color="#1f77b4", zorder=3, label=f"observed (n = {n})")
-    if n:
-        peak = int(np.argmax(r_obs))
+    right.scatter(segment.t_s, r_obs, s=16, color="#1f77b4", zorder=3, label=f"observed (n = {segment.t_s.shape[0]})")
+    if np.isfinite(r_obs).any():
+        peak = int(np.nanargmax(r_obs))
         right.plot([segment.t_s[peak]], [r_obs[peak]], marker="*", markersize=12, color="#ff7f0e",
                    linestyle="none", label=f"peak r = {r_obs[peak]:.3f} at {segment.t_s[peak]:.2f} s")
     vertex = _quadratic_vertex(segment)
@@ -215,12 +275,14 @@ def wrist_figure(
     right.set_xlabel("time (s, source PTS)")
     right.set_ylabel("r = √(Δx² + Δy²) (normalised units)")
     right.set_title("wrist-shoulder distance over time", fontsize=10)
-    right.set_xlim(segment.t_start_s, segment.t_end_s)
+    t_limits = data_limits(segment.t_s, include=segment.domain, margin=0.02)  # points at the ends stay whole
+    if t_limits is not None:
+        right.set_xlim(*t_limits)
+    r_limits = data_limits(r_obs)
+    if r_limits is not None:
+        right.set_ylim(max(r_limits[0], 0.0), r_limits[1])  # r >= 0
     right.legend(loc="best", fontsize=7, framealpha=0.8)
     right.grid(alpha=0.3)
-    centre.grid(alpha=0.3)
-    fig.suptitle(title if title is not None else segment_title(segment), fontsize=11)
-    return fig
 
 
 def _quadratic_vertex(segment: WristSegment) -> float | None:

@@ -22,6 +22,7 @@ from engine.types import COCO_KEYPOINT_NAMES, KEYPOINT_INDEX, NUM_KEYPOINTS
 from engine.wire import decode, encode
 from sinks.figures import (
     CLASS_COLOURS,
+    SHOT_COLOURS,
     PairSeries,
     PoseSnapshot,
     WristSegment,
@@ -201,8 +202,7 @@ def test_wrist_figure_plots_the_legendre_fits_on_dense_times() -> None:
     assert "nets, shot 3: pull (confidence 0.91)" in title and "frames 2-19" in title
     names = {t.get_text() for t in left.texts}
     assert {"left_wrist", "left_shoulder", "right_ankle"} <= names
-    sides = {t.get_text(): (t.get_horizontalalignment(), t.xyann[0]) for t in left.texts}
-    assert sides["left_wrist"] == ("right", -5) and sides["right_ankle"] == ("left", 5)  # arms' labels apart
+    # where each name goes (by screen side, never overlapping): tests/sinks/test_figures_readable.py
 
 
 def test_wrist_figure_draws_on_the_video_frame_or_a_blank_canvas() -> None:
@@ -221,7 +221,7 @@ def test_wrist_figure_draws_on_the_video_frame_or_a_blank_canvas() -> None:
         wrist_figure(segment, _pose(), np.zeros((H, W), np.uint8))
 
 
-def test_pair_similarity_figure_colours_lines_by_class() -> None:
+def test_pair_similarity_figure_colours_lines_by_shot_and_styles_them_by_class() -> None:
     t = np.linspace(0, 1, 20)
     series = [
         PairSeries("a shot 0: pull (p = 0.90)", "pull", t, 0.2 + 0.1 * t),
@@ -232,14 +232,17 @@ def test_pair_similarity_figure_colours_lines_by_class() -> None:
     fig = pair_similarity_figure(series)
     (ax,) = fig.axes
     assert len(ax.lines) == 3
-    assert [to_hex(line.get_color()) for line in ax.lines[:2]] == [CLASS_COLOURS["pull"], CLASS_COLOURS["cover_drive"]]
+    assert [to_hex(line.get_color()) for line in ax.lines] == list(SHOT_COLOURS[:3])  # one colour per shot
+    assert [line.get_linestyle() for line in ax.lines] == ["-", "--", "-."]  # pull, cover drive, no label
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [s.name for s in series[:3]]
     assert ax.get_xlabel() == "normalised time in segment (0 = start, 1 = end)"
     assert "cosine similarity" in ax.get_ylabel() and "left_wrist vs left_shoulder" in ax.get_ylabel()
     assert ax.get_xlim() == (0.0, 1.0)
     many = pair_similarity_figure([PairSeries(f"s{i}", "pull" if i % 2 else "cover_drive", t, t) for i in range(20)])
     legend = sorted(t.get_text() for t in many.axes[0].get_legend().get_texts())
-    assert legend == ["cover_drive (n = 10)", "pull (n = 10)"]
+    assert legend == ["cover_drive (n = 10)", "pull (n = 10)"]  # too many for a colour each: by class
+    assert {to_hex(line.get_color()) for line in many.axes[0].lines} == {CLASS_COLOURS["pull"],
+                                                                          CLASS_COLOURS["cover_drive"]}
 
 
 def test_save_png_writes_a_png_of_the_figure_size(tmp_path: Path) -> None:
@@ -358,7 +361,7 @@ def test_from_json_dict_inverts_to_json_dict() -> None:
     ("record", "match"),
     [
         ({"kind": "pose"}, r"unsupported wire version: expected 1, got None"),
-        ({"v": 1, "kind": "nope", "source_id": "a", "seq": 0}, "kind must be one of pose, sim"),
+        ({"v": 1, "kind": "nope", "source_id": "a", "seq": 0}, "kind must be one of frame, pose, sim"),
         ({"v": 1, "kind": "eos", "source_id": "a", "seq": True, "frames": 0, "dropped": 0, "corrupt": 0,
           "error": None, "reason": "end"}, "field seq must be int, got bool"),
         ({"v": 1, "kind": "eos", "source_id": 1, "seq": 0, "frames": 0, "dropped": 0, "corrupt": 0,
