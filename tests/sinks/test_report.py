@@ -358,7 +358,7 @@ def test_from_json_dict_inverts_to_json_dict() -> None:
     ("record", "match"),
     [
         ({"kind": "pose"}, r"unsupported wire version: expected 1, got None"),
-        ({"v": 1, "kind": "nope", "source_id": "a", "seq": 0}, "kind must be one of pose, sim"),
+        ({"v": 1, "kind": "nope", "source_id": "a", "seq": 0}, "kind must be one of frame, pose, sim"),
         ({"v": 1, "kind": "eos", "source_id": "a", "seq": True, "frames": 0, "dropped": 0, "corrupt": 0,
           "error": None, "reason": "end"}, "field seq must be int, got bool"),
         ({"v": 1, "kind": "eos", "source_id": 1, "seq": 0, "frames": 0, "dropped": 0, "corrupt": 0,
