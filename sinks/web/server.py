@@ -162,9 +162,9 @@ class WebServer:
         except BaseException:
             await self._runner.cleanup()
             raise
-        server = site._server  # aiohttp keeps the asyncio.Server here; its sockets give the real port
-        if server is not None and server.sockets:
-            self.port = int(server.sockets[0].getsockname()[1])
+        addresses = self._runner.addresses  # (host, port, ...) of the bound sockets: the real port for port=0
+        if addresses:
+            self.port = int(addresses[0][1])
 
     async def _shutdown(self) -> None:
         # Let the clients receive what is queued (the last shot, eos/) before saying goodbye; bounded.

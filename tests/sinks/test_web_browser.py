@@ -249,7 +249,8 @@ def test_coach_charts_update_while_running(live: dict, panel: str) -> None:
     early, later = live["early"][panel], live["later"][panel]
     assert early.shape == later.shape
     changed = np.abs(early[..., :3].astype(int) - later[..., :3].astype(int)).max(axis=2) > 24
-    assert changed.mean() > 0.002, f"{panel} did not change between sim {live['early']['sims']} and {live['later']['sims']}"
+    sims = live["early"]["sims"], live["later"]["sims"]
+    assert changed.mean() > 0.002, f"{panel} did not change between sim messages {sims[0]} and {sims[1]}"
     assert np.ptp(later[..., :3].astype(int)) > 100  # something is drawn, not a blank panel
 
 

@@ -118,11 +118,11 @@ function drawChart(canvas, spec) {
     if (s1 <= s0) continue;
     ctx.fillStyle = span.color;
     ctx.fillRect(s0, m.t, s1 - s0, ph);
-    if (span.label) {
+    if (span.label) {  // at the bottom, away from the legend
       ctx.fillStyle = TEXT;
       ctx.textAlign = "left";
-      ctx.textBaseline = "top";
-      ctx.fillText(span.label, s0 + 3, m.t + 3);
+      ctx.textBaseline = "bottom";
+      ctx.fillText(span.label, Math.min(s0 + 3, m.l + pw - ctx.measureText(span.label).width - 3), m.t + ph - 3);
     }
   }
   ctx.strokeStyle = GRID;
@@ -177,9 +177,14 @@ function drawChart(canvas, spec) {
   const labelled = spec.series.filter((s) => s.label);
   ctx.textAlign = "right";
   ctx.textBaseline = "top";
+  if (labelled.length) {  // legend on a backing box, top right
+    const boxW = Math.max(...labelled.map((s) => ctx.measureText(s.label).width)) + 10;
+    ctx.fillStyle = "rgba(23,30,38,0.85)";
+    ctx.fillRect(m.l + pw - boxW - 2, m.t + 2, boxW, 15 * labelled.length + 4);
+  }
   labelled.forEach((s, i) => {
     ctx.fillStyle = s.color;
-    ctx.fillText(s.label, m.l + pw - 4, m.t + 4 + 15 * i);
+    ctx.fillText(s.label, m.l + pw - 6, m.t + 5 + 15 * i);
   });
   if (spec.empty) {
     ctx.fillStyle = AXIS;
