@@ -147,6 +147,8 @@ def live(browser, web_site: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         out["early"] = _coach_panels(coach)
         coach.wait_for_function(f"window.batsight.counts.sim >= {out['early']['sims'] + 15}", timeout=WAIT_MS)
         out["later"] = _coach_panels(coach)
+        out["frames_seen"] = coach.evaluate("window.batsight.counts.frame || 0")
+        out["video_png"] = coach.locator("#video").screenshot()
         # overlay: one drawn skeleton, held while screenshotting
         overlay.wait_for_function("(window.batsight.draws.skeleton || 0) >= 3", timeout=WAIT_MS)
         overlay.evaluate("window.batsight.pause()")
@@ -252,6 +254,13 @@ def test_coach_charts_update_while_running(live: dict, panel: str) -> None:
     sims = live["early"]["sims"], live["later"]["sims"]
     assert changed.mean() > 0.002, f"{panel} did not change between sim messages {sims[0]} and {sims[1]}"
     assert np.ptp(later[..., :3].astype(int)) > 100  # something is drawn, not a blank panel
+
+
+def test_coach_video_shows_the_frames(live: dict) -> None:
+    frames = by_kind(live["messages"], "frame")
+    assert frames and live["frames_seen"] >= 1  # the sink's needs_frames turned the frame/ topic on
+    video = _png(live["video_png"])[..., :3].astype(int)
+    assert video.std() > 20 and (video.max(axis=2) > 80).mean() > 0.2  # a real picture, not the dark placeholder
 
 
 def test_coach_shows_stale_after_the_engine_stopped(live: dict) -> None:
