@@ -4,9 +4,11 @@
 on every frame that has a ``frame/`` message: the batter's skeleton, box and track id, the other
 persons' boxes faint, the wrist trail relative to the shoulder with the rolling Legendre fit, a
 17x17 dependency-matrix inset, the ``left_wrist/left_shoulder`` similarity gauge, and a banner
-with each shot's label and confidence for :data:`BANNER_HOLD_S` seconds of media time after the
-shot ends. What is drawn, in which colours: :mod:`sinks.video.draw`; how the file is written (each
-frame at its own ``pts_s``, so variable frame rate stays variable): :mod:`sinks.video.writer`.
+with each shot's label and confidence for :data:`BANNER_HOLD_S` seconds of media time from the
+frame the ``shot/`` message arrives at (the engine knows a shot ended ``shots.end_hold_s`` after its
+last frame, so the banner starts on the frame being drawn then). What is drawn, in which colours:
+:mod:`sinks.video.draw`; how the file is written (each frame at its own ``pts_s``, so variable
+frame rate stays variable): :mod:`sinks.video.writer`.
 
 Messages of frame ``N`` arrive as ``frame(N)``, ``pose(N)``, ``sim(N)``, ``fit(N)``, [``shot``]
 (README, wire format), so frame ``N`` is drawn once a message of a later frame of the same source,
@@ -30,15 +32,18 @@ from engine.errors import SinkError
 from engine.messages import AnyMessage, EndOfStream, Fit, FrameImage, Health, Pose, Shot, Similarity
 from sinks.base import Sink
 from sinks.video.draw import FrameOverlay, annotate, decode_jpeg
-from sinks.video.writer import VideoWriter, encoder_name
+from sinks.video.writer import PRESETS, VideoWriter, encoder_name
 
-__all__ = ["BANNER_HOLD_S", "DEFAULT_CODEC", "DEFAULT_CRF", "VideoSink", "output_name"]
+__all__ = ["BANNER_HOLD_S", "DEFAULT_CODEC", "DEFAULT_CRF", "DEFAULT_PRESET", "VideoSink", "output_name"]
 
 _LOG = logging.getLogger(__name__)
 
 #: Default ``codec`` (PyAV picks its H.264 encoder, ``libx264``) and ``crf``.
 DEFAULT_CODEC = "h264"
 DEFAULT_CRF = 23
+#: Default x264 preset: ~3x faster than x264's own ``medium`` for ~15% larger files, so the sink keeps
+#: up with a live engine on a few cores (measure with ``python -m tests.bench_video CLIP``).
+DEFAULT_PRESET = "superfast"
 #: Seconds of media time (``pts_s``) a shot's banner stays on after the shot's last frame.
 BANNER_HOLD_S = 2.0
 
@@ -72,11 +77,14 @@ class _SourceVideo:
         self.sim: Similarity | None = None
         self.trail: deque[tuple[float, float, float]] = deque()  # (pts_s, dx, dy) of fit/ messages
         self.banner: tuple[str, float] | None = None  # (text, last pts_s shown)
+        self.last_pts_s: float | None = None  # newest pts_s of any message of the source
         self.bad_frames = 0
 
     def update(self, message: AnyMessage) -> None:
         """Take one message of this source; draws and writes the pending frame when it is complete."""
         pending = self.pending
+        if message.pts_s is not None and not isinstance(message, Shot):
+            self.last_pts_s = max(message.pts_s, self.last_pts_s or message.pts_s)
         if isinstance(message, FrameImage):
             self.flush()
             self.pending = _Pending(message)
@@ -103,7 +111,8 @@ class _SourceVideo:
             if same_frame and pending is not None:
                 pending.fit = message
         elif isinstance(message, Shot) and message.pts_s is not None:
-            self.banner = (shot_banner(message), message.pts_s + BANNER_HOLD_S)
+            shown_from = max(message.pts_s, self.last_pts_s or message.pts_s)  # it ends before it is known
+            self.banner = (shot_banner(message), shown_from + BANNER_HOLD_S)
 
     def flush(self) -> None:
         """Draw and write the pending frame, if any.
@@ -154,6 +163,7 @@ class VideoSink(Sink):
         codec: A video encoder PyAV has: ``h264`` (default, ``libx264``), ``hevc`` (``libx265``), or
             an FFmpeg encoder name that accepts a 1/90000 s time base.
         crf: x264 / x265 constant rate factor, 0 (lossless) .. 51; 23 by default (x264's own).
+        preset: x264 / x265 speed preset, ``ultrafast`` .. ``veryslow`` (:data:`DEFAULT_PRESET`).
 
     Attributes:
         written: Paths of the finished files, in order.
@@ -163,10 +173,17 @@ class VideoSink(Sink):
     """
 
     primary_option: ClassVar[str | None] = "out_dir"
-    user_options: ClassVar[tuple[str, ...] | None] = ("out_dir", "codec", "crf")
+    user_options: ClassVar[tuple[str, ...] | None] = ("out_dir", "codec", "crf", "preset")
     needs_frames: ClassVar[bool] = True
 
-    def __init__(self, out_dir: str, codec: str = DEFAULT_CODEC, crf: int | str = DEFAULT_CRF, **options: Any) -> None:
+    def __init__(
+        self,
+        out_dir: str,
+        codec: str = DEFAULT_CODEC,
+        crf: int | str = DEFAULT_CRF,
+        preset: str = DEFAULT_PRESET,
+        **options: Any,
+    ) -> None:
         super().__init__(**options)
         if not isinstance(out_dir, (str, Path)) or not str(out_dir):
             msg = f"video option 'out_dir' must be a folder path, got {out_dir!r}"
@@ -174,6 +191,10 @@ class VideoSink(Sink):
         self.out_dir = Path(out_dir)
         self.encoder = encoder_name(str(codec))
         self.crf = _crf_option(crf)
+        if preset not in PRESETS:
+            msg = f"video option 'preset' must be one of {', '.join(PRESETS)}, got {preset!r}"
+            raise SinkError(msg)
+        self.preset = preset
         self.written: list[Path] = []
         self._sources: dict[str, _SourceVideo] = {}
         self._used: set[Path] = set()
@@ -237,7 +258,9 @@ class VideoSink(Sink):
                 n += 1
                 path = self.out_dir / output_name(f"{source_id}-{n}")
             self._used.add(path)
-            source = self._sources[source_id] = _SourceVideo(VideoWriter(path, self.encoder, self.crf))
+            source = self._sources[source_id] = _SourceVideo(
+                VideoWriter(path, self.encoder, self.crf, self.preset)
+            )
         return source
 
     def _finish(self, source_id: str, source: _SourceVideo) -> None:

@@ -15,8 +15,8 @@ Colours (BGR, as OpenCV takes them):
 * other persons: faint grey boxes (``pose/`` carries only their boxes);
 * batter box and ``#track_id`` tag: white;
 * wrist trail (the wrist relative to the shoulder over the rolling fit window, anchored at the
-  batter's current shoulder): white dots, the rolling Legendre fit ``numpy.polynomial.Legendre(
-  dx_coef, domain=[t_start_s, t_end_s])`` an orange curve;
+  batter's current shoulder): white dots outlined in black, the rolling Legendre fit ``numpy.polynomial.Legendre(
+  dx_coef, domain=[t_start_s, t_end_s])`` an orange curve outlined in black;
 * 17x17 dependency-matrix inset (top right, OpenCV's viridis colour map over [0, 1]) and under it
   the pair-similarity gauge; the shot banner along the bottom.
 
@@ -111,7 +111,7 @@ class Layout:
     def for_image(cls, image: np.ndarray, style: Style) -> Layout:
         """The layout of a BGR image ``[h, w, 3]`` drawn with ``style``."""
         h, w = image.shape[:2]
-        cell = max(3, round(6 * style.unit))
+        cell = max(3, round(4.5 * style.unit))
         margin = max(4, round(8 * style.unit))
         side = 17 * cell
         x2, y1 = w - margin, margin + round(16 * style.unit)  # room for the title above
@@ -175,11 +175,25 @@ def draw_others(image: np.ndarray, pose: Pose, style: Style) -> None:
     cv2.addWeighted(overlay, OTHER_ALPHA, image, 1 - OTHER_ALPHA, 0, dst=image)
 
 
+def batter_sizes(pose: Pose, image: np.ndarray, style: Style) -> tuple[int, int]:
+    """``(line, radius)`` in image pixels for the batter's skeleton: from the box height, capped by ``style``.
+
+    A small batter (far from the camera) gets thin limbs and small dots (box height / 45, at least
+    2 px), so the skeleton does not hide the body; a large one gets ``style.line``, ``style.radius``.
+    """
+    if pose.xyxy is None:
+        return style.line, style.radius
+    box_h = float(pose.xyxy[3] - pose.xyxy[1]) * image.shape[0] / pose.frame_height
+    radius = int(np.clip(round(box_h / 45), 2, style.radius))
+    line = int(np.clip(round(box_h / 90), 1, style.line))
+    return line, radius
+
+
 def draw_batter(image: np.ndarray, pose: Pose, style: Style, min_conf: float = MIN_KEYPOINT_CONF) -> None:
     """The batter's box with its ``#track_id`` tag, then the skeleton (limbs, then keypoint dots).
 
-    Keypoints with ``keypoints_conf < min_conf`` and the limbs touching them are left out.
-    Nothing is drawn when ``pose.batter_found`` is false.
+    Keypoints with ``keypoints_conf < min_conf`` and the limbs touching them are left out; sizes
+    from :func:`batter_sizes`. Nothing is drawn when ``pose.batter_found`` is false.
     """
     if not pose.batter_found or pose.xyxy is None or pose.keypoints_xy is None or pose.keypoints_conf is None:
         return
@@ -188,14 +202,15 @@ def draw_batter(image: np.ndarray, pose: Pose, style: Style, min_conf: float = M
     cv2.rectangle(image, (int(x1), int(y1)), (int(x2), int(y2)), BATTER_BOX_BGR, style.line)
     tag = "batter" if pose.track_id is None else f"batter #{pose.track_id}"
     _label(image, tag, (int(x1), max(int(y1) - 4, 12)), style, BATTER_BOX_BGR)
+    line, radius = batter_sizes(pose, image, style)
     points = _to_image(pose.keypoints_xy, scale)
     visible = pose.keypoints_conf >= min_conf
     for a, b in COCO_SKELETON:
         if visible[a] and visible[b]:
-            cv2.line(image, tuple(points[a]), tuple(points[b]), _edge_bgr(a, b), style.line, cv2.LINE_AA)
+            cv2.line(image, tuple(points[a]), tuple(points[b]), _edge_bgr(a, b), line, cv2.LINE_AA)
     for k in np.flatnonzero(visible):
-        cv2.circle(image, tuple(points[k]), style.radius + 1, (0, 0, 0), cv2.FILLED, cv2.LINE_AA)
-        cv2.circle(image, tuple(points[k]), style.radius, keypoint_bgr(int(k)), cv2.FILLED, cv2.LINE_AA)
+        cv2.circle(image, tuple(points[k]), radius + 1, (0, 0, 0), cv2.FILLED, cv2.LINE_AA)
+        cv2.circle(image, tuple(points[k]), radius, keypoint_bgr(int(k)), cv2.FILLED, cv2.LINE_AA)
 
 
 def draw_trail(image: np.ndarray, pose: Pose, fit: Fit, trail: np.ndarray, style: Style) -> None:
@@ -223,10 +238,13 @@ def draw_trail(image: np.ndarray, pose: Pose, fit: Fit, trail: np.ndarray, style
         domain = [fit.t_start_s, fit.t_end_s]
         curve = np.stack([Legendre(fit.dx_coef, domain=domain)(t), Legendre(fit.dy_coef, domain=domain)(t)], axis=1)
         curve_px = _to_image(shoulder + curve * frame_size, scale)
-        cv2.polylines(image, [curve_px.reshape(-1, 1, 2)], False, FIT_BGR, style.line, cv2.LINE_AA)
+        line = batter_sizes(pose, image, style)[0] + 1
+        cv2.polylines(image, [curve_px.reshape(-1, 1, 2)], False, (0, 0, 0), line + 2, cv2.LINE_AA)
+        cv2.polylines(image, [curve_px.reshape(-1, 1, 2)], False, FIT_BGR, line, cv2.LINE_AA)
     points = _to_image(shoulder + trail * frame_size, scale)
-    radius = max(2, style.radius // 2)
+    radius = max(2, batter_sizes(pose, image, style)[1] // 2)
     for point in points:
+        cv2.circle(image, tuple(point), radius + 1, (0, 0, 0), cv2.FILLED, cv2.LINE_AA)
         cv2.circle(image, tuple(point), radius, TRAIL_BGR, cv2.FILLED, cv2.LINE_AA)
 
 

@@ -24,8 +24,8 @@ _LOG = logging.getLogger(__name__)
 
 #: Time base of the output stream and its frames: 1/90000 s (the MPEG system clock).
 TIME_BASE = Fraction(1, 90_000)
-#: Encoder speed / size trade-off passed to x264 / x265 (``-preset``).
-PRESET = "veryfast"
+#: x264 / x265 presets (``-preset``), fastest first: faster ones write bigger files for the same quality.
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
 def encoder_name(codec: str) -> str:
@@ -80,16 +80,18 @@ class VideoWriter:
         encoder: FFmpeg encoder name (:func:`encoder_name`).
         crf: Constant rate factor for x264 / x265 (0 = lossless .. 51; 23 is their default); other
             encoders ignore it.
+        preset: x264 / x265 preset (one of :data:`PRESETS`); other encoders ignore it.
 
     Attributes:
         frames: Frames written so far.
         size: Output ``(width, height)``, or ``None`` before the first frame.
     """
 
-    def __init__(self, path: Path, encoder: str, crf: int) -> None:
+    def __init__(self, path: Path, encoder: str, crf: int, preset: str = "superfast") -> None:
         self.path = path
         self.encoder = encoder
         self.crf = crf
+        self.preset = preset
         self.frames = 0
         self.size: tuple[int, int] | None = None
         self._container: Any = None
@@ -107,7 +109,7 @@ class VideoWriter:
             msg = f"cannot create video file {str(self.path)!r}: {exc}"
             raise SinkError(msg) from exc
         try:
-            stream: Any = container.add_stream(self.encoder, options={"crf": str(self.crf), "preset": PRESET})
+            stream: Any = container.add_stream(self.encoder, options={"crf": str(self.crf), "preset": self.preset})
             stream.width, stream.height = self.size
             stream.pix_fmt = "yuv420p"
             stream.time_base = TIME_BASE

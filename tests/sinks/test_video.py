@@ -21,15 +21,17 @@ import numpy as np
 import pytest
 
 from engine import plugins
-from engine.config import PublisherConfig
+from engine.config import ModelConfig, PublisherConfig, SourceConfig
 from engine.errors import SinkError, SinkOptionError
 from engine.messages import FrameImage, Pose, Shot, Similarity
 from engine.publisher import Publisher
+from engine.sources import build_sources
 from engine.testing import make_eos, make_fit, make_health
 from engine.types import COCO_KEYPOINT_NAMES, NUM_KEYPOINTS
 from sinks.video import VideoSink
-from sinks.video.draw import CENTRE_BGR, LEFT_BGR, RIGHT_BGR
-from tests.helpers import ANY_PORT, run_cli
+from sinks.video.draw import CENTRE_BGR, LEFT_BGR, MIN_KEYPOINT_CONF, RIGHT_BGR, Layout, Style
+from tests.conftest import shared_file
+from tests.helpers import ANY_PORT, by_kind, run_cli, run_pipeline
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -274,7 +276,7 @@ def test_unwritable_out_dir_is_a_sink_error_at_open(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("options", "fragment"),
     [({"codec": "no_such_codec"}, "no encoder 'no_such_codec'"), ({"codec": "aac"}, "audio encoder"),
-     ({"crf": "52"}, "crf"), ({"crf": "x"}, "crf"), ({"out_dir": ""}, "out_dir")],
+     ({"crf": "52"}, "crf"), ({"crf": "x"}, "crf"), ({"out_dir": ""}, "out_dir"), ({"preset": "quick"}, "preset")],
 )
 def test_bad_options(options: dict[str, str], fragment: str) -> None:
     with pytest.raises(SinkOptionError, match=fragment):
@@ -307,3 +309,47 @@ def test_batsight_sink_video_connect(
     assert result.returncode == 0, result.stderr
     frames = decode_video(tmp_path / "v" / "cam1.mp4")
     assert [t for t, _ in frames] == pytest.approx(PTS_S, abs=1e-3)
+
+
+def test_real_nets_clip_frames_times_and_skeleton_colours(tmp_path: Path) -> None:
+    """A real nets clip (37 frames, 720x1280, irregular times) through YOLO-pose and the pipeline.
+
+    The decoded video has one frame per ``pose/`` message, at its ``pts_s``, and the skeleton's
+    documented colour at every confident keypoint that no other dot, inset, banner or label covers.
+    """
+    from engine.models.ultralytics_pose import UltralyticsPose
+
+    clip = shared_file("clips/cricket/cover_drive_05_nets.mp4")
+    sources = build_sources([f"nets={clip}"], SourceConfig())
+    model = UltralyticsPose.from_config(ModelConfig(device="cpu"))
+    sink = VideoSink(out_dir=str(tmp_path / "videos"))
+    _, messages, error = run_pipeline(sources, model, tmp_path, ["publisher.frames=on"], sinks=[sink])
+    assert error is None
+
+    poses = by_kind(messages, "pose", "nets")
+    jpegs = by_kind(messages, "frame", "nets")
+    assert len(poses) == 37 and len(jpegs) == len(poses)  # the clip is under publisher.frame_fps
+    frames = decode_video(tmp_path / "videos" / "nets.mp4")
+    assert len(frames) == len(poses)
+    assert [t for t, _ in frames] == pytest.approx([p.pts_s for p in poses], abs=1e-3)
+
+    checked = 0
+    for (_, image), p, jpeg in zip(frames, poses, jpegs, strict=True):
+        if not p.batter_found:
+            continue
+        assert image.shape[:2] == (jpeg.height + jpeg.height % 2, jpeg.width + jpeg.width % 2)
+        style = Style.for_image(image[:jpeg.height, :jpeg.width])
+        layout = Layout.for_image(image[:jpeg.height, :jpeg.width], style)
+        covered = [layout.matrix, layout.gauge, layout.banner, (0, 0, jpeg.width // 2, round(30 * style.unit))]
+        xy = p.keypoints_xy * [jpeg.width / p.frame_width, jpeg.height / p.frame_height]
+        visible = np.flatnonzero(p.keypoints_conf >= MIN_KEYPOINT_CONF)
+        for k in visible:
+            others = xy[[j for j in visible if j != k]]
+            if len(others) and np.hypot(*(others - xy[k]).T).min() <= 2 * (style.radius + 1) + 2:
+                continue  # another dot overlaps this one
+            if any(x1 - 12 <= xy[k, 0] < x2 + 12 and y1 - 12 <= xy[k, 1] < y2 + 12 for x1, y1, x2, y2 in covered):
+                continue
+            margin = dominant_match(median_bgr(image, tuple(xy[k])), expected_colour(int(k)))
+            assert margin >= CHANNEL_MARGIN, (p.frame_index, COCO_KEYPOINT_NAMES[k], margin)
+            checked += 1
+    assert checked >= 100  # most of the batter's keypoints in most frames
