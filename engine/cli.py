@@ -174,7 +174,9 @@ def run_pipeline(
                 )
             )
         model.build()
-        pipeline.start(expected_subscribers=len(threads))
+        pipeline.start(
+            expected_subscribers=len(threads), sink_subscriptions=sum(t.runner.subscriptions for t in threads)
+        )
     except BaseException:
         for t in threads:
             t.stop()
