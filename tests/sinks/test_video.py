@@ -29,7 +29,7 @@ from engine.sources import build_sources
 from engine.testing import make_eos, make_fit, make_health
 from engine.types import COCO_KEYPOINT_NAMES, NUM_KEYPOINTS
 from sinks.video import VideoSink
-from sinks.video.draw import CENTRE_BGR, LEFT_BGR, MIN_KEYPOINT_CONF, RIGHT_BGR, Layout, Style
+from sinks.video.draw import CENTRE_BGR, LEFT_BGR, MIN_KEYPOINT_CONF, RIGHT_BGR, Layout, Style, batter_sizes
 from tests.conftest import shared_file
 from tests.helpers import ANY_PORT, by_kind, run_cli, run_pipeline
 
@@ -311,6 +311,7 @@ def test_batsight_sink_video_connect(
     assert [t for t, _ in frames] == pytest.approx(PTS_S, abs=1e-3)
 
 
+@pytest.mark.timeout(240)
 def test_real_nets_clip_frames_times_and_skeleton_colours(tmp_path: Path) -> None:
     """A real nets clip (37 frames, 720x1280, irregular times) through YOLO-pose and the pipeline.
 
@@ -333,7 +334,7 @@ def test_real_nets_clip_frames_times_and_skeleton_colours(tmp_path: Path) -> Non
     assert len(frames) == len(poses)
     assert [t for t, _ in frames] == pytest.approx([p.pts_s for p in poses], abs=1e-3)
 
-    checked = 0
+    checked = candidates = 0
     for (_, image), p, jpeg in zip(frames, poses, jpegs, strict=True):
         if not p.batter_found:
             continue
@@ -343,13 +344,16 @@ def test_real_nets_clip_frames_times_and_skeleton_colours(tmp_path: Path) -> Non
         covered = [layout.matrix, layout.gauge, layout.banner, (0, 0, jpeg.width // 2, round(30 * style.unit))]
         xy = p.keypoints_xy * [jpeg.width / p.frame_width, jpeg.height / p.frame_height]
         visible = np.flatnonzero(p.keypoints_conf >= MIN_KEYPOINT_CONF)
+        radius = batter_sizes(p, image[:jpeg.height, :jpeg.width], style)[1]  # the dots' size, to skip overlaps
+        candidates += len(visible)
         for k in visible:
             others = xy[[j for j in visible if j != k]]
-            if len(others) and np.hypot(*(others - xy[k]).T).min() <= 2 * (style.radius + 1) + 2:
+            if len(others) and np.hypot(*(others - xy[k]).T).min() <= 2 * (radius + 1) + 2:
                 continue  # another dot overlaps this one
             if any(x1 - 12 <= xy[k, 0] < x2 + 12 and y1 - 12 <= xy[k, 1] < y2 + 12 for x1, y1, x2, y2 in covered):
                 continue
             margin = dominant_match(median_bgr(image, tuple(xy[k])), expected_colour(int(k)))
             assert margin >= CHANNEL_MARGIN, (p.frame_index, COCO_KEYPOINT_NAMES[k], margin)
             checked += 1
-    assert checked >= 100  # most of the batter's keypoints in most frames
+    print(f"checked {checked} of {candidates} confident keypoints")
+    assert checked >= 150 and checked >= candidates / 4  # the rest overlap another dot or an inset
