@@ -144,7 +144,7 @@ def user_cache_dir() -> Path:
     return Path(base) / "batsight" / "exports"
 
 
-def cache_roots(weights: Path, export_dir: str = "") -> list[Path]:
+def cache_roots(weights: Path, export_dir: str | None = None) -> list[Path]:
     """Folders that may hold the export, in lookup order.
 
     ``[export_dir]`` when given, else ``[folder of the weights, user_cache_dir()]``.
@@ -163,7 +163,7 @@ def _writable(folder: Path, create: bool) -> bool:
     return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
 
 
-def exported_model(weights: Path, spec: ExportSpec, device: str, export_dir: str = "") -> Path:
+def exported_model(weights: Path, spec: ExportSpec, device: str, export_dir: str | None = None) -> Path:
     """Path of the exported model for ``weights`` and ``spec``: from the cache, or exported into it now.
 
     Args:

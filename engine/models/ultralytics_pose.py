@@ -80,7 +80,7 @@ class UltralyticsOptions(BackendOptions):
     backend: Backend = Field(
         "auto", description="auto (OpenVINO on CPU, PyTorch on CUDA) | torch | openvino | onnx | tensorrt"
     )
-    export_dir: str = Field("", description="exported models' cache; empty = beside the weights, else ~/.cache")
+    export_dir: str | None = Field(None, description="exported models' cache; None = beside the weights, else ~/.cache")
     export_batch: int = Field(8, ge=1, description="largest batch of one exported-model call (keep = batch.max_batch)")
 
 

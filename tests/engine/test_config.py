@@ -125,7 +125,7 @@ def test_backend_keys_get_their_defaults_and_stay_flat():
     assert (options.keypoint_min_size, options.keypoint_mode, options.keypoint_max_size) == (480, "full", 1333)
     assert config.model.keypoint_min_size == 480  # the flat attribute, as before
     ultra = UltralyticsOptions.from_model_config(load_config(None, ["model.backend=onnx"]).model)
-    assert (ultra.backend, ultra.export_dir, ultra.export_batch) == ("onnx", "", 8)
+    assert (ultra.backend, ultra.export_dir, ultra.export_batch) == ("onnx", None, 8)
     with pytest.raises(ConfigError, match="model.backend"):
         load_config(None, ["model.backend=tflite"])
 
