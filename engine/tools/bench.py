@@ -202,6 +202,9 @@ def run_bench(config: Config, spec: str, max_frames: int | None = None, latency:
     Raises:
         BatsightError: the source, model or publisher fails (as in ``batsight run``).
     """
+    from engine.models.ultralytics_pose import configure_ultralytics_offline
+
+    configure_ultralytics_offline()  # before anything (the default source's photos) imports Ultralytics
     publisher_config = config.publisher.model_copy(update={"endpoint": "tcp://127.0.0.1:*", "min_subscribers": 0})
     config = config.model_copy(update={"publisher": publisher_config, "sinks": [], "progress": False})
     _say(f"decoding {spec} into memory")
