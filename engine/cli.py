@@ -4,6 +4,8 @@
 runs the pipeline (no SOURCE and no ``sources`` in the config: the built-in default input).
 ``batsight sink NAME --connect ENDPOINT [--path P] [-o key=value ...]`` runs one sink as its own
 process. ``batsight report FILE.jsonl ... --out DIR`` draws the thesis figures from earlier runs.
+``batsight bench [SOURCE] [--json]`` measures Ultralytics' loop, the model and the pipeline
+(:mod:`engine.tools.bench`).
 Errors are one line on stderr (``--debug`` shows the traceback); exit status 0 success,
 1 runtime failure, 2 bad usage / config, 130 interrupted (a second SIGINT / SIGTERM, or the first
 one while the model is still loading).
@@ -174,7 +176,9 @@ def run_pipeline(
                 )
             )
         model.build()
-        pipeline.start(expected_subscribers=len(threads))
+        pipeline.start(
+            expected_subscribers=len(threads), sink_subscriptions=sum(t.runner.subscriptions for t in threads)
+        )
     except BaseException:
         for t in threads:
             t.stop()
@@ -265,6 +269,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from engine.tools.bench import main_bench
+
+    config = load_config(args.config, list(args.set or []))
+    return main_bench(config, args.source, args.frames, args.json, latency=not args.no_latency)
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -312,6 +323,17 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--label", action="append", metavar="SOURCE_ID=LABEL", help="known class of a source")
     rep.add_argument("--dpi", type=_positive_int, default=150, help="resolution of the PNG files, dots per inch")
     rep.set_defaults(func=_cmd_report)
+
+    bench = sub.add_parser(
+        "bench", parents=[common], help="fps of Ultralytics' loop, the model and the pipeline on the same frames"
+    )
+    bench.add_argument("source", nargs="?", metavar="SOURCE", help="file, URL, ID=SPEC (default: the built-in input)")
+    bench.add_argument("--config", "-c", help="YAML config file (see configs/default.yaml)")
+    bench.add_argument("--set", "-s", action="append", metavar="KEY=VALUE", help="override a config key")
+    bench.add_argument("--frames", type=_positive_int, help="decode at most this many frames (default: all)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    bench.add_argument("--no-latency", action="store_true", help="skip the paced live-source latency run")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -305,6 +305,18 @@ class PublisherConfig(_Strict):
     curve_secret_key_file: str | None = Field(None, description="server CURVE certificate (.key_secret)")
     curve_clients_dir: str | None = Field(None, description="allowed client CURVE certificates (*.key)")
     allow_public_without_curve: bool = Field(False, description="allow a non-loopback bind without CURVE")
+    frames: Literal["auto", "on", "off"] = Field(
+        "auto", description="publish frame/ (JPEG frames): auto = while a subscriber asks for frame/, on, off"
+    )
+    frame_fps: float = Field(30.0, gt=0, description="at most this many frame/ messages per source per second of pts_s")
+    frame_max_width: int = Field(960, ge=16, description="frame/ JPEGs are scaled down to this width, pixels")
+    frame_quality: int = Field(80, ge=1, le=100, description="JPEG quality of frame/ messages, 1-100")
+
+    @field_validator("frames", mode="before")
+    @classmethod
+    def _frames_switch(cls, value: object) -> object:
+        # YAML 1.1 reads a bare on / off as a bool
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     @field_validator("endpoint")
     @classmethod

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from engine.batching import Batcher, SourceReader
 from engine.clock import Clock, SystemClock
 from engine.config import Config
-from engine.messages import Health, Message, SourceHealth
+from engine.frames import FrameEncoder
+from engine.messages import FrameImage, Health, Message, SourceHealth
 from engine.models.base import KeypointModel
 from engine.publisher import Publisher
 from engine.shots import ShotClassifier
@@ -133,6 +134,7 @@ class Pipeline:
         self._inference_thread: threading.Thread | None = None
         self._publisher_thread: threading.Thread | None = None
         self._timer = _ModelTimer(model, self.clock)
+        self.frame_encoder = FrameEncoder(config.publisher)
         self._t_end: float | None = None
         self._start_ns = 0
         self._end_ns = 0
@@ -148,12 +150,14 @@ class Pipeline:
         return self._timer.model_s
 
     # ----------------------------------------------------------------------------------- lifecycle
-    def start(self, expected_subscribers: int = 0) -> None:
+    def start(self, expected_subscribers: int = 0, sink_subscriptions: int | None = None) -> None:
         """Open the publisher (unless already open), wait for subscribers, start every thread.
 
         ``expected_subscribers`` in-process sinks (their marker subscriptions) and
         ``config.publisher.min_subscribers`` external subscriptions are awaited for at most
         ``config.publisher.wait_subscribers_s``, so they see the run from its first message.
+        ``sink_subscriptions`` is the number of ordinary topic subscriptions those sinks make in
+        all (default one each), which are not counted as external ones.
 
         Raises:
             PublishError: before any source is opened, so nothing is half-started.
@@ -163,7 +167,8 @@ class Pipeline:
         pub = self.config.publisher
         if expected_subscribers or pub.min_subscribers:
             ready, others = self.publisher.wait_for_subscribers(
-                pub.min_subscribers, pub.wait_subscribers_s, ready_topics=expected_subscribers
+                pub.min_subscribers, pub.wait_subscribers_s, ready_topics=expected_subscribers,
+                ready_sink_topics=sink_subscriptions,
             )
             if ready < expected_subscribers or others < pub.min_subscribers:
                 log.warning(
@@ -267,6 +272,9 @@ class Pipeline:
                     self._publish(self._states[item.source_id].finish(_eos_reason(item), item.error))
                     open_sources.discard(item.source_id)
                     continue
+                frame_message = self._frame_message(item.frame)
+                if frame_message is not None:  # before the frame's pose/, so a drawing sink has the picture
+                    self.publisher.publish(frame_message)
                 self._publish(self._states[item.frame.source_id].analyse(item))
         except BaseException as exc:  # noqa: BLE001 - forwarded to join()
             log.exception("publisher stage failed")
@@ -280,6 +288,17 @@ class Pipeline:
                 self.publisher.publish(self._health("stopped"))
             except Exception:  # noqa: BLE001 - best effort on the way out
                 log.exception("final health message failed")
+
+    def _frame_message(self, frame: Frame) -> FrameImage | None:
+        """The ``frame/`` message of ``frame`` when frames are on (or asked for) and it is due, else ``None``."""
+        mode = self.config.publisher.frames
+        if mode == "off":
+            return None
+        if mode == "auto":
+            self.publisher.poll_subscriptions()
+            if not self.publisher.wants_frames(frame.source_id):
+                return None
+        return self.frame_encoder.encode(frame) if self.frame_encoder.due(frame) else None
 
     # ----------------------------------------------------------------------------------- health
     def source_health(self) -> dict[str, SourceHealth]:
@@ -369,7 +388,8 @@ def run_inline(
     Sources are read one after the other, each in batches of ``config.batch.max_batch`` frames (so
     batching across sources and live drop policies do not apply); every message a threaded run
     would publish for them is produced, in the same per-source order, with ``seq`` left at 0, plus
-    one final ``health/`` (``engine_state: "stopped"``).
+    one final ``health/`` (``engine_state: "stopped"``). ``frame/`` messages are produced when
+    ``config.publisher.frames`` is ``"on"`` (there is no subscriber to ask for them).
 
     Args:
         config: Validated configuration.
@@ -387,6 +407,7 @@ def run_inline(
         s.source_id: SourceState(s, SourceReader(s, 1), config, classifier) for s in sources
     }
     timer = _ModelTimer(model, clock)
+    encoder = FrameEncoder(config.publisher) if config.publisher.frames == "on" else None
     out: list[Message] = []
     start_ns = clock.time_ns()
 
@@ -400,6 +421,8 @@ def run_inline(
         state = states[source.source_id]
         state.reader.frames_in += len(frames)
         for result in timer.track_and_refine(states, frames):
+            if encoder is not None and encoder.due(result.frame):
+                publish([encoder.encode(result.frame)])
             publish(state.analyse(result))
         if len(frames) < config.batch.max_batch or error is not None:  # the source's last batch
             publish(state.finish("error" if error is not None else "end", error))

@@ -8,6 +8,7 @@ jump in ``seq``. Pattern: pyzmq ``examples/pubsub/publisher.py`` (XPUB, waiting 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
@@ -21,7 +22,9 @@ from engine.messages import Message
 from engine.security import ClientCurve, CurveServer
 from engine.wire import READY_TOPIC_PREFIX, encode
 
-_SUBSCRIBE = 1
+_SUBSCRIBE, _UNSUBSCRIBE = 1, 0
+#: Topic prefix of ``frame/`` messages; a subscription to it (or below it) asks for frames.
+FRAME_TOPIC = b"frame/"
 
 
 class Publisher:
@@ -37,6 +40,11 @@ class Publisher:
     other subscriber are unaffected, and the slow subscriber sees the loss as a jump in ``seq``.
     (``XPUB_NODROP`` is deliberately not set: it would make one stalled subscriber refuse each
     message for all of them.) Messages published while no subscriber is connected are discarded.
+
+    Frame requests: every subscription and unsubscription reaches the socket (``XPUB_VERBOSER``); the
+    publisher keeps a count of those under ``frame/`` (:meth:`poll_subscriptions`), so
+    :meth:`wants_frames` says whether anyone connected asked for a source's ``frame/`` messages (a
+    subscriber that disconnects withdraws its subscriptions). A subscription to ``""`` does not ask.
 
     Args:
         config: Endpoint, high-water mark and linger.
@@ -65,6 +73,7 @@ class Publisher:
         self._seq: dict[tuple[str, str], int] = {}
         self._closed = False
         self._curve: CurveServer | None = None
+        self._frame_topics: Counter[bytes] = Counter()
         self.sent = 0
 
     def _curve_server(self) -> CurveServer | None:
@@ -116,9 +125,10 @@ class Publisher:
         try:
             socket.setsockopt(zmq.SNDHWM, self._config.sndhwm)
             socket.setsockopt(zmq.LINGER, self._config.linger_ms)
-            # Pass every subscription up (not only the first per topic) so wait_for_subscribers
-            # counts two sinks that both subscribe to "".
-            socket.setsockopt(zmq.XPUB_VERBOSE, 1)
+            # Pass every subscription and unsubscription up (not only the first / last per topic) so
+            # wait_for_subscribers counts two sinks that both subscribe to "", and frame requests are
+            # counted per subscriber.
+            socket.setsockopt(zmq.XPUB_VERBOSER, 1)
             curve = self._curve_server()
             if curve is not None:
                 curve.start(context, socket)
@@ -230,11 +240,45 @@ class Publisher:
                 frame = socket.recv(zmq.NOBLOCK)
             except zmq.Again:
                 continue
+            self._note_subscription(frame)
             if frame.startswith(marker):
                 ready += 1
             elif frame[:1] == bytes([_SUBSCRIBE]):
                 others += 1
         return ready, max(0, others - own)
+
+    def _note_subscription(self, frame: bytes) -> None:
+        """Count a (un)subscription message of the XPUB socket if it is about ``frame/``."""
+        topic = frame[1:]
+        if not topic.startswith(FRAME_TOPIC):
+            return
+        if frame[:1] == bytes([_SUBSCRIBE]):
+            self._frame_topics[topic] += 1
+        elif frame[:1] == bytes([_UNSUBSCRIBE]) and self._frame_topics[topic] > 0:
+            self._frame_topics[topic] -= 1
+            if not self._frame_topics[topic]:
+                del self._frame_topics[topic]
+
+    def poll_subscriptions(self) -> None:
+        """Read the (un)subscriptions queued on the socket without waiting (see :meth:`wants_frames`).
+
+        Raises:
+            PublishError: the publisher is not open.
+        """
+        socket = self._require_socket()
+        while True:
+            try:
+                self._note_subscription(socket.recv(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+
+    def wants_frames(self, source_id: str) -> bool:
+        """Whether a connected subscriber asked for ``frame/<source_id>/`` (a ``frame/...`` prefix of it).
+
+        Up to date as of the last :meth:`poll_subscriptions` or :meth:`wait_for_subscribers`.
+        """
+        topic = FRAME_TOPIC + source_id.encode("ascii", "replace") + b"/"
+        return any(topic.startswith(prefix) for prefix in self._frame_topics)
 
     def close(self) -> None:
         """Close the socket (waiting at most ``config.linger_ms``) and an owned context. Idempotent."""

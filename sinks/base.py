@@ -27,7 +27,8 @@ _OPTION_PIECE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)", re.DOTALL)
 class Sink(ABC):
     """A consumer of typed messages (:mod:`engine.messages`).
 
-    Each message is one of ``Pose``, ``Similarity``, ``Fit``, ``Shot``, ``Health``, ``EndOfStream``;
+    Each message is one of ``FrameImage`` (only for a sink with :attr:`needs_frames`), ``Pose``,
+    ``Similarity``, ``Fit``, ``Shot``, ``Health``, ``EndOfStream``;
     sinks read their typed attributes (``message.batter_found``), never header strings.
 
     Lifecycle and threading contract:
@@ -53,9 +54,14 @@ class Sink(ABC):
             ``jsonl``), or ``None`` when the sink takes no short argument.
         user_options: The ``__init__`` parameters a user may set, in the order error messages list
             them; ``None``: every keyword parameter whose name does not start with ``_``.
+        needs_frames: The sink receives ``frame/`` messages (:class:`~engine.messages.FrameImage`);
+            others never see them unless subscribed to ``frame/`` explicitly.
     """
 
     primary_option: ClassVar[str | None] = None
+    #: The sink draws on the video: it receives ``frame/`` messages (JPEG frames, README wire table),
+    #: and attaching it makes the engine publish them (``publisher.frames: auto``).
+    needs_frames: ClassVar[bool] = False
     user_options: ClassVar[tuple[str, ...] | None] = None
     _plugin_name: str | None = None  # set by from_options(name=...)
     #: The user options it was created with by :meth:`from_options` (``{}`` otherwise); two sinks

@@ -180,7 +180,7 @@ def run_pipeline(
     pipeline, collector = open_pipeline(pipeline_config(overrides), sources, model)
     endpoint = pipeline.publisher.endpoint
     threads = [sink.run_in_thread(endpoint, expected_sources={s.source_id for s in sources}) for sink in sinks]
-    pipeline.start(expected_subscribers=len(threads))
+    pipeline.start(expected_subscribers=len(threads), sink_subscriptions=sum(t.runner.subscriptions for t in threads))
     error = None
     try:
         assert pipeline.join(timeout_s=60)

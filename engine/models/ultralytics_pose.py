@@ -2,21 +2,28 @@
 
 YOLO-pose has no heatmaps; analytics render them from the keypoints (``heatmap_source =
 "rendered"``, DESIGN §3). Source: Ultralytics pose docs, https://docs.ultralytics.com/tasks/pose/.
+The network runs in PyTorch or in a runtime it is exported to once (``model.backend``,
+:mod:`engine.models.export`).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from engine.config import ModelConfig
+from engine.config import BackendOptions, ModelConfig
 from engine.errors import ModelError
 from engine.models.base import KeypointModel, resolve_device
+from engine.models.export import Backend, ExportSpec, choose_backend, exported_model
 from engine.types import NUM_KEYPOINTS, Persons
+
+log = logging.getLogger(__name__)
 
 #: Environment that keeps Ultralytics from reaching the network or pip-installing at run time.
 ULTRALYTICS_OFFLINE_ENV = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "False", "YOLO_VERBOSE": "False"}
@@ -29,6 +36,19 @@ def configure_ultralytics_offline() -> None:
     """Set Ultralytics' offline / no-auto-install switches unless the user set them already."""
     for key, value in ULTRALYTICS_OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
+
+
+def precision_kwargs(half: bool) -> dict[str, Any]:
+    """``predict`` keywords for fp16 (``half``) or fp32, without Ultralytics' deprecation warning.
+
+    Ultralytics >= 8.4 replaced ``half=`` by ``quantize=16`` (``half=`` still works but warns at every
+    call); older versions only know ``half=``.
+    """
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    if "quantize" in DEFAULT_CFG_DICT:
+        return {"quantize": 16} if half else {}
+    return {"half": half}
 
 
 def resolve_weights(weights: str, weights_dir: str | Path) -> Path | None:
@@ -54,32 +74,58 @@ def resolve_weights(weights: str, weights_dir: str | Path) -> Path | None:
     return None
 
 
+class UltralyticsOptions(BackendOptions):
+    """The ``ultralytics`` backend's own keys (also read by ``keypointrcnn``'s YOLO detector)."""
+
+    backend: Backend = Field(
+        "auto", description="auto (OpenVINO on CPU, PyTorch on CUDA) | torch | openvino | onnx | tensorrt"
+    )
+    export_dir: str | None = Field(None, description="exported models' cache; None = beside the weights, else ~/.cache")
+    export_batch: int = Field(8, ge=1, description="largest batch of one exported-model call (keep = batch.max_batch)")
+
+
 class UltralyticsPose(KeypointModel):
     """YOLO-pose person boxes and keypoints, batched.
 
     ``infer`` returns boxes ``xyxy`` and keypoints in original-frame pixels (Ultralytics undoes its
-    letterbox), person class only, NMS at ``iou``, confidence ``>= conf``. Runs on CUDA with fp16
-    when available (``half="auto"``), else on CPU in fp32.
+    letterbox), person class only, NMS at ``iou``, confidence ``>= conf``. The network runs in
+    PyTorch (fp16 on CUDA with ``half="auto"``, else fp32) or, with ``model.backend`` (``auto`` on
+    CPU), in OpenVINO / ONNX Runtime / TensorRT through a cached Ultralytics export with dynamic
+    batch and shape (:mod:`engine.models.export`); an export that cannot be made or loaded falls
+    back to PyTorch with one warning.
+
+    Attributes:
+        backend: The runtime in use after ``build()``: ``torch``, ``openvino``, ``onnx`` or ``tensorrt``.
+        exported_path: The exported model loaded (``None`` with PyTorch).
     """
 
     heatmap_source = "rendered"
+    options = UltralyticsOptions
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, options: UltralyticsOptions | None = None) -> None:
         self.config = config
+        self.backend_options = options or UltralyticsOptions()
         self._model: Any = None  # ultralytics.YOLO after build()
         self.weights_path: Path | None = None
+        self.backend = "torch"
+        self.exported_path: Path | None = None
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> UltralyticsPose:
-        """Store the validated :class:`~engine.config.ModelConfig`."""
-        return cls(config)
+        """Store the validated :class:`~engine.config.ModelConfig` and this backend's ``model.*`` keys.
+
+        Raises:
+            ConfigError: a ``model.backend`` / ``export_*`` value is invalid (names the key).
+        """
+        return cls(config, UltralyticsOptions.from_model_config(config))
 
     def build(self) -> None:
-        """Load the weights (offline first) onto the chosen device and warm up once.
+        """Load the weights (offline first) onto the chosen device, switch runtime, warm up once.
 
         Raises:
             ModelError: weights not found locally and not downloadable, not a pose model, or
-                unloadable; the message names the file and where to put it.
+                unloadable; the message names the file and where to put it. A runtime that cannot
+                be exported or loaded is not an error: PyTorch runs instead (one warning).
         """
         configure_ultralytics_offline()
         from ultralytics import YOLO
@@ -102,9 +148,33 @@ class UltralyticsPose(KeypointModel):
         if getattr(model, "task", None) != "pose":
             msg = f"weights {target!r} are a {model.task!r} model; batsight needs a pose model (e.g. yolo11n-pose.pt)"
             raise ModelError(msg)
-        self.weights_path = Path(target)
+        self.weights_path = Path(getattr(model, "ckpt_path", None) or target)
         self._model = model
+        self.backend = choose_backend(self.backend_options.backend, self.device)
+        if self.backend != "torch" and self._use_exported(self.weights_path):
+            return  # warmed up there
+        self._model, self.backend, self.exported_path = model, "torch", None
         self.infer([np.zeros((self.config.imgsz, self.config.imgsz, 3), np.uint8)])  # warm-up
+
+    def _use_exported(self, weights: Path) -> bool:
+        """Export ``weights`` (or find the export), load, warm up ``self.backend``; False + one warning on failure."""
+        from ultralytics import YOLO
+
+        spec = ExportSpec(
+            backend=self.backend,  # type: ignore[arg-type]  # choose_backend gave an exported backend
+            imgsz=self.config.imgsz,
+            batch=self.backend_options.export_batch,
+            half=self.half,
+        )
+        try:
+            self.exported_path = exported_model(weights, spec, self.device, self.backend_options.export_dir)
+            self._model = YOLO(str(self.exported_path), task="pose")
+            self.infer([np.zeros((self.config.imgsz, self.config.imgsz, 3), np.uint8)])  # warm-up, and a check
+        except Exception as exc:  # noqa: BLE001 - any failure of the optional runtime means PyTorch instead
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            log.warning("model.backend=%s is not available, running PyTorch instead: %s", self.backend, text)
+            return False
+        return True
 
     def infer(self, images: list[np.ndarray]) -> list[Persons]:
         """See :meth:`KeypointModel.infer`. Raises ``ModelError`` when called before ``build()``.
@@ -112,27 +182,31 @@ class UltralyticsPose(KeypointModel):
         Images are passed to Ultralytics in groups of one frame shape: Ultralytics letterboxes a batch
         of equal shapes to the smallest stride-multiple rectangle but pads a mixed batch to a square,
         so without grouping a source's results would depend on which other sources shared its batch.
+        An exported model gets at most ``model.export_batch`` frames per call (TensorRT's profile).
         """
         if self._model is None:
             msg = "UltralyticsPose.infer() called before build()"
             raise ModelError(msg)
+        step = len(images) if self.backend == "torch" else self.backend_options.export_batch
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, image in enumerate(images):
             groups.setdefault(image.shape, []).append(i)
         out: list[Persons | None] = [None] * len(images)
-        for indices in groups.values():
-            results = self._model.predict(
-                [images[i] for i in indices],
-                imgsz=self.config.imgsz,
-                conf=self.config.conf,
-                iou=self.config.iou,
-                classes=[0],
-                device=self.device,
-                half=self.half,
-                verbose=False,
-            )
-            for i, result in zip(indices, results, strict=True):
-                out[i] = self._to_persons(result)
+        for shape_indices in groups.values():
+            for start in range(0, len(shape_indices), max(1, step)):
+                indices = shape_indices[start : start + max(1, step)]
+                results = self._model.predict(
+                    [images[i] for i in indices],
+                    imgsz=self.config.imgsz,
+                    conf=self.config.conf,
+                    iou=self.config.iou,
+                    classes=[0],
+                    device=self.device,
+                    verbose=False,
+                    **precision_kwargs(self.half),
+                )
+                for i, result in zip(indices, results, strict=True):
+                    out[i] = self._to_persons(result)
         return out  # type: ignore[return-value]  # every slot filled above
 
     @staticmethod

@@ -16,6 +16,7 @@ import zmq
 from engine.errors import SinkError
 from engine.messages import AnyMessage, Health
 from engine.security import ClientCurve
+from engine.wire import READY_TOPIC_PREFIX
 from sinks.base import Sink
 from sinks.runtime.subscriber import DEFAULT_RCVHWM, Subscriber, check_topics
 
@@ -29,6 +30,8 @@ SINK_ERROR_POLICIES = ("stop", "skip", "fail")
 
 #: Control topics a runner reads to know when to end: the engine's ``stopped`` state, and ``eos``.
 HEALTH_TOPIC, EOS_TOPIC = "health/", "eos/"
+#: Topic prefix of the ``frame/`` messages (JPEG frames, opt-in: see :attr:`sinks.base.Sink.needs_frames`).
+FRAME_TOPIC = "frame/"
 
 
 class SinkRunner:
@@ -56,12 +59,15 @@ class SinkRunner:
     ``expected_sources``) to know when to end; when no prefix in ``topics`` covers one of those, it
     subscribes to it as well (one more subscription at the publisher each) and keeps its messages
     from the sink. With ``topics=("pose/",)`` the sink sees pose messages only, and the run still ends
-    on the engine's stop.
+    on the engine's stop. ``frame/`` messages (JPEG frames) are opt-in: a sink gets them only when its
+    class sets :attr:`~sinks.base.Sink.needs_frames` (the runner then subscribes to ``frame/`` too,
+    which is what makes the engine publish frames under ``publisher.frames: auto``) or when one of
+    ``topics`` starts with ``frame/``; ``""`` alone does not deliver them.
 
     Args:
         sink: The sink, constructed but not opened.
         endpoint: Publisher endpoint.
-        topics: Topic prefixes the sink receives (``""``: everything).
+        topics: Topic prefixes the sink receives (``""``: everything but ``frame/``, see above).
         expected_sources: Source ids whose ``eos`` ends the run.
         context: ZeroMQ context for the subscriber (``None``: its own).
         stop_on_engine_stop: Stop on a ``health`` message with ``engine_state == "stopped"``.
@@ -117,6 +123,12 @@ class SinkRunner:
         self.expected_sources = frozenset(expected_sources or ())
         self.stop_on_engine_stop = stop_on_engine_stop
         self.topics = check_topics(topics)
+        # Frames are opt-in: an explicit ``frame/...`` subscription is what makes the engine publish them
+        # (publisher.frames: auto), so a sink that draws on the video adds one; "" alone does not ask.
+        self._frames_explicit = any(t.startswith(FRAME_TOPIC) for t in self.topics if t)
+        if sink.needs_frames and not self._frames_explicit:
+            self.topics = (*self.topics, FRAME_TOPIC)
+            self._frames_explicit = True
         control = ([HEALTH_TOPIC] if stop_on_engine_stop else []) + ([EOS_TOPIC] if self.expected_sources else [])
         self.control_topics = tuple(t for t in control if not any(t.startswith(p) for p in self.topics))
         self._subscriber = Subscriber(
@@ -203,12 +215,23 @@ class SinkRunner:
             batch.append(message)
         return batch
 
+    @property
+    def subscriptions(self) -> int:
+        """Topic subscriptions this runner makes at the publisher (its topics and control topics).
+
+        In-process ready markers (``engine.wire.READY_TOPIC_PREFIX``) are not counted.
+        """
+        marker = READY_TOPIC_PREFIX.decode("latin-1")
+        return sum(not t.startswith(marker) for t in self.topics + self.control_topics)
+
     def _write(self, batch: list[AnyMessage]) -> str | None:
         reason = self._track(batch)
+        if not self._frames_explicit:  # "" matches frame/ too, but only a sink that asked gets frames
+            batch = [message for message in batch if message.kind != "frame"]
         if self.control_topics:  # those were subscribed for the runner only: keep them from the sink
             batch = [message for message in batch if message.topic.startswith(self.topics)]
-            if not batch:
-                return reason
+        if not batch:
+            return reason
         try:
             self.sink.write_batch(batch)
         except Exception as exc:  # noqa: BLE001 - third-party sink code; handled by the explicit policy

@@ -114,14 +114,20 @@ def test_presets_load_and_differ_from_the_defaults_only_where_they_say(preset):
 
 def test_backend_keys_get_their_defaults_and_stay_flat():
     from engine.models.keypointrcnn_pose import KeypointRCNNOptions
+    from engine.models.ultralytics_pose import UltralyticsOptions
 
     model = Config().model
-    assert model.model_extra == KeypointRCNNOptions().model_dump()  # only what a backend declares
+    declared = {**KeypointRCNNOptions().model_dump(), **UltralyticsOptions().model_dump()}
+    assert model.model_extra == declared  # only what a backend declares
     assert set(type(model).model_fields) == {"name", "weights", "weights_dir", "imgsz", "conf", "iou", "device", "half"}
     config = load_config(None, ["model.keypoint_min_size=480", "model.keypoint_mode=full"])
     options = KeypointRCNNOptions.from_model_config(config.model)
     assert (options.keypoint_min_size, options.keypoint_mode, options.keypoint_max_size) == (480, "full", 1333)
     assert config.model.keypoint_min_size == 480  # the flat attribute, as before
+    ultra = UltralyticsOptions.from_model_config(load_config(None, ["model.backend=onnx"]).model)
+    assert (ultra.backend, ultra.export_dir, ultra.export_batch) == ("onnx", None, 8)
+    with pytest.raises(ConfigError, match="model.backend"):
+        load_config(None, ["model.backend=tflite"])
 
 
 @pytest.mark.parametrize("name", ["ultralytics", "keypointrcnn"])

@@ -179,7 +179,10 @@ def test_the_contract_declares_refinement_and_the_default_backend_does_not_refin
     box = np.array([[8, 8, 40, 40]], np.float32)
     assert FakeKeypointModel().refine([image], [box]) is None
     assert UltralyticsPose.from_config(ModelConfig(device="cpu")).refine([image], [box]) is None  # before build, too
-    assert UltralyticsPose.refine is KeypointModel.refine and UltralyticsPose.options is None
+    from engine.models.ultralytics_pose import UltralyticsOptions
+
+    assert UltralyticsPose.refine is KeypointModel.refine
+    assert UltralyticsPose.options is UltralyticsOptions  # model.backend, export_dir, export_batch (issue 9)
 
 
 def test_keypointrcnn_backend_reads_its_own_options(tmp_path):
