@@ -93,7 +93,7 @@ class KeypointRCNNTopDown:
         device: str = "auto",
         mode: Literal["topdown", "crop", "full"] = "topdown",
         crop_margin: float = 0.15,
-        crop_size: int = 320,
+        crop_size: int = 256,
         num_keypoints: int = NUM_KEYPOINTS,
         min_size: int = 800,
         max_size: int = 1333,

@@ -35,7 +35,7 @@ class KeypointRCNNOptions(BackendOptions):
     keypoint_crop_margin: float = Field(
         0.15, ge=0, allow_inf_nan=False, description="keypointrcnn crop/full: margin per side, fraction of box size"
     )
-    keypoint_crop_size: int = Field(320, ge=32, description="keypointrcnn crop: short crop side after resize, px")
+    keypoint_crop_size: int = Field(256, ge=32, description="keypointrcnn crop: short crop side after resize, px")
     keypoint_min_size: int = Field(800, ge=32, description="keypointrcnn: short image side after resize, px")
     keypoint_max_size: int = Field(1333, ge=32, description="keypointrcnn: long-side cap of the resize, px")
 
