@@ -7,6 +7,9 @@ detector's batter boxes: the backbone runs once per frame batch, then ``roi_head
 The keypoint logits ``[N, 17, 56, 56]`` are the heatmaps (``heatmap_source = "model"``) and keypoints
 come from torchvision's own ``keypointrcnn_inference`` / ``heatmaps_to_keypoints``, so for the same
 boxes they equal what the full model returns (``tests/engine/test_keypointrcnn.py`` checks this).
+:meth:`KeypointRCNNTopDown.infer_crops` (``crop`` mode) runs the same heads, but the backbone sees
+only a crop around each box (box plus margin, resized to a short side of ``crop_size`` px) instead of
+the whole frame, and maps keypoints and heatmap boxes back to frame pixels.
 :meth:`KeypointRCNNTopDown.infer_full` keeps the thesis' way (crop around the box, let the whole model
 detect, keep the best person) for comparison. DESIGN §3.
 
@@ -31,8 +34,9 @@ from engine.analytics.similarity import dependency_matrices
 from engine.config import ModelConfig
 from engine.errors import ConfigError, ModelError
 from engine.models.base import resolve_device
+from engine.models.keypointrcnn_boxes import crop_transform, crop_window, no_person, pack, validate_inputs
 from engine.models.keypointrcnn_weights import COCO_V1, build_coco_v1, build_from_state_dict
-from engine.types import HEATMAP_SIZE, NUM_KEYPOINTS, KeypointHeatmaps, check_array
+from engine.types import NUM_KEYPOINTS, KeypointHeatmaps
 
 if TYPE_CHECKING:
     import torch
@@ -57,10 +61,12 @@ class KeypointRCNNTopDown:
             file name (``keypointrcnn_resnet50_fpn_coco-fc266e95.pth``, torchvision's
             ``overwrite_eps``), else 1e-5.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        mode: Which path :meth:`infer_keypoints` takes: ``"topdown"`` (:meth:`infer_boxes`) or
-            ``"full"`` (:meth:`infer_full`).
-        crop_margin: ``full`` mode only: fraction of the box width / height added on each side
-            before cropping (then clipped to the frame), ``>= 0``.
+        mode: Which path :meth:`infer_keypoints` takes: ``"topdown"`` (:meth:`infer_boxes`),
+            ``"crop"`` (:meth:`infer_crops`) or ``"full"`` (:meth:`infer_full`).
+        crop_margin: ``crop`` and ``full`` modes: fraction of the box width / height added on each
+            side before cropping (then clipped to the frame), ``>= 0``.
+        crop_size: ``crop`` mode only: short side of each crop after torchvision's resize, pixels
+            (its long side is capped by ``max_size``).
         num_keypoints: Keypoints per person K; must equal the weights' ``keypoint_names`` (17).
         min_size: Short image side after torchvision's resize, pixels (torchvision default 800).
         max_size: Long-side cap of that resize, pixels (torchvision default 1333).
@@ -85,19 +91,23 @@ class KeypointRCNNTopDown:
         *,
         weights: str | Path | None = COCO_V1,
         device: str = "auto",
-        mode: Literal["topdown", "full"] = "topdown",
+        mode: Literal["topdown", "crop", "full"] = "topdown",
         crop_margin: float = 0.15,
+        crop_size: int = 256,
         num_keypoints: int = NUM_KEYPOINTS,
         min_size: int = 800,
         max_size: int = 1333,
         box_score_thresh: float = 0.05,
         box_detections_per_img: int | None = None,
     ) -> None:
-        if mode not in ("topdown", "full"):
-            msg = f"mode must be 'topdown' or 'full', got {mode!r}"
+        if mode not in ("topdown", "crop", "full"):
+            msg = f"mode must be 'topdown', 'crop' or 'full', got {mode!r}"
             raise ConfigError(msg)
         if not (isinstance(crop_margin, (int, float)) and math.isfinite(crop_margin) and crop_margin >= 0):
             msg = f"crop_margin must be a finite fraction >= 0, got {crop_margin!r}"
+            raise ConfigError(msg)
+        if not (1 <= crop_size <= max_size):
+            msg = f"need 1 <= crop_size <= max_size, got crop_size={crop_size}, max_size={max_size}"
             raise ConfigError(msg)
         if num_keypoints < 1:
             msg = f"num_keypoints must be >= 1, got {num_keypoints}"
@@ -115,6 +125,7 @@ class KeypointRCNNTopDown:
         self.requested_device = device
         self.mode = mode
         self.crop_margin = float(crop_margin)
+        self.crop_size = int(crop_size)
         self.num_keypoints = int(num_keypoints)
         self.min_size = int(min_size)
         self.max_size = int(max_size)
@@ -123,6 +134,7 @@ class KeypointRCNNTopDown:
         self.device = "cpu"
         self.half = False
         self.model: Any = None  # torchvision KeypointRCNN after build()
+        self.crop_transform: Any = None  # GeneralizedRCNNTransform of crop mode after build()
         self._pinned: list[torch.Tensor] = []
 
     @classmethod
@@ -144,6 +156,8 @@ class KeypointRCNNTopDown:
             weights=options.weights_path(config.weights_dir),
             device=config.device,
             mode=options.keypoint_mode,
+            crop_margin=options.keypoint_crop_margin,
+            crop_size=options.keypoint_crop_size,
             min_size=options.keypoint_min_size,
             max_size=options.keypoint_max_size,
         )
@@ -153,8 +167,10 @@ class KeypointRCNNTopDown:
     def build(self) -> None:
         """Create ``keypointrcnn_resnet50_fpn``, load the weights, ``eval()``, move it to the device.
 
-        Sets :attr:`model`, :attr:`device` and :attr:`half` (fp16 autocast, CUDA only), then runs one
-        warm-up call of the ``mode``'s path on a 64 x 64 black frame.
+        Sets :attr:`model`, :attr:`crop_transform` (a copy of the model's ``GeneralizedRCNNTransform``,
+        same mean / std / padding, resizing to ``crop_size``; remade when ``crop_size`` changes),
+        :attr:`device` and :attr:`half` (fp16 autocast, CUDA only), then runs one warm-up call of the
+        ``mode``'s path on a 64 x 64 black frame.
 
         Raises:
             ModelError: the state-dict file is missing, unreadable or does not fit the model;
@@ -185,6 +201,7 @@ class KeypointRCNNTopDown:
         self.device = device
         self.half = device.startswith("cuda")
         self.model = model
+        self.crop_transform = crop_transform(model.transform, self.crop_size, self.max_size)
         self._pinned = []
         with torch.inference_mode():  # warm-up: kernels, allocator, CUDA context
             image = np.zeros((64, 64, 3), np.uint8)
@@ -194,9 +211,11 @@ class KeypointRCNNTopDown:
     # ------------------------------------------------------------------ inference
 
     def infer_keypoints(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[KeypointHeatmaps]:
-        """Run the path chosen by ``mode``: :meth:`infer_boxes` (``topdown``) or :meth:`infer_full`."""
+        """Run the path chosen by ``mode``: :meth:`infer_boxes`, :meth:`infer_crops` or :meth:`infer_full`."""
         if self.mode == "full":
             return self.infer_full(images, boxes)
+        if self.mode == "crop":
+            return self.infer_crops(images, boxes)
         return self.infer_boxes(images, boxes)
 
     def infer_boxes(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[KeypointHeatmaps]:
@@ -227,12 +246,84 @@ class KeypointRCNNTopDown:
             TypeError, ValueError: an image or box array has the wrong type, dtype or shape, a box is
                 not finite or empty, or the two lists differ in length.
         """
+        model = self._require_model()
+        return self._heads_on_boxes(model.transform, images, validate_inputs(images, boxes))
+
+    def infer_crops(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[KeypointHeatmaps]:
+        """Crop mode: the backbone on a crop around each box only, then the keypoint head on the box.
+
+        Each crop is the box grown by ``crop_margin`` x its width / height on every side, clipped to
+        the frame and rounded outwards to whole pixels (as :meth:`infer_full`). The crops of all
+        images and boxes go through :attr:`crop_transform` (torchvision's ``GeneralizedRCNNTransform``
+        with the model's normalisation, resizing each crop so its short side is ``crop_size``, long
+        side capped by ``max_size``, padding the batch to a multiple of 32) and ``model.backbone`` in
+        one call; then, as :meth:`infer_boxes`, each box in its crop's resized pixels goes through
+        ``keypoint_roi_pool`` -> ``keypoint_head`` -> ``keypoint_predictor`` and torchvision's
+        ``keypointrcnn_inference``; keypoints are mapped back with ``resize_keypoints`` and shifted
+        by the crop's top-left corner into frame pixels. The backbone cost no longer grows with the
+        frame: it is that of one ``crop_size``-short-side image per box.
+
+        Args:
+            images: ``uint8 [H, W, 3]`` BGR frames; sizes may differ.
+            boxes: One ``[N_i, 4]`` array per image (``xyxy``, frame pixels, ``x1 < x2``,
+                ``y1 < y2``); ``N_i`` may be 0. A box must overlap its frame.
+
+        Returns:
+            One :class:`KeypointHeatmaps` per image, rows in box order; ``heatmap_xyxy`` = the box
+            (frame pixels), so heatmap cell ``[k, i, j]`` covers ``x1 + [j, j + 1) * w / 56``,
+            ``y1 + [i, i + 1) * h / 56`` of the frame.
+
+        Raises:
+            ModelError: called before :meth:`build`.
+            TypeError, ValueError: as :meth:`infer_boxes`; a box lies outside its frame.
+        """
+        self._require_model()
+        boxes_np = validate_inputs(images, boxes)
+        crops: list[np.ndarray] = []
+        crop_boxes: list[np.ndarray] = []
+        offsets: list[np.ndarray] = []
+        for i, (image, image_boxes) in enumerate(zip(images, boxes_np, strict=True)):
+            for box in image_boxes:
+                cx1, cy1, cx2, cy2 = crop_window(box, self.crop_margin, image.shape[1], image.shape[0], i)
+                corner = np.array([cx1, cy1], np.float32)
+                crops.append(image[cy1:cy2, cx1:cx2])
+                crop_boxes.append((box - np.tile(corner, 2))[None])  # exact: integer shift below 2**24
+                offsets.append(corner)
+        if self.crop_transform is None or self.crop_transform.min_size[-1] != self.crop_size:
+            self.crop_transform = crop_transform(self.model.transform, self.crop_size, self.max_size)
+        per_crop = self._heads_on_boxes(self.crop_transform, crops, crop_boxes)
+        out = []
+        start = 0
+        for image_boxes in boxes_np:
+            n = len(image_boxes)
+            if n == 0:
+                out.append(KeypointHeatmaps.empty(self.num_keypoints))
+                continue
+            rows = per_crop[start : start + n]
+            shift = np.stack(offsets[start : start + n])[:, None, :]
+            similarity = [r.similarity for r in rows if r.similarity is not None]
+            out.append(
+                KeypointHeatmaps(
+                    keypoints_xy=np.concatenate([r.keypoints_xy for r in rows]) + shift,
+                    keypoints_score=np.concatenate([r.keypoints_score for r in rows]),
+                    keypoints_conf=np.concatenate([r.keypoints_conf for r in rows]),
+                    heatmaps=np.concatenate([r.heatmaps for r in rows]),
+                    heatmap_xyxy=image_boxes,
+                    similarity=np.concatenate(similarity) if len(similarity) == n else None,
+                )
+            )
+            start += n
+        return out
+
+    def _heads_on_boxes(
+        self, transform: Any, images: Sequence[np.ndarray], boxes_np: Sequence[np.ndarray]
+    ) -> list[KeypointHeatmaps]:
+        """:meth:`infer_boxes` with a given ``GeneralizedRCNNTransform`` on validated float32 boxes."""
         import torch
         from torchvision.models.detection.roi_heads import keypointrcnn_inference
         from torchvision.models.detection.transform import resize_boxes, resize_keypoints
 
         model = self._require_model()
-        boxes_np = _validate_inputs(images, boxes)
         out = [KeypointHeatmaps.empty(self.num_keypoints) for _ in images]
         active = [i for i, b in enumerate(boxes_np) if len(b)]
         if not active:
@@ -241,7 +332,7 @@ class KeypointRCNNTopDown:
             with self._autocast():
                 tensors = self._upload([images[i] for i in active])
                 original_sizes = [(int(images[i].shape[0]), int(images[i].shape[1])) for i in active]
-                image_list, _ = model.transform(tensors)
+                image_list, _ = transform(tensors)
                 features = model.backbone(image_list.tensors)
                 if isinstance(features, torch.Tensor):
                     features = OrderedDict([("0", features)])
@@ -264,7 +355,7 @@ class KeypointRCNNTopDown:
         start = 0
         for j, i in enumerate(active):
             n = len(boxes_np[i])
-            out[i] = _pack(
+            out[i] = pack(
                 keypoints_cpu[j][:, :, :2], scores_cpu[j], logits_cpu[start : start + n], boxes_np[i],
                 similarity_cpu[start : start + n],
             )
@@ -297,19 +388,13 @@ class KeypointRCNNTopDown:
         import torch
 
         model = self._require_model()
-        boxes_np = _validate_inputs(images, boxes)
+        boxes_np = validate_inputs(images, boxes)
         crops: list[np.ndarray] = []
         offsets: list[tuple[int, int]] = []
         owner: list[int] = []
         for i, (image, image_boxes) in enumerate(zip(images, boxes_np, strict=True)):
-            h, w = image.shape[:2]
-            for x1, y1, x2, y2 in image_boxes.astype(np.float64):
-                mx, my = self.crop_margin * (x2 - x1), self.crop_margin * (y2 - y1)
-                cx1, cy1 = max(0, math.floor(x1 - mx)), max(0, math.floor(y1 - my))
-                cx2, cy2 = min(w, math.ceil(x2 + mx)), min(h, math.ceil(y2 + my))
-                if cx2 - cx1 < 1 or cy2 - cy1 < 1:
-                    msg = f"box {[x1, y1, x2, y2]} of image {i} lies outside the {w}x{h} frame"
-                    raise ValueError(msg)
+            for box in image_boxes:
+                cx1, cy1, cx2, cy2 = crop_window(box, self.crop_margin, image.shape[1], image.shape[0], i)
                 crops.append(image[cy1:cy2, cx1:cx2])
                 offsets.append((cx1, cy1))
                 owner.append(i)
@@ -333,7 +418,7 @@ class KeypointRCNNTopDown:
             for det, (ox, oy), i in zip(results, offsets, owner, strict=True):
                 n = len(det["scores"])
                 if n == 0 or logits_cpu is None:
-                    rows[i].append(_no_person(self.num_keypoints))
+                    rows[i].append(no_person(self.num_keypoints))
                     continue
                 best = int(np.argmax(det["scores"]))
                 shift = np.array([ox, oy], np.float32)
@@ -352,7 +437,7 @@ class KeypointRCNNTopDown:
                 out.append(KeypointHeatmaps.empty(self.num_keypoints))
                 continue
             xy, score, heat, xyxy = (np.stack(col).astype(np.float32) for col in zip(*image_rows, strict=True))
-            out.append(_pack(xy, score, heat, xyxy))
+            out.append(pack(xy, score, heat, xyxy))
         return out
 
     # ------------------------------------------------------------------ helpers
@@ -397,59 +482,3 @@ class KeypointRCNNTopDown:
             dev = host.to(self.device, non_blocking=True)
             tensors.append(dev.permute(2, 0, 1).flip(0).float().div_(255.0))
         return tensors
-
-
-def _validate_inputs(images: list[np.ndarray], boxes: list[np.ndarray]) -> list[np.ndarray]:
-    """Check images / boxes (see :meth:`KeypointRCNNTopDown.infer_boxes`); return float32 box arrays."""
-    if len(images) != len(boxes):
-        msg = f"need one box array per image, got {len(images)} images and {len(boxes)} box arrays"
-        raise ValueError(msg)
-    out = []
-    for i, (image, image_boxes) in enumerate(zip(images, boxes, strict=True)):
-        check_array(f"images[{i}]", image, ("H", "W", 3), np.uint8)
-        if image.shape[0] < 1 or image.shape[1] < 1:
-            msg = f"`images[{i}]` must have shape (H, W, 3) with H, W >= 1, got {image.shape}"
-            raise ValueError(msg)
-        arr = np.asarray(image_boxes)
-        if arr.size == 0:
-            arr = arr.reshape(0, 4)
-        check_array(f"boxes[{i}]", arr, ("N", 4))
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
-        if not np.isfinite(arr).all():
-            msg = f"boxes[{i}] must be finite, got {arr[~np.isfinite(arr).all(axis=1)][:1].tolist()}"
-            raise ValueError(msg)
-        bad = (arr[:, 2] <= arr[:, 0]) | (arr[:, 3] <= arr[:, 1])
-        if bad.any():
-            msg = f"boxes[{i}] must satisfy x1 < x2 and y1 < y2, got {arr[bad][0].tolist()}"
-            raise ValueError(msg)
-        out.append(arr)
-    return out
-
-
-def _pack(
-    xy: np.ndarray, score: np.ndarray, heat: np.ndarray, xyxy: np.ndarray, similarity: np.ndarray | None = None
-) -> KeypointHeatmaps:
-    score = score.astype(np.float32)
-    with np.errstate(over="ignore"):
-        conf = np.where(np.isnan(score), 0.0, 1.0 / (1.0 + np.exp(-score.astype(np.float64)))).astype(np.float32)
-    return KeypointHeatmaps(
-        keypoints_xy=xy.astype(np.float32),
-        keypoints_score=score,
-        keypoints_conf=conf,
-        heatmaps=heat.astype(np.float32),
-        heatmap_xyxy=xyxy.astype(np.float32),
-        similarity=None if similarity is None else similarity.astype(np.float32),
-    )
-
-
-def _no_person(num_keypoints: int) -> tuple[np.ndarray, ...]:
-    k, s = num_keypoints, HEATMAP_SIZE
-    return (
-        np.full((k, 2), np.nan, np.float32),
-        np.full((k,), np.nan, np.float32),
-        np.full((k, s, s), np.nan, np.float32),
-        np.full((4,), np.nan, np.float32),
-    )
-
-
-

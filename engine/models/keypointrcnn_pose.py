@@ -1,7 +1,8 @@
 """Plugin ``keypointrcnn``: YOLO person boxes + torchvision Keypoint R-CNN keypoints and heatmaps.
 
 The thesis' model (§5.1) on the batter: Ultralytics YOLO finds and tracks the persons, batsight
-selects the batter, then Keypoint R-CNN runs on the batter's box only (top-down, DESIGN §3) and its
+selects the batter, then Keypoint R-CNN runs on the batter's box only (top-down, DESIGN §3; with
+``keypoint_mode: crop`` its backbone also sees only a crop around the box) and its
 keypoint logits ``[17, 56, 56]`` become the heatmaps of the analytics (``heatmap_source: "model"``).
 """
 
@@ -28,7 +29,13 @@ class KeypointRCNNOptions(BackendOptions):
     """
 
     keypoint_weights: str = Field("COCO_V1", description="keypointrcnn: COCO_V1 or a state-dict path")
-    keypoint_mode: Literal["topdown", "full"] = Field("topdown", description="keypointrcnn: head on boxes | crop")
+    keypoint_mode: Literal["topdown", "crop", "full"] = Field(
+        "topdown", description="keypointrcnn: head on boxes over the frame | over a crop | whole model on a crop"
+    )
+    keypoint_crop_margin: float = Field(
+        0.15, ge=0, allow_inf_nan=False, description="keypointrcnn crop/full: margin per side, fraction of box size"
+    )
+    keypoint_crop_size: int = Field(256, ge=32, description="keypointrcnn crop: short crop side after resize, px")
     keypoint_min_size: int = Field(800, ge=32, description="keypointrcnn: short image side after resize, px")
     keypoint_max_size: int = Field(1333, ge=32, description="keypointrcnn: long-side cap of the resize, px")
 
@@ -70,14 +77,7 @@ class KeypointRCNNPose(KeypointModel):
         Raises:
             ConfigError: a ``model.keypoint_*`` value is invalid (the message names the key).
         """
-        options = KeypointRCNNOptions.from_model_config(config)
-        keypoint_model = KeypointRCNNTopDown(
-            weights=options.weights_path(config.weights_dir),
-            device=config.device,
-            mode=options.keypoint_mode,
-            min_size=options.keypoint_min_size,
-            max_size=options.keypoint_max_size,
-        )
+        keypoint_model = KeypointRCNNTopDown.from_config(config)
         return cls(UltralyticsPose.from_config(config), keypoint_model)
 
     def build(self) -> None:

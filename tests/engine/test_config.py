@@ -134,7 +134,7 @@ def test_backend_keys_get_their_defaults_and_stay_flat():
 @pytest.mark.parametrize(
     ("overrides", "fragment"),
     [
-        (["model.keypoint_mode=crop"], "model.keypoint_mode: Input should be 'topdown' or 'full' (got 'crop')"),
+        (["model.keypoint_mode=up"], "model.keypoint_mode: Input should be 'topdown', 'crop' or 'full' (got 'up')"),
         (["model.keypoint_min_size=8"], "model.keypoint_min_size: Input should be greater than or equal to 32"),
         (["model.keypoint_weigths=x.pth"], "model.keypoint_weigths: unknown key"),
         (
@@ -154,8 +154,8 @@ def test_backend_options_name_the_dotted_key_when_given_an_unchecked_config():
     from engine.config import ModelConfig
     from engine.models.keypointrcnn_pose import KeypointRCNNOptions
 
-    unchecked = ModelConfig.model_construct(keypoint_mode="crop")  # as built without the backend installed
-    expected = r"^invalid config: model\.keypoint_mode: Input should be 'topdown' or 'full'"
+    unchecked = ModelConfig.model_construct(keypoint_mode="crops")  # as built without the backend installed
+    expected = r"^invalid config: model\.keypoint_mode: Input should be 'topdown', 'crop' or 'full'"
     with pytest.raises(ConfigError, match=expected):
         KeypointRCNNOptions.from_model_config(unchecked)
 

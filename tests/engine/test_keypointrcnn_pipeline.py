@@ -20,11 +20,18 @@ def test_plugin_is_registered_and_built_from_config():
     model = cls.from_config(ModelConfig(keypoint_weights="nothere.pth", keypoint_mode="full", keypoint_min_size=320))
     assert model.heatmap_source == "model"
     assert model.keypoint_model.mode == "full" and model.keypoint_model.min_size == 320
+    crop = cls.from_config(ModelConfig(keypoint_mode="crop", keypoint_crop_size=256, keypoint_crop_margin=0.2))
+    assert (crop.keypoint_model.mode, crop.keypoint_model.crop_size, crop.keypoint_model.crop_margin) == (
+        "crop", 256, 0.2
+    )
 
 
-def test_batter_keypoints_and_similarity_come_from_keypoint_rcnn_heatmaps(tmp_path):
+@pytest.mark.parametrize("mode", ["topdown", "crop"])
+def test_batter_keypoints_and_similarity_come_from_keypoint_rcnn_heatmaps(tmp_path, mode):
     torch.manual_seed(0)
-    keypoint_model = KeypointRCNNTopDown(weights=None, device="cpu", min_size=256, max_size=448)
+    keypoint_model = KeypointRCNNTopDown(
+        weights=None, device="cpu", min_size=256, max_size=448, mode=mode, crop_size=128
+    )
     model = KeypointRCNNPose(FakeKeypointModel(), keypoint_model)
     source = ListSource("cam", n_frames=4, size=(120, 160))
     pipeline, messages, error = run_pipeline([source], model, tmp_path)
@@ -35,7 +42,7 @@ def test_batter_keypoints_and_similarity_come_from_keypoint_rcnn_heatmaps(tmp_pa
     for pose in poses:
         image = np.full((120, 160, 3), pose.frame_index, np.uint8)  # ListSource's frame content
         box = pose.xyxy[None]
-        (expected,) = keypoint_model.infer_boxes([image], [box])
+        (expected,) = keypoint_model.infer_keypoints([image], [box])
         np.testing.assert_allclose(pose.keypoints_xy, expected.keypoints_xy[0], atol=1e-3)
         np.testing.assert_allclose(pose.keypoints_conf, expected.keypoints_conf[0], atol=1e-5)
         logits = expected.heatmaps[0].reshape(17, -1).astype(np.float64)
