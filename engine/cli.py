@@ -346,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="batsight: %(levelname)s: %(message)s",
     )
+    # progress of long one-off work (the first export of the model) shows at the default level
+    logging.getLogger("engine.models.export").setLevel(logging.DEBUG if args.debug else logging.INFO)
     for noisy in ("matplotlib", "PIL"):  # their DEBUG output (font and tick searches) buries ours
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger(noisy).level))
     try:

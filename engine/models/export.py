@@ -233,7 +233,8 @@ def _export(weights: Path, spec: ExportSpec, device: str, final: Path, artifact:
     """Export into a temporary sibling of ``final`` and rename it into place (atomic on one filesystem)."""
     from ultralytics import YOLO
 
-    log.info("exporting %s to %s once (cached in %s)", weights.name, spec.backend, final)
+    # the CLI shows this INFO line: the first run pauses here (~25 s for yolo11n-pose on a 2-core CPU)
+    log.info("exporting %s to %s once, which takes a while; later runs reuse %s", weights.name, spec.backend, final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp's 0700 would hide a shared cache (beside the weights) from other users
