@@ -4,6 +4,9 @@
 runs the pipeline (no SOURCE and no ``sources`` in the config: the built-in default input).
 ``batsight sink NAME --connect ENDPOINT [--path P] [-o key=value ...]`` runs one sink as its own
 process. ``batsight report FILE.jsonl ... --out DIR`` draws the thesis figures from earlier runs.
+``batsight classify PATH... [--layout mediapipe33|coco17] [--aspect W:H]`` classifies keypoint
+sequences (``.npy``) with the ``shot/`` topic's model, one JSON object per line
+(:mod:`engine.shots.classify`).
 Errors are one line on stderr (``--debug`` shows the traceback); exit status 0 success,
 1 runtime failure, 2 bad usage / config, 130 interrupted (a second SIGINT / SIGTERM, or the first
 one while the model is still loading).
@@ -305,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--label", action="append", metavar="SOURCE_ID=LABEL", help="known class of a source")
     rep.add_argument("--dpi", type=_positive_int, default=150, help="resolution of the PNG files, dots per inch")
     rep.set_defaults(func=_cmd_report)
+
+    from engine.shots.classify import add_classify_parser
+
+    add_classify_parser(sub, common)
     return parser
 
 
