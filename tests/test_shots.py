@@ -611,3 +611,18 @@ def test_every_shared_cricshot10_sequence_is_loaded_and_featurised():
     for _, name, _, kp in items:
         f = shot_features(kp)
         assert f is not None and f.shape == (len(feature_names()),), name
+
+
+def test_min_confidence_publishes_other_with_the_probabilities_kept(classifier):
+    """``shots.min_confidence`` above the shot's top probability: ``label`` other, ``probabilities`` as before."""
+    t, hands = _stream(30.0, [(1.0, 1.0)], 3.0)
+    (free,) = _run_analyzer(_analyzer(classifier, min_confidence=0.0), t, hands)
+    base, _ = shot_message(free)
+    top = max(base["probabilities"], key=base["probabilities"].get)
+    assert base["label"] == top
+    (strict,) = _run_analyzer(_analyzer(classifier, min_confidence=1.0), t, hands)
+    fields, _ = shot_message(strict)
+    assert fields["label"] == "other"
+    assert fields["probabilities"] == base["probabilities"]
+    assert fields["confidence"] == pytest.approx(base["probabilities"]["other"])
+    assert ShotConfig().min_confidence == load_config(None).shots.min_confidence
