@@ -6,6 +6,9 @@ runs the pipeline (no SOURCE and no ``sources`` in the config: the built-in defa
 process. ``batsight report FILE.jsonl ... --out DIR`` draws the thesis figures from earlier runs.
 ``batsight bench [SOURCE] [--json]`` measures Ultralytics' loop, the model and the pipeline
 (:mod:`engine.tools.bench`).
+``batsight classify PATH... [--layout mediapipe33|coco17] [--aspect W:H]`` classifies keypoint
+sequences (``.npy``) with the ``shot/`` topic's model, one JSON object per line
+(:mod:`engine.shots.classify`).
 Errors are one line on stderr (``--debug`` shows the traceback); exit status 0 success,
 1 runtime failure, 2 bad usage / config, 130 interrupted (a second SIGINT / SIGTERM, or the first
 one while the model is still loading).
@@ -334,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     bench.add_argument("--no-latency", action="store_true", help="skip the paced live-source latency run")
     bench.set_defaults(func=_cmd_bench)
+    from engine.shots.classify import add_classify_parser
+
+    add_classify_parser(sub, common)
     return parser
 
 

@@ -16,12 +16,16 @@ Modules, each usable on its own:
   left-hander is mirrored (x -> W - x, left <-> right labels swapped) so that every feature
   describes the *front* arm in a right-hander's frame (the thesis analyses ``left_wrist`` /
   ``left_shoulder`` of a right-hander).
-* :mod:`~engine.shots.features`: :func:`shot_features`, the classifier's fixed-length feature
-  vector of one segment.
+* :mod:`~engine.shots.features`: :func:`shot_features` / :func:`pose_sequence`, the classifier's
+  inputs of one segment (feature set ``pose_seq_v2``: limb-length-free segment directions, NaN
+  for missing keypoints).
+* :mod:`~engine.shots.augment`: run-time-like augmentation of training sequences.
 * :mod:`~engine.shots.classifier`: :class:`ShotClassifier`, numpy inference of the packaged
-  extremely-randomised-trees model (``engine/data/shot_classifier_v1.json``, produced by
-  ``python -m engine.tools.train_shots``); predictions are averaged over the sequence and its
-  mirror image, so the class does not depend on the (inferred) handedness.
+  model (``engine/data/shot_classifier_v2.json``, produced by ``python -m engine.tools.train_shots``:
+  extremely randomised trees or a temporal CNN, whichever won grouped CV), temperature-calibrated;
+  predictions are averaged over the sequence and its mirror image, so the class does not depend
+  on the (inferred) handedness.
+* :mod:`~engine.shots.classify`: ``batsight classify`` for keypoint files made elsewhere.
 * :mod:`~engine.shots.analyzer`: :class:`ShotAnalyzer`, one per source; ties the above together
   and returns a :class:`ShotResult` per shot; :meth:`engine.messages.Shot.from_result` turns it into the ``shot/``
   wire payload.
@@ -32,8 +36,8 @@ source, called from that source's analytics thread.
 """
 
 from engine.shots.analyzer import ShotAnalyzer, ShotResult
-from engine.shots.classifier import SHOT_CLASSES, ShotClassifier, ShotPrediction
-from engine.shots.features import FEATURE_SET, feature_names, shot_features
+from engine.shots.classifier import SHOT_CLASSES, ShotClassifier, ShotPrediction, softmax
+from engine.shots.features import FEATURE_SET, feature_names, pose_sequence, shot_features
 from engine.shots.handedness import FLIP_INDEX, handedness_cue, infer_handedness, mirror_keypoints, mirrored_name
 from engine.shots.mediapipe import MEDIAPIPE33_TO_COCO17, mediapipe33_to_coco17
 from engine.shots.segmenter import ShotSegment, ShotSegmenter
@@ -55,5 +59,7 @@ __all__ = [
     "mediapipe33_to_coco17",
     "mirror_keypoints",
     "mirrored_name",
+    "pose_sequence",
     "shot_features",
+    "softmax",
 ]

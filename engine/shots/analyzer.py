@@ -117,7 +117,9 @@ class ShotAnalyzer:
       the front arm for both; the published names are the original labels;
     * ``dx``, ``dy`` by :func:`engine.analytics.wrist_offsets` and the whole-segment
       :func:`engine.analytics.fit_wrist_trajectory` at ``shots.fit_degree`` (r quadratic);
-    * the class by :meth:`ShotClassifier.predict_keypoints` (mirror-averaged).
+    * the class by :meth:`ShotClassifier.predict_keypoints` (mirror-averaged, calibrated); a
+      ``pull`` or ``cover_drive`` below ``shots.min_confidence`` is labelled ``other`` with its
+      probabilities kept.
 
     Not thread-safe; one instance per source, called from that source's analytics thread.
     ``update`` never blocks and holds at most a few seconds of frames.
@@ -327,7 +329,9 @@ class ShotAnalyzer:
                 dx[i], dy[i] = wrist_offsets(kp, f.width, f.height, self._wrist, self._shoulder)
         good = np.isfinite(dx) & np.isfinite(dy)
         fit = fit_wrist_trajectory(t[good], dx[good], dy[good], c.fit_degree) if np.count_nonzero(good) >= 2 else None
-        prediction = self._classifier.predict_keypoints(kps, t, confs, self._min_conf) if n else None
+        prediction = (
+            self._classifier.predict_keypoints(kps, t, confs, self._min_conf, c.min_confidence) if n else None
+        )
         result = ShotResult(
             shot_index=self._shots,
             segment=seg,

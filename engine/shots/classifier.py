@@ -1,7 +1,9 @@
-"""Numpy inference of the packaged shot classifier (extremely randomised trees) and its JSON loader.
+"""Numpy inference of the packaged shot classifier and its JSON loader (feature set ``pose_seq_v2``).
 
-The parameter file ``engine/data/shot_classifier_v1.json`` is produced by
-``python -m engine.tools.train_shots``; only numpy is needed at run time.
+The parameter file ``engine/data/shot_classifier_v2.json`` is produced by
+``python -m engine.tools.train_shots``; only numpy is needed at run time. Two model families share
+the format (``model.type``): ``extra_trees`` on :func:`shot_features` and ``temporal_cnn`` on
+:func:`pose_sequence`; the training tool packages the one that wins grouped cross-validation.
 """
 
 from __future__ import annotations
@@ -16,15 +18,27 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ModelError
-from engine.shots.features import FEATURE_SET, feature_names, shot_features
+from engine.shots.features import CHANNELS, FEATURE_SET, SEQUENCE_STEPS, feature_names, pose_sequence, shot_features
 from engine.shots.handedness import FLIP_INDEX, mirror_keypoints
 
-__all__ = ["SHOT_CLASSES", "ShotClassifier", "ShotPrediction"]
+__all__ = ["SHOT_CLASSES", "ShotClassifier", "ShotPrediction", "softmax"]
 
 #: Class names of the shot classifier, in output order.
 SHOT_CLASSES: tuple[str, ...] = ("pull", "cover_drive", "other")
+#: Floor of tree probabilities before the log (a leaf average of exactly 0 stays finite).
+PROB_FLOOR = 1e-3
 
 _FLIP = np.array(FLIP_INDEX)
+_DATA_PACKAGE = "engine"
+_DEFAULT_PARAMS = "data/shot_classifier_v2.json"
+
+
+def softmax(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise ``softmax(scores / temperature)`` of float ``[..., C]``."""
+    z = np.asarray(scores, np.float64) / float(temperature)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 @dataclass(frozen=True)
@@ -32,28 +46,97 @@ class ShotPrediction:
     """A shot's class.
 
     Attributes:
-        label: One of :data:`SHOT_CLASSES`.
-        confidence: Probability of ``label`` in [0, 1] (the largest of ``probabilities``).
-        probabilities: ``{class: probability}`` for every class, summing to 1.
+        label: One of :data:`SHOT_CLASSES`. ``other`` also when the most probable class was
+            ``pull`` or ``cover_drive`` but its probability was below the ``min_confidence`` asked for.
+        confidence: Calibrated probability of ``label`` in [0, 1].
+        probabilities: ``{class: probability}`` for every class, summing to 1 (calibrated; never
+            changed by ``min_confidence``).
+        abstained: ``True`` when ``label`` is ``other`` only because of ``min_confidence``.
     """
 
     label: str
     confidence: float
     probabilities: dict[str, float]
+    abstained: bool = False
 
 
-_DATA_PACKAGE = "engine"
-_DEFAULT_PARAMS = "data/shot_classifier_v1.json"
+def _invalid(source: str, exc: Exception) -> ModelError:
+    return ModelError(f"shot classifier parameters {source} are invalid: {exc.__class__.__name__}: {exc}")
+
+
+def _parse_trees(raw: Any, n_features: int, k: int) -> list[tuple[np.ndarray, ...]]:
+    """Tree node arrays; raises ValueError/KeyError/TypeError on a malformed tree."""
+    trees: list[tuple[np.ndarray, ...]] = []
+    for tree in raw:
+        feat = np.asarray(tree["feature"], dtype=np.int64)
+        thr = np.asarray(tree["threshold"], dtype=np.float64)
+        left = np.asarray(tree["left"], dtype=np.int64)
+        right = np.asarray(tree["right"], dtype=np.int64)
+        miss = np.asarray(tree["missing_left"], dtype=bool)
+        m = feat.shape[0]
+        rows = [[math.nan] * k if v is None else v for v in tree["value"]]
+        value = np.asarray(rows, dtype=np.float64).reshape(len(rows), k)
+        if not (thr.shape == left.shape == right.shape == miss.shape == (m,) and value.shape == (m, k)):
+            msg = f"tree arrays disagree: {m} nodes, value {value.shape}"
+            raise ValueError(msg)
+        inner = feat >= 0
+        if not np.isfinite(value[~inner]).all():
+            msg = "a leaf has no class distribution"
+            raise ValueError(msg)
+        bad_child = (left <= 0) | (left >= m) | (right <= 0) | (right >= m)
+        if (feat >= n_features).any() or (inner & bad_child).any():
+            msg = "tree node index out of range"
+            raise ValueError(msg)
+        trees.append((feat, thr, left, right, miss, value))
+    if not trees:
+        msg = "no trees"
+        raise ValueError(msg)
+    return trees
+
+
+def _parse_cnn(raw: dict[str, Any], k: int) -> dict[str, np.ndarray]:
+    """Temporal CNN weights (see :meth:`ShotClassifier._cnn_scores`); raises ValueError on bad shapes."""
+    c = len(CHANNELS)
+    w = {name: np.asarray(raw[name], dtype=np.float64) for name in
+         ("mean", "std", "conv1_w", "conv1_b", "conv2_w", "conv2_b", "fc_w", "fc_b")}
+    h = w["conv1_w"].shape[0]
+    expected = {"mean": (c,), "std": (c,), "conv1_w": (h, 2 * c, 3), "conv1_b": (h,), "conv2_w": (h, h, 3),
+                "conv2_b": (h,), "fc_w": (k, 2 * h), "fc_b": (k,)}
+    for name, shape in expected.items():
+        if w[name].shape != shape:
+            msg = f"cnn {name} has shape {w[name].shape}, expected {shape}"
+            raise ValueError(msg)
+    return w
+
+
+def _conv1d_relu(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``relu(conv1d(x))`` with kernel 3, padding 1 (as ``torch.nn.Conv1d``): ``[N, Ci, L] -> [N, Co, L]``."""
+    length = x.shape[2]
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1)))
+    win = np.stack([xp[:, :, j : j + length] for j in range(3)], axis=2)  # [N, Ci, 3, L]
+    return np.maximum(np.einsum("ocj,ncjl->nol", weight, win) + bias[None, :, None], 0.0)
 
 
 class ShotClassifier:
-    """Numpy inference of the shot classifier (extremely randomised trees, ``engine.tools.train_shots``).
+    """Numpy inference of the shot classifier (``engine.tools.train_shots``), calibrated.
 
-    The parameter file (JSON) holds ``version``, ``classes``, the ``feature`` definition (name
-    and length), per-feature ``fill`` values (training medians, used for NaN), and ``trees``: each
-    a dict of parallel node arrays ``feature`` (-1 at leaves), ``threshold``, ``left``, ``right``
-    and ``value`` (class probabilities at leaves, ``null`` at inner nodes). A sample goes left when
-    ``x[feature] <= threshold``. The probability is the mean of the leaves' distributions.
+    The parameter file (JSON) holds ``version``, ``classes``, the ``feature`` definition (name and
+    length), ``model.type`` and ``calibration.temperature``, and either
+
+    * optionally ``fine_classes`` (the model's own output classes, e.g. the ten CricShot10 shot
+      types) and ``fine_to_class`` (index into ``classes`` of each): the class probability is the
+      sum of its fine classes' probabilities;
+    * ``trees`` (``extra_trees``): per tree parallel node arrays ``feature`` (-1 at leaves),
+      ``threshold``, ``left``, ``right``, ``missing_left`` (where a NaN feature goes) and
+      ``value`` (class distributions at leaves). A sample goes left when ``x[f] <= threshold``.
+      The fine probabilities are the mean leaf distribution; or
+    * ``cnn`` (``temporal_cnn``): per-channel ``mean`` / ``std``, two kernel-3 ReLU convolutions
+      over time on ``[channels, mask]`` (NaN -> 0 after standardising, mask = measured), mean and
+      max pooling over time, one linear layer -> softmax.
+
+    The score of a class is the log of its probability (floored at :data:`PROB_FLOOR`), and the
+    published probabilities are ``softmax(score / temperature)`` (temperature scaling, Guo et al. 2017,
+    fitted on cross-validation folds' out-of-fold scores).
 
     Args:
         params: The parsed parameter dict.
@@ -68,59 +151,53 @@ class ShotClassifier:
         try:
             self.version = str(params["version"])
             self.classes = tuple(str(c) for c in params["classes"])
-            feature = params["feature"]
-            self.feature_set = str(feature["name"])
-            n_features = int(feature["n_features"])
-            self.fill = np.asarray(params["fill"], dtype=np.float64)
+            self.feature_set = str(params["feature"]["name"])
+            n_features = int(params["feature"]["n_features"])
+            self.model_type = str(params["model"]["type"])
+            self.temperature = float(params.get("calibration", {}).get("temperature", 1.0))
         except (KeyError, TypeError, ValueError) as exc:
-            msg = f"shot classifier parameters {source} are invalid: {exc.__class__.__name__}: {exc}"
-            raise ModelError(msg) from None
+            raise _invalid(source, exc) from None
         if self.classes != SHOT_CLASSES:
             msg = f"shot classifier parameters {source}: classes must be {list(SHOT_CLASSES)}, got {list(self.classes)}"
             raise ModelError(msg)
-        if self.feature_set != FEATURE_SET or n_features != len(feature_names()) or self.fill.shape != (n_features,):
+        want = len(feature_names()) if self.model_type == "extra_trees" else SEQUENCE_STEPS * len(CHANNELS)
+        if self.feature_set != FEATURE_SET or n_features != want:
             msg = (
-                f"shot classifier parameters {source}: feature set must be {FEATURE_SET!r} with "
-                f"{len(feature_names())} features, got {self.feature_set!r} with {n_features} "
-                f"(fill {self.fill.shape})"
+                f"shot classifier parameters {source}: feature set must be {FEATURE_SET!r} with {want} "
+                f"features, got {self.feature_set!r} with {n_features}"
             )
             raise ModelError(msg)
-        try:
-            trees = []
-            for tree in params["trees"]:
-                feat = np.asarray(tree["feature"], dtype=np.int64)
-                thr = np.asarray(tree["threshold"], dtype=np.float64)
-                left = np.asarray(tree["left"], dtype=np.int64)
-                right = np.asarray(tree["right"], dtype=np.int64)
-                m = feat.shape[0]
-                k = len(self.classes)
-                rows = [[math.nan] * k if v is None else v for v in tree["value"]]
-                value = np.asarray(rows, dtype=np.float64).reshape(len(rows), k)
-                if not (thr.shape == left.shape == right.shape == (m,) and value.shape == (m, k)):
-                    msg = f"tree arrays disagree: {m} nodes, value {value.shape}"
-                    raise ValueError(msg)
-                inner = feat >= 0
-                if not np.isfinite(value[~inner]).all():
-                    msg = "a leaf has no class distribution"
-                    raise ValueError(msg)
-                bad_child = (left <= 0) | (left >= m) | (right <= 0) | (right >= m)
-                if (feat >= n_features).any() or (inner & bad_child).any():
-                    msg = "tree node index out of range"
-                    raise ValueError(msg)
-                trees.append((feat, thr, left, right, value))
-        except (KeyError, TypeError, ValueError) as exc:
-            msg = f"shot classifier parameters {source} are invalid: {exc.__class__.__name__}: {exc}"
-            raise ModelError(msg) from None
-        if not trees:
-            msg = f"shot classifier parameters {source}: no trees"
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            msg = f"shot classifier parameters {source}: temperature must be > 0, got {self.temperature}"
             raise ModelError(msg)
+        try:
+            self.fine_classes = tuple(str(c) for c in params.get("fine_classes", self.classes))
+            coarse = [int(i) for i in params.get("fine_to_class", range(len(self.classes)))]
+            if len(coarse) != len(self.fine_classes) or not all(0 <= i < len(self.classes) for i in coarse):
+                msg = f"fine_to_class must map {len(self.fine_classes)} fine classes to 0..{len(self.classes) - 1}"
+                raise ValueError(msg)
+        except (TypeError, ValueError) as exc:
+            raise _invalid(source, exc) from None
+        self._to_coarse = np.eye(len(self.classes))[coarse]  # [K, C]
+        k = len(self.fine_classes)
+        self._trees: list[tuple[np.ndarray, ...]] = []
+        self._cnn: dict[str, np.ndarray] = {}
+        try:
+            if self.model_type == "extra_trees":
+                self._trees = _parse_trees(params["trees"], n_features, k)
+            elif self.model_type == "temporal_cnn":
+                self._cnn = _parse_cnn(params["cnn"], k)
+            else:
+                msg = f"unknown model type {self.model_type!r} (extra_trees, temporal_cnn)"
+                raise ValueError(msg)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _invalid(source, exc) from None
         self.n_features = n_features
-        self._trees = trees
         self.params = params
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> ShotClassifier:
-        """Load a parameter file; ``None`` (or ``""``) loads the packaged ``shot_classifier_v1.json``.
+        """Load a parameter file; ``None`` (or ``""``) loads the packaged ``shot_classifier_v2.json``.
 
         Raises:
             ModelError: missing, unreadable or malformed file; the message names the file.
@@ -131,10 +208,7 @@ class ShotClassifier:
             try:
                 text = ref.read_text(encoding="utf-8")
             except (OSError, ModuleNotFoundError) as exc:
-                msg = (
-                    f"cannot read shot classifier parameters {source}: {exc}; "
-                    "run `python -m engine.tools.train_shots`"
-                )
+                msg = f"cannot read shot classifier parameters {source}: {exc}; run python -m engine.tools.train_shots"
                 raise ModelError(msg) from None
         else:
             source = str(path)
@@ -153,63 +227,126 @@ class ShotClassifier:
             raise ModelError(msg)
         return cls(params, source)
 
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities of feature vectors.
+    # ---------------------------------------------------------------------------------------------
 
-        Args:
-            features: float ``[F]`` or ``[N, F]``; NaN entries are replaced by the training medians.
+    def inputs(
+        self,
+        keypoints_xy: np.ndarray,
+        t_s: np.ndarray | None = None,
+        keypoints_conf: np.ndarray | None = None,
+        min_keypoint_conf: float = 0.3,
+    ) -> np.ndarray | None:
+        """The model's input of one sequence (float64 ``[n_features]``, or ``None`` without 2 torso frames).
 
-        Returns:
-            float64 ``[C]`` or ``[N, C]`` (C = 3), rows summing to 1.
-
-        Raises:
-            ValueError: wrong feature length.
+        :func:`shot_features` for trees, the flattened :func:`pose_sequence` for the CNN; the
+        arguments are those of :func:`engine.shots.features.pose_channels`.
         """
-        x = np.array(features, dtype=np.float64)
-        single = x.ndim == 1
-        x = np.atleast_2d(x)
-        if x.ndim != 2 or x.shape[1] != self.n_features:
-            msg = f"`features` must have shape (N, {self.n_features}) or ({self.n_features},), got {np.shape(features)}"
-            raise ValueError(msg)
-        bad = ~np.isfinite(x)
-        if bad.any():
-            x[bad] = np.broadcast_to(self.fill, x.shape)[bad]
+        if self.model_type == "extra_trees":
+            return shot_features(keypoints_xy, t_s, keypoints_conf, min_keypoint_conf)
+        seq = pose_sequence(keypoints_xy, t_s, keypoints_conf, min_keypoint_conf)
+        return None if seq is None else seq.ravel()
+
+    def _tree_proba(self, x: np.ndarray) -> np.ndarray:
         rows = np.arange(x.shape[0])
-        total = np.zeros((x.shape[0], len(self.classes)), np.float64)
-        for feat, thr, left, right, value in self._trees:
+        total = np.zeros((x.shape[0], len(self.fine_classes)), np.float64)
+        for feat, thr, left, right, miss, value in self._trees:
             node = np.zeros(x.shape[0], np.int64)
             while True:
                 f = feat[node]
                 inner = f >= 0
                 if not inner.any():
                     break
-                go_left = x[rows, np.where(inner, f, 0)] <= thr[node]
+                v = x[rows, np.where(inner, f, 0)]
+                go_left = np.where(np.isnan(v), miss[node], v <= thr[node])
                 node = np.where(inner, np.where(go_left, left[node], right[node]), node)
             total += value[node]
-        total /= total.sum(axis=1, keepdims=True)
-        return total[0] if single else total
+        return total / total.sum(axis=1, keepdims=True)
 
-    def predict(self, features: np.ndarray, mirrored_features: np.ndarray | None = None) -> ShotPrediction:
+    def _cnn_proba(self, x: np.ndarray) -> np.ndarray:
+        w = self._cnn
+        seq = x.reshape(x.shape[0], SEQUENCE_STEPS, len(CHANNELS))
+        mask = np.isfinite(seq)
+        z = np.where(mask, (np.where(mask, seq, 0.0) - w["mean"]) / w["std"], 0.0)
+        h = np.concatenate([z, mask.astype(np.float64)], axis=2).transpose(0, 2, 1)  # [N, 2C, L]
+        h = _conv1d_relu(h, w["conv1_w"], w["conv1_b"])
+        h = _conv1d_relu(h, w["conv2_w"], w["conv2_b"])
+        pooled = np.concatenate([h.mean(axis=2), h.max(axis=2)], axis=1)
+        return softmax(pooled @ w["fc_w"].T + w["fc_b"])
+
+    def fine_proba(self, inputs: np.ndarray) -> np.ndarray:
+        """Uncalibrated probabilities of the fine classes (``fine_classes``: the CricShot10 shot types).
+
+        Args:
+            inputs: float ``[N, F]`` from :meth:`inputs`; NaN = not measured.
+
+        Returns:
+            float64 ``[N, K]``.
+        """
+        x = np.where(np.isinf(inputs), np.nan, np.asarray(inputs, np.float64))
+        return self._tree_proba(x) if self._trees else self._cnn_proba(x)
+
+    def scores(self, inputs: np.ndarray) -> np.ndarray:
+        """Uncalibrated class scores (log-probabilities, floored) of model inputs.
+
+        Args:
+            inputs: float ``[F]`` or ``[N, F]`` from :meth:`inputs`; NaN = not measured.
+
+        Returns:
+            float64 ``[C]`` or ``[N, C]``.
+
+        Raises:
+            ValueError: wrong input length.
+        """
+        x = np.array(inputs, dtype=np.float64)
+        single = x.ndim == 1
+        x = np.atleast_2d(x)
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            msg = f"`features` must have shape (N, {self.n_features}) or ({self.n_features},), got {np.shape(inputs)}"
+            raise ValueError(msg)
+        s = np.log(np.maximum(self.fine_proba(x) @ self._to_coarse, PROB_FLOOR))
+        return s[0] if single else s
+
+    def predict_proba(self, features: np.ndarray, mirrored: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated class probabilities: ``softmax(mean score of the given orientations / T)``.
+
+        Args:
+            features: float ``[F]`` or ``[N, F]`` from :meth:`inputs`.
+            mirrored: The same shots' inputs after :func:`mirror_keypoints`, or ``None``.
+
+        Returns:
+            float64 ``[C]`` or ``[N, C]`` (C = 3), rows summing to 1.
+        """
+        s = self.scores(features)
+        if mirrored is not None:
+            s = 0.5 * (s + self.scores(mirrored))
+        return softmax(s, self.temperature)
+
+    def predict(
+        self, features: np.ndarray, mirrored_features: np.ndarray | None = None, min_confidence: float = 0.0
+    ) -> ShotPrediction:
         """Classify one shot.
 
         Args:
-            features: float ``[F]`` from :func:`shot_features`.
-            mirrored_features: The same shot's features after :func:`mirror_keypoints`; when given,
-                the probabilities are the mean of both, which makes the class independent of the
-                handedness normalisation (the model was trained on both orientations).
+            features: float ``[F]`` from :meth:`inputs`.
+            mirrored_features: The same shot's inputs after :func:`mirror_keypoints`; when given,
+                the scores of both are averaged, so the class does not depend on the handedness
+                normalisation (the model was trained on both orientations).
+            min_confidence: A ``pull`` or ``cover_drive`` below this probability is labelled
+                ``other`` (``abstained``); the probabilities are kept as they are.
 
         Returns:
             The :class:`ShotPrediction`.
         """
-        p = self.predict_proba(features)
-        if mirrored_features is not None:
-            p = 0.5 * (p + self.predict_proba(mirrored_features))
-        p = p / p.sum()
+        p = self.predict_proba(features, mirrored_features)
         k = int(np.argmax(p))
+        label, abstained = self.classes[k], False
+        if label != "other" and p[k] < min_confidence:
+            label, abstained = "other", True
         return ShotPrediction(
-            label=self.classes[k],
-            confidence=float(p[k]),
+            label=label,
+            confidence=float(p[self.classes.index(label)]),
             probabilities={c: float(v) for c, v in zip(self.classes, p, strict=True)},
+            abstained=abstained,
         )
 
     def predict_keypoints(
@@ -218,15 +355,16 @@ class ShotClassifier:
         t_s: np.ndarray | None = None,
         keypoints_conf: np.ndarray | None = None,
         min_keypoint_conf: float = 0.3,
+        min_confidence: float = 0.0,
     ) -> ShotPrediction | None:
-        """Features of the sequence and of its mirror image -> :meth:`predict`.
+        """Inputs of the sequence and of its mirror image -> :meth:`predict`.
 
-        ``keypoints_xy`` must be isotropic (pixels). Returns ``None`` when :func:`shot_features`
-        finds fewer than 2 frames with shoulders and hips.
+        ``keypoints_xy`` ``[T, 17, 2]`` must be isotropic (pixels). Returns ``None`` when fewer than
+        2 frames show shoulders and hips.
         """
-        f = shot_features(keypoints_xy, t_s, keypoints_conf, min_keypoint_conf)
+        f = self.inputs(keypoints_xy, t_s, keypoints_conf, min_keypoint_conf)
         if f is None:
             return None
         conf_m = None if keypoints_conf is None else np.asarray(keypoints_conf)[:, _FLIP]
-        fm = shot_features(mirror_keypoints(keypoints_xy), t_s, conf_m, min_keypoint_conf)
-        return self.predict(f, fm)
+        fm = self.inputs(mirror_keypoints(keypoints_xy), t_s, conf_m, min_keypoint_conf)
+        return self.predict(f, fm, min_confidence)

@@ -1,39 +1,67 @@
-"""The shot classifier's fixed-length feature vector of one segment (feature set ``pose_t4_v1``).
+"""The shot classifier's inputs of one segment (feature set ``pose_seq_v2``).
 
 Keypoints are ``[T, 17, 2]`` COCO keypoints (:mod:`engine.types`) in pixels or any isotropic unit,
-already in the right-hander's frame (:func:`engine.shots.mirror_keypoints`); features are measured
-in *torso lengths* (shoulder midpoint to hip midpoint), so they depend neither on the batter's size
-in the frame nor on the frame's aspect ratio.
+already in the right-hander's frame (:func:`engine.shots.mirror_keypoints`). Each frame becomes
+:data:`CHANNELS` (28 values) that do not depend on limb lengths, so MediaPipe (training) and
+YOLO-pose (run time) skeletons, whose hip-to-ankle over torso ratios differ (1.30 against 1.58,
+issue 10), give the same values for the same posture:
+
+* the unit direction of 12 body segments (torso, shoulder line, hip line, upper arms, forearms,
+  thighs, shins, head) -> 24 channels;
+* the hands (mean of the visible wrists) relative to the shoulder midpoint, in arm lengths
+  (median over the window of upper arm + forearm) -> 2 channels;
+* the ankle gap (left ankle - right ankle) in leg lengths (median thigh + shin) -> 2 channels.
+
+Missing keypoints stay NaN (nothing is filled): a channel is NaN in a frame where one of its
+keypoints is missing, and :func:`shot_features` summarises only the frames where it is measured.
 """
 
 from __future__ import annotations
 
-import math
+import warnings
 
 import numpy as np
 
-from engine.types import COCO_KEYPOINT_NAMES, KEYPOINT_INDEX, NUM_KEYPOINTS, check_array
+from engine.types import KEYPOINT_INDEX, NUM_KEYPOINTS, check_array
 
-__all__ = ["FEATURE_SET", "feature_names", "shot_features"]
+__all__ = ["CHANNELS", "FEATURE_SET", "SEQUENCE_STEPS", "feature_names", "pose_channels", "pose_sequence",
+           "shot_features"]
 
-_LS, _RS = KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_shoulder"]
-_LW = KEYPOINT_INDEX["left_wrist"]
-_LH, _RH = KEYPOINT_INDEX["left_hip"], KEYPOINT_INDEX["right_hip"]
-_NOSE = KEYPOINT_INDEX["nose"]
-_LA, _RA = KEYPOINT_INDEX["left_ankle"], KEYPOINT_INDEX["right_ankle"]
-
-#: Name of the feature definition implemented by :func:`shot_features` (stored in the params file).
-FEATURE_SET = "pose_t4_v1"
+_I = KEYPOINT_INDEX
+_SEGMENTS: tuple[tuple[str, str, str], ...] = (
+    ("shoulders", "left_shoulder", "right_shoulder"),
+    ("hips", "left_hip", "right_hip"),
+    ("left_upper_arm", "left_shoulder", "left_elbow"),
+    ("left_forearm", "left_elbow", "left_wrist"),
+    ("right_upper_arm", "right_shoulder", "right_elbow"),
+    ("right_forearm", "right_elbow", "right_wrist"),
+    ("left_thigh", "left_hip", "left_knee"),
+    ("left_shin", "left_knee", "left_ankle"),
+    ("right_thigh", "right_hip", "right_knee"),
+    ("right_shin", "right_knee", "right_ankle"),
+)
+#: Names of the per-frame channels of :func:`pose_channels`, in order.
+CHANNELS: tuple[str, ...] = (
+    "torso.ux", "torso.uy", "head.ux", "head.uy",
+    *(f"{name}.{a}" for name, _, _ in _SEGMENTS for a in ("ux", "uy")),
+    "hands.x", "hands.y", "ankle_gap.x", "ankle_gap.y",
+)
+#: Name of the feature definition (stored in the parameter file).
+FEATURE_SET = "pose_seq_v2"
+#: Time steps of :func:`pose_sequence` (the temporal CNN's input length).
+SEQUENCE_STEPS = 16
 _N_TIMES = 4
-_ARM_DESCRIPTORS = ("horizontal_span", "vertical_span", "mean_elevation_deg", "peak_r", "peak_r_time")
+_QUANTILES = (0.1, 0.5, 0.9)
+_SCALARS = ("hands_x_range", "hands_y_range", "hands_peak_speed_time", "hands_peak_vel.ux", "hands_peak_vel.uy",
+            "valid_fraction")
 
 
-def feature_names(n_times: int = _N_TIMES) -> list[str]:
+def feature_names() -> list[str]:
     """Names of the :func:`shot_features` vector, in order."""
-    names = [f"{k}.{axis}@{i}" for k in COCO_KEYPOINT_NAMES for axis in ("x", "y") for i in range(n_times)]
-    names += ["ankle_gap_mean", "ankle_gap_max", "nose_height_mean"]
-    names += [f"front_arm.{d}" for d in _ARM_DESCRIPTORS]
-    return names
+    names = [f"{c}@{i}" for i in range(_N_TIMES) for c in CHANNELS]
+    names += [f"{c}.q{int(q * 100)}" for q in _QUANTILES for c in CHANNELS]
+    names += [f"{c}@peak_speed" for c in CHANNELS]
+    return names + list(_SCALARS)
 
 
 def _longest_consistent_run(sh_mid: np.ndarray, torso: np.ndarray, max_jump: float, max_ratio: float) -> np.ndarray:
@@ -57,42 +85,44 @@ def _longest_consistent_run(sh_mid: np.ndarray, torso: np.ndarray, max_jump: flo
     return np.arange(best_start, best_start + best_len)
 
 
-def shot_features(
+def _unit(v: np.ndarray) -> np.ndarray:
+    """Unit vectors of ``[n, 2]`` (NaN where the length is 0 or NaN)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n = np.hypot(v[:, 0], v[:, 1])[:, None]
+        return np.where(n > 0, v / n, np.nan)
+
+
+def _median_length(kp: np.ndarray, chain: tuple[tuple[str, str], ...]) -> float:
+    """Median over frames of the summed lengths of a keypoint chain (NaN when never measured)."""
+    total = np.zeros(kp.shape[0])
+    for a, b in chain:
+        total = total + np.hypot(*(kp[:, _I[b]] - kp[:, _I[a]]).T)
+    total = total[np.isfinite(total) & (total > 0)]
+    return float(np.median(total)) if total.size else float("nan")
+
+
+def pose_channels(
     keypoints_xy: np.ndarray,
     t_s: np.ndarray | None = None,
     keypoints_conf: np.ndarray | None = None,
     min_keypoint_conf: float = 0.3,
-) -> np.ndarray | None:
-    """Fixed-length features of one shot for :class:`ShotClassifier` (feature set ``pose_t4_v1``).
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-frame :data:`CHANNELS` of one person's longest consistent run of frames.
 
-    Give the keypoints already in the right-hander's frame (mirror a left-hander first). Method:
-
-    1. Keypoints with confidence ``< min_keypoint_conf`` are missing (NaN). Frames need both
-       shoulders and both hips; among those, the longest run that looks like one person is kept
-       (see :func:`_longest_consistent_run`: shoulder jump <= 1 torso length, torso change
-       <= 1.6x).
-    2. Every keypoint is taken relative to the hip midpoint and divided by the run's median torso
-       length (shoulder midpoint to hip midpoint), so units are torso lengths, y down.
-    3. Time is normalised to [0, 1] over the run (by ``t_s``, or by frame order when ``t_s`` is
-       ``None``: CricShot10 sequences have no timestamps) and each keypoint's x and y are linearly
-       interpolated at 4 equally spaced times (17 x 2 x 4 = 136 values).
-    4. Summary values: mean and max ankle gap, mean nose height; and the thesis descriptors of the
-       front arm (``left_wrist`` - ``left_shoulder``) in torso lengths: horizontal span, vertical
-       span, mean elevation angle (degrees, ``atan2(-Δy, |Δx|)``), peak r and its normalised time
-       (same definitions as :class:`engine.analytics.WristFit`).
-
-    Features that cannot be measured (a keypoint never visible) are NaN; the classifier fills
-    them with the training medians.
+    Method: keypoints with confidence ``< min_keypoint_conf`` are NaN; frames need both shoulders
+    and both hips; among those, the longest run that looks like one person is kept (shoulder jump
+    <= 1 torso length, torso change <= 1.6x, :func:`_longest_consistent_run`); then the channels
+    of the module docstring. Arm and leg lengths are the medians over both sides and all frames.
 
     Args:
-        keypoints_xy: ``[T, 17, 2]`` x, y in pixels or any *isotropic* unit (same scale on x and y).
-        t_s: ``[T]`` frame times in seconds, non-decreasing, or ``None``.
-        keypoints_conf: ``[T, 17]`` confidences, or ``None`` (all visible).
+        keypoints_xy: ``[T, 17, 2]`` x, y in pixels or any *isotropic* unit, y down.
+        t_s: ``[T]`` frame times in seconds, or ``None`` (frame order, e.g. CricShot10 files).
+        keypoints_conf: ``[T, 17]`` confidences, or ``None`` (finite keypoints are visible).
         min_keypoint_conf: Visibility threshold in [0, 1].
 
     Returns:
-        float64 ``[len(feature_names())]``, or ``None`` when fewer than 2 frames show both
-        shoulders and both hips.
+        ``(channels, t)``: float64 ``[m, 28]`` (NaN where not measurable) and the ``[m]`` times
+        (seconds, or frame indices), or ``None`` when fewer than 2 frames show shoulders and hips.
 
     Raises:
         ValueError: wrong shapes.
@@ -108,8 +138,8 @@ def shot_features(
         t = check_array("t_s", t_s, ("T",), np.float64, convert=True, dims=dims)
     else:
         t = np.arange(n, dtype=np.float64)
-    sh_mid = (kp[:, _LS] + kp[:, _RS]) / 2.0
-    hip_mid = (kp[:, _LH] + kp[:, _RH]) / 2.0
+    sh_mid = (kp[:, _I["left_shoulder"]] + kp[:, _I["right_shoulder"]]) / 2.0
+    hip_mid = (kp[:, _I["left_hip"]] + kp[:, _I["right_hip"]]) / 2.0
     torso = np.hypot(*(sh_mid - hip_mid).T)
     ok = np.isfinite(torso) & (torso > 0) & np.isfinite(t)
     if np.count_nonzero(ok) < 2:
@@ -118,40 +148,124 @@ def shot_features(
     run = _longest_consistent_run(sh_mid, torso, 1.0, 1.6)
     if run.size < 2:
         return None
-    kp, t, hip_mid, torso = kp[run], t[run], hip_mid[run], torso[run]
+    kp, t, sh_mid, hip_mid, torso = kp[run], t[run], sh_mid[run], hip_mid[run], torso[run]
     scale = float(np.median(torso))
-    rel = (kp - hip_mid[:, None, :]) / scale  # [m, 17, 2], torso lengths
+    cols = [_unit(sh_mid - hip_mid), _unit(kp[:, _I["nose"]] - sh_mid)]
+    cols += [_unit(kp[:, _I[b]] - kp[:, _I[a]]) for _, a, b in _SEGMENTS]
+    arm = _mean_finite([_median_length(kp, ((f"{s}_shoulder", f"{s}_elbow"), (f"{s}_elbow", f"{s}_wrist")))
+                        for s in ("left", "right")])
+    leg = _mean_finite([_median_length(kp, ((f"{s}_hip", f"{s}_knee"), (f"{s}_knee", f"{s}_ankle")))
+                        for s in ("left", "right")])
+    arm = arm if np.isfinite(arm) and arm > 0 else 1.2 * scale
+    leg = leg if np.isfinite(leg) and leg > 0 else 1.5 * scale
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        hands = np.nanmean(kp[:, [_I["left_wrist"], _I["right_wrist"]]], axis=1)
+    cols.append((hands - sh_mid) / arm)
+    cols.append((kp[:, _I["left_ankle"]] - kp[:, _I["right_ankle"]]) / leg)
+    return np.concatenate(cols, axis=1), t
+
+
+def _mean_finite(values: list[float]) -> float:
+    v = [x for x in values if np.isfinite(x)]
+    return float(np.mean(v)) if v else float("nan")
+
+
+def _resample(ch: np.ndarray, u: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Linear interpolation of every channel at normalised times ``q`` over its finite samples."""
+    out = np.full((q.size, ch.shape[1]), np.nan)
+    for j in range(ch.shape[1]):
+        good = np.isfinite(ch[:, j])
+        if good.any():
+            out[:, j] = np.interp(q, u[good], ch[good, j])
+    return out
+
+
+def _normalised_time(t: np.ndarray) -> np.ndarray:
     span = float(t[-1] - t[0])
-    u = (t - t[0]) / span if span > 0 else np.linspace(0.0, 1.0, t.shape[0])
-    q = np.linspace(0.0, 1.0, _N_TIMES)
-    out: list[float] = []
-    for k in range(NUM_KEYPOINTS):
-        for axis in (0, 1):
-            v = rel[:, k, axis]
-            good = np.isfinite(v)
-            if np.count_nonzero(good) == 0:
-                out.extend([math.nan] * _N_TIMES)
-            else:
-                out.extend(np.interp(q, u[good], v[good]).tolist())
-    gap = np.hypot(*(rel[:, _LA] - rel[:, _RA]).T)
-    gap = gap[np.isfinite(gap)]
-    nose = rel[:, _NOSE, 1]
-    nose = nose[np.isfinite(nose)]
-    out += [float(gap.mean()) if gap.size else math.nan, float(gap.max()) if gap.size else math.nan]
-    out += [float(-nose.mean()) if nose.size else math.nan]
-    d = rel[:, _LW] - rel[:, _LS]
-    good = np.isfinite(d).all(axis=1)
-    if np.count_nonzero(good):
-        dx, dy, ug = d[good, 0], d[good, 1], u[good]
-        r = np.hypot(dx, dy)
-        peak = int(np.argmax(r))
-        out += [
-            float(dx.max() - dx.min()),
-            float(dy.max() - dy.min()),
-            float(np.degrees(np.arctan2(-dy, np.abs(dx))).mean()),
-            float(r[peak]),
-            float(ug[peak]),
-        ]
-    else:
-        out += [math.nan] * len(_ARM_DESCRIPTORS)
-    return np.asarray(out, dtype=np.float64)
+    return (t - t[0]) / span if span > 0 else np.linspace(0.0, 1.0, t.shape[0])
+
+
+def pose_sequence(
+    keypoints_xy: np.ndarray,
+    t_s: np.ndarray | None = None,
+    keypoints_conf: np.ndarray | None = None,
+    min_keypoint_conf: float = 0.3,
+    steps: int = SEQUENCE_STEPS,
+) -> np.ndarray | None:
+    """:func:`pose_channels` linearly resampled at ``steps`` equally spaced normalised times.
+
+    Returns:
+        float64 ``[steps, 28]`` (NaN for a channel never measured), or ``None`` (see
+        :func:`pose_channels`). Input of the temporal CNN.
+    """
+    res = pose_channels(keypoints_xy, t_s, keypoints_conf, min_keypoint_conf)
+    if res is None:
+        return None
+    ch, t = res
+    return _resample(ch, _normalised_time(t), np.linspace(0.0, 1.0, steps))
+
+
+def shot_features(
+    keypoints_xy: np.ndarray,
+    t_s: np.ndarray | None = None,
+    keypoints_conf: np.ndarray | None = None,
+    min_keypoint_conf: float = 0.3,
+) -> np.ndarray | None:
+    """Fixed-length features of one shot (feature set ``pose_seq_v2``) for the tree model.
+
+    From :func:`pose_channels` over the normalised time ``u`` in [0, 1] of the run:
+
+    1. every channel at 4 equally spaced times (linear interpolation over its measured frames);
+    2. every channel's 10 / 50 / 90 % quantiles over the frames (robust to a window that starts
+       or ends part-way through the stroke);
+    3. every channel at the frame of peak hands speed (the impact phase);
+    4. hands x and y range, normalised time of the peak hands speed, direction (unit vector) of
+       the hands' velocity there, fraction of frames with every channel measured.
+
+    Nothing is filled: a feature whose channel is never measured is NaN (the trees send NaN down
+    a learned side).
+
+    Args:
+        keypoints_xy: ``[T, 17, 2]`` isotropic x, y (see :func:`pose_channels`).
+        t_s: ``[T]`` frame times in seconds, or ``None``.
+        keypoints_conf: ``[T, 17]`` confidences, or ``None``.
+        min_keypoint_conf: Visibility threshold in [0, 1].
+
+    Returns:
+        float64 ``[len(feature_names())]``, or ``None`` when fewer than 2 frames show both
+        shoulders and both hips.
+
+    Raises:
+        ValueError: wrong shapes.
+    """
+    res = pose_channels(keypoints_xy, t_s, keypoints_conf, min_keypoint_conf)
+    if res is None:
+        return None
+    ch, t = res
+    u = _normalised_time(t)
+    parts = [_resample(ch, u, np.linspace(0.0, 1.0, _N_TIMES)).ravel()]
+    with warnings.catch_warnings():  # all-NaN channels give NaN quantiles, as intended
+        warnings.simplefilter("ignore", RuntimeWarning)
+        parts.append(np.nanquantile(ch, _QUANTILES, axis=0).ravel())
+    hands = ch[:, -4:-2]
+    du = np.diff(u)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vel = np.diff(hands, axis=0) / np.where(du > 0, du, np.nan)[:, None]
+    speed = np.hypot(vel[:, 0], vel[:, 1])
+    scalars = [np.nan] * len(_SCALARS)
+    peak_pose = np.full(len(CHANNELS), np.nan)
+    good_h = np.isfinite(hands).all(axis=1)
+    if good_h.any():
+        scalars[0] = float(np.ptp(hands[good_h, 0]))
+        scalars[1] = float(np.ptp(hands[good_h, 1]))
+    if np.isfinite(speed).any():
+        k = int(np.nanargmax(speed))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            peak_pose = np.nanmean(ch[k : k + 2], axis=0)
+        scalars[2] = float(0.5 * (u[k] + u[k + 1]))
+        scalars[3], scalars[4] = (vel[k] / speed[k]).tolist() if speed[k] > 0 else (np.nan, np.nan)
+    scalars[5] = float(np.mean(np.isfinite(ch).all(axis=1)))
+    parts += [peak_pose, np.asarray(scalars, np.float64)]
+    return np.concatenate(parts).astype(np.float64)
