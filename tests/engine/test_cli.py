@@ -9,6 +9,7 @@ the default input with the real model.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import subprocess
@@ -46,8 +47,11 @@ def _one_error_line(stderr: str, fragment: str) -> None:
     assert fragment in errors[0], stderr
 
 
+_INSTALLED_SINKS = sorted({e.name for e in importlib.metadata.entry_points(group="batsight.sinks")})
+
 BAD_USAGE = [
-    (["run", "--sink", "nosuch"], 2, "unknown sink 'nosuch'; available: console, jsonl"),
+    # the installed batsight.sinks entry points, read with importlib.metadata
+    (["run", "--sink", "nosuch"], 2, f"unknown sink 'nosuch'; available: {', '.join(_INSTALLED_SINKS)}"),
     (["run", "--set", "model.imgsz=100"], 2, "model.imgsz: must be a multiple of 32"),
     (["run", "--set", "analytics.wrist=kp9"], 2, "analytics.wrist"),
     (["run", "--config", "nothere.yaml"], 2, "cannot read config file nothere.yaml"),
