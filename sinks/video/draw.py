@@ -98,28 +98,34 @@ class Layout:
     """Where the insets go in a ``w x h`` image: ``(x1, y1, x2, y2)`` pixel rectangles (x2, y2 exclusive).
 
     Attributes:
-        matrix: The 17x17 dependency-matrix inset (top right).
+        matrix: The 17x17 dependency-matrix inset (top right); its cells shrink to fit a small image.
         gauge: The pair-similarity gauge (under the matrix).
         banner: The shot banner (bottom strip, full width).
+        insets: Whether the matrix and gauge fit the image at all (at least 2 px per cell above the
+            banner); a smaller image is drawn without them.
     """
 
     matrix: tuple[int, int, int, int]
     gauge: tuple[int, int, int, int]
     banner: tuple[int, int, int, int]
+    insets: bool = True
 
     @classmethod
     def for_image(cls, image: np.ndarray, style: Style) -> Layout:
         """The layout of a BGR image ``[h, w, 3]`` drawn with ``style``."""
         h, w = image.shape[:2]
-        cell = max(3, round(4.5 * style.unit))
         margin = max(4, round(8 * style.unit))
-        side = 17 * cell
         x2, y1 = w - margin, margin + round(16 * style.unit)  # room for the title above
-        matrix = (x2 - side, y1, x2, y1 + side)
-        gauge_top = matrix[3] + round(18 * style.unit)
-        gauge = (matrix[0], gauge_top, x2, gauge_top + max(6, round(10 * style.unit)))
         banner_h = max(18, round(40 * style.unit))
-        return cls(matrix=matrix, gauge=gauge, banner=(0, h - banner_h, w, h))
+        gauge_gap, gauge_h = round(18 * style.unit), max(6, round(10 * style.unit))
+        # cells of 4.5 units, fewer pixels when the image is too small for that (never past the banner)
+        room = min(x2 - margin, h - banner_h - y1 - gauge_gap - gauge_h - margin)
+        cell = min(max(3, round(4.5 * style.unit)), room // 17)
+        side = 17 * max(cell, 0)
+        matrix = (x2 - side, y1, x2, y1 + side)
+        gauge_top = matrix[3] + gauge_gap
+        gauge = (matrix[0], gauge_top, x2, gauge_top + gauge_h)
+        return cls(matrix=matrix, gauge=gauge, banner=(0, max(0, h - banner_h), w, h), insets=cell >= 2)
 
 
 def frame_scale(pose_size: tuple[int, int], image: np.ndarray) -> tuple[float, float]:
@@ -337,7 +343,7 @@ def annotate(image: np.ndarray, frame: FrameImage, overlay: FrameOverlay) -> np.
         if overlay.fit is not None:
             draw_trail(image, pose, overlay.fit, overlay.trail, style)
         draw_batter(image, pose, style)
-    if overlay.sim is not None:
+    if overlay.sim is not None and layout.insets:
         draw_matrix(image, overlay.sim, layout, style)
         draw_gauge(image, overlay.sim, layout, style)
     if overlay.banner:

@@ -357,3 +357,18 @@ def test_real_nets_clip_frames_times_and_skeleton_colours(tmp_path: Path) -> Non
             checked += 1
     print(f"checked {checked} of {candidates} confident keypoints")
     assert checked >= 150 and checked >= candidates / 4  # the rest overlap another dot or an inset
+
+
+@pytest.mark.parametrize("size", [(16, 9), (51, 90), (101, 57), (120, 68)])
+def test_small_frames_are_written_without_insets_that_do_not_fit(tmp_path: Path, size: tuple[int, int]) -> None:
+    messages = []
+    for i, t in enumerate(PTS_S[:3]):
+        messages += [frame_image("cam1", i, t, size=size), pose("cam1", i, t), similarity("cam1", i, t)]
+    run_sink(VideoSink(out_dir=str(tmp_path / "out")), [messages])
+    frames = decode_video(tmp_path / "out" / "cam1.mp4")
+    assert [round(t, 3) for t, _ in frames] == [round(t, 3) for t in PTS_S[:3]]
+    image = np.zeros((size[1], size[0], 3), np.uint8)
+    layout = Layout.for_image(image, Style.for_image(image))
+    if layout.insets:  # the matrix, when drawn, lies inside the image and above the banner
+        x1, y1, x2, y2 = layout.matrix
+        assert 0 <= x1 < x2 <= size[0] and 0 <= y1 < y2 <= layout.banner[1]
