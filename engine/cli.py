@@ -21,6 +21,7 @@ import logging
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -213,6 +214,25 @@ def run_pipeline(
     return pipeline.summary(), sink_errors
 
 
+def _check_sink_outputs(specs: list[str], sinks: list[SinkPlugin]) -> None:
+    """Refuse two sinks (of any kinds) that would write the same file or folder.
+
+    Paths come from each sink's ``output_paths()`` (``sinks.base.Sink``; a plugin without it writes
+    nothing checkable) and are compared resolved, so ``a.csv`` and ``./a.csv`` are one file.
+
+    Raises:
+        ConfigError: two outputs resolve to the same path (names both sink specs).
+    """
+    owners: dict[Path, str] = {}
+    for spec, sink in zip(specs, sinks, strict=True):
+        paths = getattr(sink, "output_paths", list)()
+        for path in dict.fromkeys(Path(p).expanduser().resolve() for p in paths):
+            if path in owners:
+                msg = f"sinks {owners[path]!r} and {spec!r} would both write {str(path)!r}"
+                raise ConfigError(msg)
+            owners[path] = spec
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     config = load_config(args.config, overrides)
@@ -227,6 +247,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             msg = f"sink {spec!r} is given twice (also as {seen[key]!r}): two sinks would write the same output"
             raise ConfigError(msg)
         seen[key] = spec
+    _check_sink_outputs(sink_specs, [sink for _, sink in sinks])
+    for spec, (_, sink) in zip(sink_specs, sinks, strict=True):
+        if getattr(sink, "needs_frames", False) and config.publisher.frames == "off":
+            log.warning("sink %r draws on the video, but publisher.frames is off: it gets no frames", spec)
     summary, sink_errors = run_pipeline(
         config, sinks, progress=config.progress and not args.no_progress, install_signals=True
     )

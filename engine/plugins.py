@@ -36,8 +36,8 @@ class SinkPlugin(Protocol):
     The full contract (lifecycle, threads, options) is ``sinks.base.Sink``, which the engine may not
     import; this protocol names the methods :mod:`engine.cli` calls, with ``Sink``'s signatures, so
     :func:`load` can check a sink plugin before it is used. A runtime-checkable protocol can check
-    only methods, so the data attributes the command line reads (``writes_stdout``,
-    ``primary_option``, ``user_option_values``) are read with ``getattr`` and a default.
+    only methods, so the attributes the command line reads (``writes_stdout``, ``primary_option``,
+    ``user_option_values``, ``needs_frames``, ``output_paths()``) are read with ``getattr`` and a default.
     """
 
     @classmethod

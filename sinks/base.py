@@ -12,6 +12,7 @@ import logging
 import re
 from abc import ABC, abstractmethod
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, ClassVar
 
 from engine.errors import SinkError, SinkOptionError
@@ -86,6 +87,13 @@ class Sink(ABC):
         the ``batsight.sinks`` entry point registered for its class, else its class name.
         """
         return self._plugin_name or _registered_name(type(self)) or type(self).__name__
+
+    def output_paths(self) -> list[Path]:
+        """Files and folders the sink writes (as given, not resolved); ``[]`` for none (the default).
+
+        The command line refuses two sinks whose outputs are the same path, whatever the sinks.
+        """
+        return []
 
     @property
     def writes_stdout(self) -> bool:

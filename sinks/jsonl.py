@@ -40,6 +40,10 @@ class JsonlSink(Sink):
         self._file: IO[str] | None = None
         self._owns_file = False
 
+    def output_paths(self) -> list[Path]:
+        """The jsonl file (``[]`` for standard output)."""
+        return [] if self.path == "-" else [Path(self.path)]
+
     @property
     def writes_stdout(self) -> bool:
         """``True`` for ``path="-"``."""

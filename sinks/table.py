@@ -141,6 +141,10 @@ class CsvSink(Sink):
         #: Rows written so far: ``{"frames": n, "shots": m}``.
         self.rows = {"frames": 0, "shots": 0}
 
+    def output_paths(self) -> list[Path]:
+        """The batter-frame file and the shots file."""
+        return [self.path, self.shots_path]
+
     def open(self) -> None:
         """Create (or truncate) both files and write the shots file's header.
 

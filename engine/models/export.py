@@ -84,12 +84,13 @@ def check_runtime(backend: str, device: str) -> None:
     if backend not in EXPORT_FORMATS:
         msg = f"backend must be one of {', '.join(EXPORT_FORMATS)}, got {backend!r}"
         raise ExportError(msg)
+    if backend == "tensorrt" and not device.startswith("cuda"):  # first: installing a package would not help
+        msg = f"model.backend=tensorrt needs a CUDA device, got model.device resolved to {device!r}"
+        raise ExportError(msg)
     missing = [name for name in RUNTIME_PACKAGES[backend] if importlib.util.find_spec(name) is None]
     if missing:
-        msg = f"model.backend={backend} needs the {' and '.join(missing)} package ({_INSTALL_HINT[backend]})"
-        raise ExportError(msg)
-    if backend == "tensorrt" and not device.startswith("cuda"):
-        msg = f"model.backend=tensorrt needs a CUDA device, got model.device resolved to {device!r}"
+        noun = "package" if len(missing) == 1 else "packages"
+        msg = f"model.backend={backend} needs the {' and '.join(missing)} {noun} ({_INSTALL_HINT[backend]})"
         raise ExportError(msg)
 
 

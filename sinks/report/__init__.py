@@ -139,6 +139,10 @@ class ReportSink(Sink):
             dpi=dpi,
         )
 
+    def output_paths(self) -> list[Path]:
+        """The figures folder."""
+        return [self.out_dir]
+
     def open(self) -> None:
         """Create the output folder and check the video paths.
 

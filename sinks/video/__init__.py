@@ -200,6 +200,10 @@ class VideoSink(Sink):
         self._used: set[Path] = set()
         self._open = False
 
+    def output_paths(self) -> list[Path]:
+        """The output folder (one ``<source_id>.mp4`` per source inside)."""
+        return [self.out_dir]
+
     def open(self) -> None:
         """Create the output folder and check that a file can be written in it.
 

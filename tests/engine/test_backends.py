@@ -155,3 +155,10 @@ def test_a_missing_runtime_falls_back_to_pytorch_with_one_warning(tmp_path, monk
     assert "batsight_no_such_runtime" in warnings[0].getMessage()
     assert len(model.infer([np.zeros((64, 64, 3), np.uint8)])) == 1
     assert not list(tmp_path.iterdir())  # nothing half-exported left behind
+
+
+def test_tensorrt_on_cpu_names_the_missing_gpu_not_a_package():
+    from engine.models.export import ExportError, check_runtime
+
+    with pytest.raises(ExportError, match=r"^model.backend=tensorrt needs a CUDA device, got .*'cpu'$"):
+        check_runtime("tensorrt", "cpu")  # tensorrt is not installed here either: the device is what to fix

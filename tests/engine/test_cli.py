@@ -394,3 +394,30 @@ def test_a_failing_sink_still_gets_the_run_summary(cli, fake_model):
     assert "batsight: 4 frames in" in result.stdout  # the sources finished: their summary is printed
     _one_error_line(result.stderr, "sink jsonl: ")
     assert "No space left on device" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("sinks", "shared"),
+    [
+        (["csv:a.csv", "jsonl:./a.csv"], "a.csv"),  # two kinds of sink, one file written differently
+        (["csv:a.csv", "csv:path=a_shots.csv"], "a_shots.csv"),  # the first one's derived shots file
+        (["video:out", "report:out_dir=./out"], "out"),  # two folders that are one
+    ],
+)
+def test_two_sinks_that_would_write_one_path_are_refused(cli, tmp_path, monkeypatch, sinks, shared):
+    monkeypatch.chdir(tmp_path)
+    args = [arg for spec in sinks for arg in ("--sink", spec)]
+    result = cli("run", "--no-progress", *args, *ANY)
+    assert result.returncode == 2, result.stderr
+    _one_error_line(result.stderr, f"would both write {str(tmp_path / shared)!r}")
+    assert not list(tmp_path.iterdir())  # refused before anything was opened
+
+
+def test_a_sink_that_draws_on_video_warns_when_frames_are_off(cli, fake_model, tmp_path):
+    out = tmp_path / "video"
+    result = cli("run", "--no-progress", "--sink", f"video:{out}", "--set", "publisher.frames=off",
+                 "--set", "source.default_frames=3", *ANY, *FAKE)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "publisher.frames is off" in line]
+    assert len(warnings) == 1 and f"video:{out}" in warnings[0]
+    assert not list(out.glob("*.mp4"))  # what the warning announced: no frames, no video
