@@ -175,3 +175,14 @@ function qString(name, fallback) {
   const v = QUERY.get(name);
   return v == null || v === "" ? fallback : v;
 }
+// A CSS colour from the query: "#ff0000", "ff0000" (the "#" is easily lost in a URL), "red",
+// "rgba(...)"; anything else falls back, with a console warning naming the option.
+function qColor(name, fallback) {
+  let v = qString(name, fallback);
+  if (/^[0-9a-f]{3,8}$/i.test(v)) v = "#" + v;
+  if (v !== "" && !CSS.supports("color", v)) {
+    console.warn("batsight: option " + name + "=" + QUERY.get(name) + " is not a CSS colour; using " + fallback);
+    return fallback;
+  }
+  return v;
+}

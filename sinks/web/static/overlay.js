@@ -6,9 +6,9 @@ const WIDTH = Math.round(qNumber("width", 1920));
 const HEIGHT = Math.round(qNumber("height", 1080));
 const ELEMENTS = new Set(qString("elements", "skeleton,label,status").split(",").map((s) => s.trim()));
 const STYLE = {
-  color: qString("color", "#00e5ff"),
-  jointColor: qString("joint_color", ""),
-  outline: qString("outline", "rgba(0,0,0,0.55)"),
+  color: qColor("color", "#00e5ff"),
+  jointColor: qColor("joint_color", ""),
+  outline: QUERY.get("outline") === "none" ? "none" : qColor("outline", "rgba(0,0,0,0.55)"),
   lineWidth: qNumber("line_width", Math.max(2, Math.round(HEIGHT / 180))),
   jointRadius: qNumber("joint_radius", Math.max(3, Math.round(HEIGHT / 135))),
   minConf: qNumber("min_conf", 0.3),
@@ -20,6 +20,10 @@ const LABEL_POS = qString("label_pos", "bottom-left");
 const LABEL_PX = qNumber("label_px", Math.round(HEIGHT / 20));
 const PREVIEW = QUERY.get("preview") === "1"; // draw the video under the overlay (checking alignment)
 let source = QUERY.get("source");
+// Without ?source=, follow the first source seen running (a live pose, not the replayed state of a
+// source that has ended), and the next one when it ends.
+const FOLLOW_ANY = source == null;
+const ended = new Set();
 const frames = new Map(); // preview: frame_index -> decoded frame
 
 const canvas = document.getElementById("overlay");
@@ -31,8 +35,8 @@ const ctx = canvas.getContext("2d");
 
 const label = document.getElementById("label");
 label.style.fontSize = LABEL_PX + "px";
-label.style.color = qString("label_color", "#ffffff");
-label.style.background = qString("label_bg", "rgba(200,16,46,0.92)");
+label.style.color = qColor("label_color", "#ffffff");
+label.style.background = qColor("label_bg", "rgba(200,16,46,0.92)");
 const margin = Math.round(HEIGHT / 18) + "px";
 label.style[LABEL_POS.startsWith("top") ? "top" : "bottom"] = margin;
 label.style[LABEL_POS.endsWith("right") ? "right" : "left"] = margin;
@@ -65,12 +69,19 @@ function showLabel(shot) {
 
 function onMessage(m) {
   if (m.kind === "health") return;
-  if (source == null) source = m.source_id;
+  if (m.kind === "eos") ended.add(m.source_id);
+  if (source == null && m.kind === "pose" && !m.replay && !ended.has(m.source_id)) {
+    source = m.source_id;
+    window.batsight.followed = source;
+  }
   if (m.source_id !== source) return;
   if (m.kind === "frame") decodePreview(m);
   else if (m.kind === "pose") pose = m;
   else if (m.kind === "shot" && !m.replay) showLabel(m);
-  else if (m.kind === "eos") pose = { clear: true };
+  else if (m.kind === "eos") {
+    pose = { clear: true };
+    if (FOLLOW_ANY) source = null;
+  }
 }
 
 function decodePreview(m) {
