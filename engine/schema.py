@@ -221,9 +221,15 @@ def _plain_to_dataclass(path: str, value: Any, cls: type) -> Any:
     return cls(**{n: value[n] for n in names})
 
 
+@cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints(cls)``, once per class (it costs ~0.7 ms a call, every frame otherwise)."""
+    return typing.get_type_hints(cls)
+
+
 def validate_header_dataclass(obj: Any) -> None:
     """Type-check (and widen ints to floats in) every field of a header-only dataclass."""
-    hints = typing.get_type_hints(type(obj))
+    hints = _type_hints(type(obj))
     for f in fields(obj):
         value = getattr(obj, f.name)
         checked = _check_value(f.name, value, hints[f.name])
