@@ -225,7 +225,7 @@ def _check_sink_outputs(specs: list[str], sinks: list[SinkPlugin]) -> None:
     """
     owners: dict[Path, str] = {}
     for spec, sink in zip(specs, sinks, strict=True):
-        paths = getattr(sink, "output_paths", list)()
+        paths: list[str | Path] = getattr(sink, "output_paths", list)()
         for path in dict.fromkeys(Path(p).expanduser().resolve() for p in paths):
             if path in owners:
                 msg = f"sinks {owners[path]!r} and {spec!r} would both write {str(path)!r}"

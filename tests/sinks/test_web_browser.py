@@ -150,9 +150,17 @@ def live(browser, web_site: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         out["frames_seen"] = coach.evaluate("window.batsight.counts.frame || 0")
         out["video_png"] = coach.locator("#video").screenshot()
         # overlay: one drawn skeleton, held while screenshotting
-        overlay.wait_for_function("(window.batsight.draws.skeleton || 0) >= 3", timeout=WAIT_MS)
-        overlay.evaluate("window.batsight.pause()")
-        out["overlay_drawn"] = overlay.evaluate("window.batsight.lastDrawn")
+        # (a frame without a batter, or the end, clears the canvas: pause on a drawn skeleton)
+        for _ in range(50):
+            drawn_so_far = overlay.evaluate("window.batsight.draws.skeleton || 0")
+            overlay.wait_for_function(
+                f"(window.batsight.draws.skeleton || 0) >= {max(3, drawn_so_far + 1)}", timeout=WAIT_MS
+            )
+            overlay.evaluate("window.batsight.pause()")
+            out["overlay_drawn"] = overlay.evaluate("window.batsight.lastDrawn")
+            if out["overlay_drawn"] is not None:
+                break
+            overlay.evaluate("window.batsight.resume()")
         out["overlay_label_box"] = overlay.evaluate(_LABEL_BOX)
         out["overlay_png"] = overlay.screenshot(omit_background=True)
         overlay.evaluate("window.batsight.resume()")

@@ -106,6 +106,7 @@ function frame() {
   const p = pose;
   pose = null;
   ctx.clearRect(0, 0, WIDTH, HEIGHT);
+  window.batsight.lastDrawn = null; // what the canvas shows now: nothing, until a skeleton is drawn below
   if (p.clear) return;
   const map = mapping(p);
   if (PREVIEW && frames.size) {
