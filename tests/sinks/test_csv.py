@@ -8,18 +8,14 @@ csv row with the ``pose/``, ``sim/`` and ``fit/`` lines of the jsonl.
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 import math
-import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from engine import plugins
 from engine.errors import SinkError, SinkOptionError
 from engine.messages import FitStats, Shot, Similarity, from_json_dict
 from engine.testing import make_eos, make_fit, make_health, make_pose
@@ -254,29 +250,10 @@ def test_write_needs_open_and_close_is_idempotent(tmp_path: Path) -> None:
     sink.close()
 
 
-# --- the sink registered as ``csv`` (the entry point the lead adds to pyproject.toml) -------------
+# --- the sink as the CLI finds it (the ``csv`` entry point in pyproject.toml) -------------------
 
 
-@pytest.fixture
-def csv_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """``csv = sinks.table:CsvSink`` in ``batsight.sinks`` for one test (a dist-info on ``sys.path``)."""
-    site = tmp_path_factory.mktemp("csv_site")
-    dist_info = site / "batsight_csv_test-0.1.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: batsight-csv-test\nVersion: 0.1\n")
-    (dist_info / "entry_points.txt").write_text("[batsight.sinks]\ncsv = sinks.table:CsvSink\n")
-    sys.path.insert(0, str(site))
-    importlib.invalidate_caches()
-    plugins.refresh()
-    try:
-        yield
-    finally:
-        sys.path.remove(str(site))
-        importlib.invalidate_caches()
-        plugins.refresh()
-
-
-def test_sink_spec_forms(csv_plugin: None) -> None:
+def test_sink_spec_forms() -> None:
     assert parse_sink_spec("csv:out.csv") == ("csv", {"path": "out.csv"})
     assert parse_sink_spec("csv:path=a.csv,shots_path=b.csv") == ("csv", {"path": "a.csv", "shots_path": "b.csv"})
 
@@ -289,7 +266,7 @@ def _close(a: str, b: float) -> bool:
 
 
 def test_real_clip_rows_match_the_jsonl_messages(
-    csv_plugin: None, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clip = shared_file("clips/cricket/cover_drive_01.mp4")  # 26 frames, batter in all, one shot
     monkeypatch.chdir(tmp_path)

@@ -11,7 +11,6 @@ the default crf 23), while footage, skin and the grey background have margins fa
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +19,6 @@ import cv2
 import numpy as np
 import pytest
 
-from engine import plugins
 from engine.config import ModelConfig, PublisherConfig, SourceConfig
 from engine.errors import SinkError, SinkOptionError
 from engine.messages import FrameImage, Pose, Shot, Similarity
@@ -49,27 +47,6 @@ JPEG_W, JPEG_H = 320, 240
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def video_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """``video`` registered in ``batsight.sinks`` for one test (a dist-info on ``sys.path``).
-
-    The entry point ``video = "sinks.video:VideoSink"`` belongs in pyproject.toml; this makes the
-    test independent of whether the installed metadata has it yet.
-    """
-    site = tmp_path / "site"
-    dist_info = site / "batsight_video_sink-0.1.dist-info"
-    dist_info.mkdir(parents=True)
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: batsight-video-sink\nVersion: 0.1\n")
-    (dist_info / "entry_points.txt").write_text("[batsight.sinks]\nvideo = sinks.video:VideoSink\n")
-    monkeypatch.syspath_prepend(str(site))
-    plugins.refresh()
-    try:
-        yield
-    finally:
-        monkeypatch.undo()
-        plugins.refresh()
 
 
 def frame_image(
@@ -288,7 +265,7 @@ def test_needs_frames() -> None:
 
 
 def test_batsight_sink_video_connect(
-    tmp_path: Path, video_plugin: None, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``batsight sink video --connect EP --path DIR`` (the generic runtime) writes the file and exits at the stop."""
     with Publisher(PublisherConfig(endpoint=ANY_PORT, linger_ms=500)) as publisher:
