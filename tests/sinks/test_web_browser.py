@@ -59,21 +59,10 @@ def browser():
             chromium.close()
 
 
-@pytest.fixture(scope="module")
-def web_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder whose dist-info registers ``web = sinks.web:WebSink`` (until the checkout's own metadata does)."""
-    site = tmp_path_factory.mktemp("web_sink_site")
-    dist_info = site / "batsight_web_test-0.1.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: batsight-web-test\nVersion: 0.1\n")
-    (dist_info / "entry_points.txt").write_text("[batsight.sinks]\nweb = sinks.web:WebSink\n")
-    return site
-
-
 class _Engine:
     """``batsight run CLIP --sink web:port=0`` in a subprocess; stderr read on a thread until the URL line."""
 
-    def __init__(self, clip: Path, endpoint: str, site: Path, cwd: Path) -> None:
+    def __init__(self, clip: Path, endpoint: str, cwd: Path) -> None:
         self.lines: list[str] = []
         self.url_seen = threading.Event()
         self.process = subprocess.Popen(
@@ -82,7 +71,7 @@ class _Engine:
                 "--set", f"publisher.endpoint={endpoint}", "--set", "publisher.min_subscribers=1",
                 "--set", "publisher.wait_subscribers_s=120", "--set", "model.imgsz=320",
             ],
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=cwd, env=subprocess_env(site),
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=cwd, env=subprocess_env(),
         )
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -113,10 +102,10 @@ class _Engine:
         self.reader.join(10)
 
 
-def _start_engine(clip: Path, site: Path, cwd: Path) -> tuple[_Engine, str]:
+def _start_engine(clip: Path, cwd: Path) -> tuple[_Engine, str]:
     for _ in range(5):
         endpoint = free_endpoint()
-        engine = _Engine(clip, endpoint, site, cwd)
+        engine = _Engine(clip, endpoint, cwd)
         assert engine.url_seen.wait(180), "the web sink printed no URL"
         if engine.base_url is not None:
             return engine, endpoint
@@ -127,10 +116,10 @@ def _start_engine(clip: Path, site: Path, cwd: Path) -> tuple[_Engine, str]:
 
 
 @pytest.fixture(scope="module")
-def live(browser, web_site: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def live(browser, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Run the clip with both pages open; what the pages showed, and what the engine published."""
     clip = shared_file(CLIP)
-    engine, endpoint = _start_engine(clip, web_site, tmp_path_factory.mktemp("web_run"))
+    engine, endpoint = _start_engine(clip, tmp_path_factory.mktemp("web_run"))
     out: dict = {"stderr": engine.lines}
     coach = browser.new_page(viewport={"width": 1600, "height": 1000})
     overlay = browser.new_page(viewport={"width": OVERLAY_W, "height": OVERLAY_H})
@@ -149,18 +138,15 @@ def live(browser, web_site: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         out["later"] = _coach_panels(coach)
         out["frames_seen"] = coach.evaluate("window.batsight.counts.frame || 0")
         out["video_png"] = coach.locator("#video").screenshot()
-        # overlay: one drawn skeleton, held while screenshotting
-        # (a frame without a batter, or the end, clears the canvas: pause on a drawn skeleton)
-        for _ in range(50):
-            drawn_so_far = overlay.evaluate("window.batsight.draws.skeleton || 0")
-            overlay.wait_for_function(
-                f"(window.batsight.draws.skeleton || 0) >= {max(3, drawn_so_far + 1)}", timeout=WAIT_MS
-            )
-            overlay.evaluate("window.batsight.pause()")
-            out["overlay_drawn"] = overlay.evaluate("window.batsight.lastDrawn")
-            if out["overlay_drawn"] is not None:
-                break
-            overlay.evaluate("window.batsight.resume()")
+        # overlay: one drawn skeleton, held while screenshotting. A frame without a batter, or the end,
+        # clears the canvas, so pause in the same page task that sees a drawn skeleton (the predicate
+        # runs on the page's main thread, between its animation frames)
+        overlay.wait_for_function(
+            "(() => { const b = window.batsight;"
+            " if ((b.draws.skeleton || 0) >= 3 && b.lastDrawn) { b.pause(); return true; } return false; })()",
+            timeout=WAIT_MS,
+        )
+        out["overlay_drawn"] = overlay.evaluate("window.batsight.lastDrawn")
         out["overlay_label_box"] = overlay.evaluate(_LABEL_BOX)
         out["overlay_png"] = overlay.screenshot(omit_background=True)
         overlay.evaluate("window.batsight.resume()")
