@@ -130,15 +130,8 @@ def live(browser, tmp_path_factory: pytest.TempPathFactory) -> dict:
         for page in (coach, overlay):
             page.wait_for_function("window.batsight.connects >= 1", timeout=WAIT_MS)
         collector = Collector(endpoint)  # the engine waited for this subscriber: frames start now
-        # coach: the first drawn state, held (pause) while screenshotting, then a later one
-        coach.wait_for_function("(window.batsight.draws.matrix || 0) >= 2 && (window.batsight.draws.traj || 0) >= 2",
-                                timeout=WAIT_MS)
-        out["early"] = _coach_panels(coach)
-        coach.wait_for_function(f"window.batsight.counts.sim >= {out['early']['sims'] + 15}", timeout=WAIT_MS)
-        out["later"] = _coach_panels(coach)
-        out["frames_seen"] = coach.evaluate("window.batsight.counts.frame || 0")
-        out["video_png"] = coach.locator("#video").screenshot()
-        # overlay: one drawn skeleton, held while screenshotting. A frame without a batter, or the end,
+        # overlay first, while the clip is surely still running (its end clears the canvas): one drawn
+        # skeleton, held while screenshotting. A frame without a batter, or the end,
         # clears the canvas, so pause in the same page task that sees a drawn skeleton (the predicate
         # runs on the page's main thread, between its animation frames)
         overlay.wait_for_function(
@@ -150,6 +143,14 @@ def live(browser, tmp_path_factory: pytest.TempPathFactory) -> dict:
         out["overlay_label_box"] = overlay.evaluate(_LABEL_BOX)
         out["overlay_png"] = overlay.screenshot(omit_background=True)
         overlay.evaluate("window.batsight.resume()")
+        # coach: the first drawn state, held (pause) while screenshotting, then a later one
+        coach.wait_for_function("(window.batsight.draws.matrix || 0) >= 2 && (window.batsight.draws.traj || 0) >= 2",
+                                timeout=WAIT_MS)
+        out["early"] = _coach_panels(coach)
+        coach.wait_for_function(f"window.batsight.counts.sim >= {out['early']['sims'] + 15}", timeout=WAIT_MS)
+        out["later"] = _coach_panels(coach)
+        out["frames_seen"] = coach.evaluate("window.batsight.counts.frame || 0")
+        out["video_png"] = coach.locator("#video").screenshot()
         # the shot's label on the overlay and in the coach's list
         overlay.wait_for_function("(window.batsight.labelShown || 0) >= 1", timeout=WAIT_MS)
         out["label_text"] = overlay.locator("#label").text_content()
