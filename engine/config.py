@@ -222,6 +222,10 @@ class BatterConfig(_Strict):
     scene_cut_threshold: float = Field(
         27.0, ge=0.0, description="camera-cut detector threshold (PySceneDetect ContentDetector), 0 = off"
     )
+    layout_cut_threshold: float = Field(
+        0.25, ge=0.0, le=2.0,
+        description="camera cut by layout (1 - correlation of 32x32 grey thumbnails, with an edge change), 0 = off",
+    )
 
 
 class AnalyticsConfig(_Strict):

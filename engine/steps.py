@@ -73,7 +73,9 @@ class SourceState:
         self.stats = SourceStats(source.source_id, source.total_frames)
         self.selector = BatterSelector(config.batter)
         threshold = config.batter.scene_cut_threshold
-        self.cut_detector = SceneCutDetector(threshold) if threshold else None
+        self.cut_detector = (
+            SceneCutDetector(threshold, layout_threshold=config.batter.layout_cut_threshold) if threshold else None
+        )
         self.analytics = SourceAnalytics(config.analytics, config.batter.min_keypoint_conf)
         self.shots = (
             ShotAnalyzer(config.shots, config.analytics, config.batter.min_keypoint_conf, classifier=classifier)
