@@ -219,6 +219,18 @@ class BatterConfig(_Strict):
     ema_alpha: float = Field(0.3, gt=0.0, le=1.0, description="weight of the newest frame in a track's score")
     switch_ratio: float = Field(1.5, ge=1.0, description="a challenger must score this many times the batter")
     min_keypoint_conf: float = Field(0.3, ge=0.0, le=1.0, description="keypoints below this are invalid")
+    facing_weight: float = Field(
+        0.75, ge=0.0, le=1.0, description="weight of the visible face (facing a front-on camera) in the batter score"
+    )
+    grip_weight: float = Field(
+        0.5, ge=0.0, le=1.0, description="weight of both hands together (holding a bat) in the batter score"
+    )
+    far_end_weight: float = Field(
+        0.7, ge=0.0, le=1.0, description="weight of standing higher in the picture (the far end of the pitch)"
+    )
+    handover_iou: float = Field(
+        0.5, gt=0.0, le=1.0, description="a box overlapping the missing batter's last box this much keeps its id"
+    )
     scene_cut_threshold: float = Field(
         27.0, ge=0.0, description="camera-cut detector threshold (PySceneDetect ContentDetector), 0 = off"
     )

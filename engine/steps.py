@@ -122,7 +122,7 @@ class SourceState:
             self.tracker.reset()
             self.selector.reset()
         persons = self.tracker.update(persons)
-        batter = self.selector.update(persons, frame.width, frame.height)
+        persons, batter = self.selector.update(persons, frame.width, frame.height)
         return PoseResult(
             frame=frame,
             persons=persons,

@@ -6,13 +6,13 @@ per source so that batches mixing several cameras never share track state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from engine.config import BatterConfig
 from engine.models.ultralytics_pose import configure_ultralytics_offline
-from engine.types import Persons
+from engine.types import KEYPOINT_INDEX, Persons
 
 
 class _Detections:
@@ -67,23 +67,68 @@ class PersonTracker:
         self._id_offset = self._max_id
 
 
-def batter_scores(persons: Persons, width: int, height: int, min_keypoint_conf: float) -> np.ndarray:
+#: COCO indices of the face keypoints (nose, left_eye, right_eye): seen when a person faces the camera.
+_FACE = [KEYPOINT_INDEX["nose"], KEYPOINT_INDEX["left_eye"], KEYPOINT_INDEX["right_eye"]]
+_SHOULDERS = [KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_shoulder"]]
+_HIPS = [KEYPOINT_INDEX["left_hip"], KEYPOINT_INDEX["right_hip"]]
+_WRISTS = [KEYPOINT_INDEX["left_wrist"], KEYPOINT_INDEX["right_wrist"]]
+
+
+def hands_together(persons: Persons, min_keypoint_conf: float) -> np.ndarray:
+    """How surely each person holds something with both hands (a bat), ``float64 [N]`` in [0, 1].
+
+    ``d`` = wrist-to-wrist distance over torso length (shoulder midpoint to hip midpoint, pixels
+    over pixels): 1 for ``d <= 0.5`` (a batter's grip, in stance and through the swing), falling
+    linearly to 0 at ``d >= 1.5`` (arms apart: a bowler, an umpire, a fielder). 0.5 (unknown)
+    where a wrist, shoulder or hip is below ``min_keypoint_conf``.
+    """
+    kxy = persons.keypoints_xy.astype(np.float64)
+    needed = _SHOULDERS + _HIPS + _WRISTS
+    known = (persons.keypoints_conf[:, needed] >= min_keypoint_conf).all(axis=1)
+    torso = np.linalg.norm(kxy[:, _SHOULDERS].mean(axis=1) - kxy[:, _HIPS].mean(axis=1), axis=1)
+    d = np.linalg.norm(kxy[:, _WRISTS[0]] - kxy[:, _WRISTS[1]], axis=1) / np.maximum(torso, 1e-6)
+    return np.where(known & (torso > 0), np.clip(1.5 - d, 0.0, 1.0), 0.5)
+
+
+def batter_scores(persons: Persons, width: int, height: int, config: BatterConfig) -> np.ndarray:
     """Instantaneous batter score per person, ``float64 [N]`` in [0, 1].
 
-    score = detection conf x sqrt(box area / frame area) x centrality x visible-keypoint fraction,
-    centrality = exp(-r² / (2 x 0.25²)) with r the box centre's distance from the frame centre in
-    frame-normalised units. Nets and broadcast cameras frame the batter large and central.
+    score = conf x sqrt(relative height) x centrality x visible x facing x grip x far end, with
+
+    - relative height: box height over the tallest box of the frame (the batter is framed large
+      in a close-up and is rarely much smaller than the others in a wide view; absolute size would
+      favour the umpire and the non-striker, nearer the camera);
+    - centrality = exp(-cx² / (2 x 0.25²)), cx the box centre's horizontal offset from the frame
+      centre in frame widths (nets and broadcast cameras keep the pitch, and so the striker, on the
+      vertical centre line; how high the striker stands in the picture depends on the zoom);
+    - visible: fraction of keypoints at or above ``config.min_keypoint_conf``;
+    - facing = 1 - w_f + w_f x (mean confidence of nose and eyes), ``w_f = config.facing_weight``:
+      a front-on camera (the broadcast view from the bowler's end, a nets phone behind the bowler)
+      sees the striker's and the keeper's faces and the backs of the umpire, the bowler and the
+      non-striker (face confidence 0.47-0.83 for the striker, 0.04-0.2 for them on the shared clips);
+    - grip = 1 - w_g + w_g x :func:`hands_together`, ``w_g = config.grip_weight``: the striker
+      holds the bat with both hands, the keeper's and fielders' hands are apart;
+    - far end = 1 - w_e x (box bottom / frame height), ``w_e = config.far_end_weight``: a
+      front-on camera looks down the pitch, so the striker stands at the far end, higher in the
+      picture than the bowler, the umpire and the non-striker at the near end (in a close-up the
+      striker is the only whole person, so this factor rarely matters there).
+
+    Every factor is in [0, 1]; the product ranks the persons of one frame, and its moving average
+    (:class:`BatterSelector`) ranks tracks over time.
     """
     if len(persons) == 0:
         return np.zeros((0,), np.float64)
     xyxy = persons.xyxy.astype(np.float64)
-    w = np.clip(xyxy[:, 2] - xyxy[:, 0], 0, None) / width
-    h = np.clip(xyxy[:, 3] - xyxy[:, 1], 0, None) / height
+    h = np.clip(xyxy[:, 3] - xyxy[:, 1], 0, None)
+    relative_height = h / max(float(h.max()), 1e-6)
     cx = (xyxy[:, 0] + xyxy[:, 2]) / (2 * width) - 0.5
-    cy = (xyxy[:, 1] + xyxy[:, 3]) / (2 * height) - 0.5
-    centrality = np.exp(-(cx**2 + cy**2) / (2 * 0.25**2))
-    visible = (persons.keypoints_conf >= min_keypoint_conf).mean(axis=1)
-    return persons.conf.astype(np.float64) * np.sqrt(w * h) * centrality * visible
+    centrality = np.exp(-(cx**2) / (2 * 0.25**2))
+    conf = persons.keypoints_conf
+    visible = (conf >= config.min_keypoint_conf).mean(axis=1)
+    facing = 1 - config.facing_weight + config.facing_weight * conf[:, _FACE].astype(np.float64).mean(axis=1)
+    grip = 1 - config.grip_weight + config.grip_weight * hands_together(persons, config.min_keypoint_conf)
+    far_end = 1 - config.far_end_weight * np.clip(xyxy[:, 3] / height, 0.0, 1.0)
+    return persons.conf.astype(np.float64) * np.sqrt(relative_height) * centrality * visible * facing * grip * far_end
 
 
 @dataclass
@@ -95,6 +140,12 @@ class BatterSelector:
     The current batter is kept while visible unless another track's average exceeds
     ``switch_ratio`` times the batter's. When no tracked person is visible, the best untracked
     detection of the frame is used, so a batter is still reported while ByteTrack confirms tracks.
+
+    Stable identity: when the batter's track is missing from a frame and another box (a new track
+    id, or an untracked detection) overlaps the batter's last box with IoU >= ``handover_iou``, that
+    box is taken as the batter and relabelled with the batter's track id. ByteTrack sometimes
+    starts a second track on the same person (a second detector box that includes the bat): without
+    this the published id flickers ``1 -> 15 -> 1`` for a frame (``nets_mixed_01.mp4``, IoU 0.82).
     """
 
     config: BatterConfig
@@ -103,11 +154,24 @@ class BatterSelector:
     _ema: dict[int, float] = field(default_factory=dict)
     _last_seen: dict[int, int] = field(default_factory=dict)
     _frame: int = 0
+    _batter_xyxy: np.ndarray | None = None
 
-    def update(self, persons: Persons, width: int, height: int) -> int | None:
-        """Return the index into ``persons`` of the batter for this frame, or ``None`` (nobody)."""
+    def update(self, persons: Persons, width: int, height: int) -> tuple[Persons, int | None]:
+        """Choose the batter of this frame.
+
+        Args:
+            persons: The frame's persons with ByteTrack ids (``-1`` = untracked).
+            width: Frame width, pixels.
+            height: Frame height, pixels.
+
+        Returns:
+            ``(persons, index)``: the persons with the batter's ``track_id`` kept stable (see the
+            class docstring; other ids unchanged), and the index of the batter, or ``None``
+            (nobody in the frame).
+        """
         self._frame += 1
-        scores = batter_scores(persons, width, height, self.config.min_keypoint_conf)
+        persons = self._hand_over(persons)
+        scores = batter_scores(persons, width, height, self.config)
         alpha = self.config.ema_alpha
         present: dict[int, int] = {}
         for i, tid in enumerate(persons.track_id.tolist()):
@@ -118,6 +182,7 @@ class BatterSelector:
             self._last_seen[tid] = self._frame
         for tid in [t for t, seen in self._last_seen.items() if self._frame - seen > self.forget_frames]:
             del self._last_seen[tid], self._ema[tid]
+        index: int | None = None
         if present:
             best = max(present, key=lambda t: self._ema[t])
             current = self.batter_track_id
@@ -125,14 +190,32 @@ class BatterSelector:
                 self._ema[best] > self.config.switch_ratio * self._ema[current]
             ):
                 current = self.batter_track_id = best
-            return present[current]
-        if len(persons):
-            return int(np.argmax(scores))
-        return None
+            index = present[current]
+        elif len(persons):
+            index = int(np.argmax(scores))
+        if index is not None:
+            self._batter_xyxy = persons.xyxy[index].astype(np.float64)
+        return persons, index
+
+    def _hand_over(self, persons: Persons) -> Persons:
+        """Relabel the box that continues the missing batter's track with the batter's id."""
+        batter = self.batter_track_id
+        if batter is None or self._batter_xyxy is None or len(persons) == 0 or batter in persons.track_id:
+            return persons
+        from ultralytics.utils.metrics import bbox_ioa
+
+        iou = bbox_ioa(self._batter_xyxy[None], persons.xyxy.astype(np.float64), iou=True)[0]
+        j = int(np.argmax(iou))
+        if iou[j] < self.config.handover_iou:
+            return persons
+        track_id = persons.track_id.copy()
+        track_id[j] = batter
+        return replace(persons, track_id=track_id)
 
     def reset(self) -> None:
         """Forget the batter and every track's score."""
         self.batter_track_id = None
+        self._batter_xyxy = None
         self._ema.clear()
         self._last_seen.clear()
         self._frame = 0

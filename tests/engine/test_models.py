@@ -12,7 +12,7 @@ import pytest
 from engine.config import BatterConfig, ModelConfig
 from engine.errors import ModelError
 from engine.models.ultralytics_pose import UltralyticsPose, resolve_weights
-from engine.tracking import BatterSelector, PersonTracker, batter_scores
+from engine.tracking import BatterSelector, PersonTracker
 from engine.types import COCO_OKS_SIGMAS, NUM_KEYPOINTS, Persons
 from tests.conftest import shared_file
 
@@ -111,31 +111,21 @@ def _persons(boxes: list[list[float]], track_ids: list[int], conf: float = 0.9) 
     )
 
 
-def test_batter_score_prefers_large_central_people():
-    persons = _persons([[280, 140, 360, 340], [0, 0, 40, 100]], [1, 2])
-    scores = batter_scores(persons, 640, 480, 0.3)
-    w, h = 80 / 640, 200 / 480
-    cx, cy = 320 / 640 - 0.5, 240 / 480 - 0.5
-    expected0 = 0.9 * np.sqrt(w * h) * np.exp(-(cx**2 + cy**2) / (2 * 0.25**2))
-    assert scores[0] == pytest.approx(expected0, rel=1e-5)
-    assert scores[0] > 5 * scores[1]
-
-
 def test_batter_selection_is_stable_and_switches_only_on_clear_evidence():
     selector = BatterSelector(BatterConfig(ema_alpha=0.3, switch_ratio=1.5))
     batter_box, other_box = [280, 140, 360, 340], [200, 150, 270, 330]
     for _ in range(10):
-        idx = selector.update(_persons([other_box, batter_box], [7, 3]), 640, 480)
+        _, idx = selector.update(_persons([other_box, batter_box], [7, 3]), 640, 480)
         assert idx == 1 and selector.batter_track_id == 3
     # the other person becomes slightly larger for a few frames: no switch
     bigger = [190, 140, 275, 340]
     for _ in range(3):
-        assert selector.update(_persons([bigger, batter_box], [7, 3]), 640, 480) == 1
+        assert selector.update(_persons([bigger, batter_box], [7, 3]), 640, 480)[1] == 1
     # the batter leaves: the other track becomes the batter; untracked-only frames fall back to the best box
-    assert selector.update(_persons([other_box], [7]), 640, 480) == 0
+    assert selector.update(_persons([other_box], [7]), 640, 480)[1] == 0
     assert selector.batter_track_id == 7
-    assert selector.update(_persons([[0, 0, 10, 10], batter_box], [-1, -1]), 640, 480) == 1
-    assert selector.update(Persons.empty(), 640, 480) is None
+    assert selector.update(_persons([[0, 0, 10, 10], batter_box], [-1, -1]), 640, 480)[1] == 1
+    assert selector.update(Persons.empty(), 640, 480)[1] is None
 
 
 def test_tracker_keeps_ids_for_a_moving_person():
