@@ -114,7 +114,14 @@ def batter_scores(persons: Persons, width: int, height: int, config: BatterConfi
       striker is the only whole person, so this factor rarely matters there).
 
     Every factor is in [0, 1]; the product ranks the persons of one frame, and its moving average
-    (:class:`BatterSelector`) ranks tracks over time.
+    (:class:`BatterSelector`) ranks tracks over time. The factors and weights are this project's
+    own, chosen by looking at the shared broadcast and nets clips (README "Batter").
+
+    Args:
+        persons: The frame's persons (boxes and keypoints in frame pixels).
+        width: Frame width, pixels.
+        height: Frame height, pixels.
+        config: ``min_keypoint_conf`` and the factor weights.
     """
     if len(persons) == 0:
         return np.zeros((0,), np.float64)
@@ -202,6 +209,7 @@ class BatterSelector:
         batter = self.batter_track_id
         if batter is None or self._batter_xyxy is None or len(persons) == 0 or batter in persons.track_id:
             return persons
+        configure_ultralytics_offline()
         from ultralytics.utils.metrics import bbox_ioa
 
         iou = bbox_ioa(self._batter_xyxy[None], persons.xyxy.astype(np.float64), iou=True)[0]
