@@ -40,7 +40,7 @@ __all__ = [
 
 #: How much larger than the continuum limit :func:`fit_degree_cap` lets a fit's Lebesgue constant be.
 #: The limit is the same degree's fit to evenly spread data with no gaps (the L2 Legendre
-#: projection: 1.67 for degree 1, 3.29 for 5, 4.56 for 10), so a short or gappy segment is never
+#: projection: 1.67 for degree 1, 3.30 for 5, 4.60 for 10), so a short or gappy segment is never
 #: fitted less stably than a long one. For evenly spaced times this allows degree 3 for 5 points,
 #: 7 for 10, 9 for 15 and 10 from 20 points on: about ``2 sqrt(n)``, the classical limit for stable
 #: least-squares polynomial fits on equispaced points (Rakhmanov, Ann. Math. 165, 2007).
@@ -327,15 +327,16 @@ def fit_wrist_trajectory(
 
     # Same arithmetic as Legendre.fit: mapdomain(x, [t0, t1], [-1, 1]) then polyutils._fit.
     u = np.polynomial.polyutils.mapdomain(t, np.array([t0, t1]), np.array([-1.0, 1.0]))
-    van = _leg.legvander(u, deg_xy)  # [n, deg_xy + 1]
+    van_all = _leg.legvander(u, max(deg_xy, deg_r))  # [n, max degree + 1]
     rcond = n * np.finfo(np.float64).eps
-    scl = np.sqrt(np.square(van).sum(axis=0))
-    scl[scl == 0] = 1.0
+    scl_all = np.sqrt(np.square(van_all).sum(axis=0))
+    scl_all[scl_all == 0] = 1.0
+    van, scl = van_all[:, : deg_xy + 1], scl_all[: deg_xy + 1]
     xy = np.stack([x_rel, y_rel], axis=1)  # [n, 2]
     c_xy = np.linalg.lstsq(van / scl, xy, rcond)[0] / scl[:, None]
     r = np.hypot(x_rel, y_rel)
-    van_r = van[:, : deg_r + 1]
-    c_r = np.linalg.lstsq(van_r / scl[: deg_r + 1], r, rcond)[0] / scl[: deg_r + 1]
+    van_r = van_all[:, : deg_r + 1]
+    c_r = np.linalg.lstsq(van_r / scl_all[: deg_r + 1], r, rcond)[0] / scl_all[: deg_r + 1]
 
     res_xy = xy - van @ c_xy
     rms_xy = np.sqrt(np.mean(np.square(res_xy), axis=0))
