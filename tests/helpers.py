@@ -396,7 +396,7 @@ def run_cli(argv: Sequence[str], capsys: pytest.CaptureFixture[str]) -> CliResul
 
 
 def _lebesgue_by_numpy(u: np.ndarray, degree: int, grid: np.ndarray) -> float:
-    """max over ``grid`` of sum_i |l_i(x)|: ``legfit`` of each unit vector is the fit's ``l_i`` at ``u``."""
+    """Largest over ``grid`` of sum_i |l_i(x)|: ``legfit`` of each unit vector is the fit's ``l_i`` at ``u``."""
     coef = np.polynomial.legendre.legfit(u, np.eye(u.shape[0]), degree)  # [degree + 1, n]
     return float(np.abs(np.polynomial.legendre.legval(grid, coef)).sum(axis=0).max())
 

@@ -35,8 +35,8 @@ def shots(tmp_path_factory) -> list[dict]:
 
     def attempt(endpoint: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "engine.cli", "run", str(clip), "--no-progress", "--sink", f"jsonl:{tmp / 'out.jsonl'}",
-             "--set", f"publisher.endpoint={endpoint}"],
+            [sys.executable, "-m", "engine.cli", "run", str(clip), "--no-progress",
+             "--sink", f"jsonl:{tmp / 'out.jsonl'}", "--set", f"publisher.endpoint={endpoint}"],
             capture_output=True, text=True, timeout=600, cwd=tmp, env=subprocess_env(),
         )
 
