@@ -50,7 +50,8 @@ class ShotResult:
         dy: float64 ``[n]`` same for y / frame height (y down).
         pair_similarity: float32 ``[n]`` heatmap similarity of the front arm's ``wrist`` /
             ``shoulder`` pair per frame (the mirrored pair given to :meth:`ShotAnalyzer.update` for
-            a left-hander), NaN where missing.
+            a left-hander), NaN where missing (also on frames replayed from before the person
+            became the batter: no heatmaps were computed for them).
         fit: Whole-segment :class:`engine.analytics.WristFit` of the finite ``(t_s, dx, dy)``
             points, or ``None`` with fewer than 2 distinct times.
         prediction: The :class:`ShotPrediction`, or ``None`` when no frame shows shoulders and hips.
