@@ -152,7 +152,8 @@ def fit_degree_cap(t_s: np.ndarray, degree: int, max_ratio: float = MAX_LEBESGUE
     that swings far outside its points between and beyond them (Runge's phenomenon), and uneven
     spacing (dropped frames, gaps without keypoints) lowers the degree where it must. For evenly
     spaced times this is about ``2 sqrt(n)`` (see :data:`MAX_LEBESGUE_RATIO`). Cost
-    ``O(257 n d)`` per tried degree.
+    ``O(257 n d)`` per tried degree, memoised for the 256 latest point layouts (a rolling window
+    at a steady frame rate repeats its layout).
 
     Args:
         t_s: float ``[n]`` point times, seconds (any order, repeats allowed), at least 2 distinct.
@@ -176,8 +177,15 @@ def fit_degree_cap(t_s: np.ndarray, degree: int, max_ratio: float = MAX_LEBESGUE
         msg = f"`t_s` must hold at least 2 distinct finite times, got {t.shape[0]} distinct"
         raise ValueError(msg)
     u = np.polynomial.polyutils.mapdomain(t, t[[0, -1]], np.array([-1.0, 1.0]))
-    n = t.shape[0]
-    for d in range(min(int(degree), n - 1 if n < 3 else n - 2), 1, -1):
+    # A rolling window at a steady frame rate maps to the same points frame after frame: memoise.
+    return _degree_cap(np.round(u, 9).tobytes(), int(degree), float(max_ratio))
+
+
+@functools.lru_cache(maxsize=256)
+def _degree_cap(u_bytes: bytes, degree: int, max_ratio: float) -> int:
+    u = np.frombuffer(u_bytes, np.float64)
+    n = u.shape[0]
+    for d in range(min(degree, n - 1 if n < 3 else n - 2), 1, -1):
         if lebesgue_constant(u, d) <= max_ratio * continuum_lebesgue_constant(d):
             return d
     return 1
