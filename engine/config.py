@@ -286,7 +286,7 @@ class ShotConfig(_Strict):
     smooth_s: float = Field(0.2, ge=0, description="speed = net displacement over this window, seconds")
     start_hold_s: float = Field(0.05, ge=0, description="speed must stay >= start_speed this long, seconds")
     end_hold_s: float = Field(0.3, ge=0, description="speed must stay < end_speed this long to end, seconds")
-    pre_roll_s: float = Field(0.3, ge=0, description="time kept before the motion start, seconds")
+    pre_roll_s: float = Field(0.5, ge=0, description="time kept before the motion start (backlift), seconds")
     post_roll_s: float = Field(0.2, ge=0, description="time kept after the motion end, seconds")
     min_duration_s: float = Field(0.15, ge=0, description="shorter motions (without padding) are discarded, s")
     max_duration_s: float = Field(4.0, gt=0, description="a longer motion is cut here, seconds")

@@ -254,7 +254,8 @@ class Fit(Message):
         dx, dy: This frame's wrist - shoulder offset, frame widths / heights.
         n_points: Points fitted (>= 2).
         t_start_s, t_end_s: Fit domain, seconds of ``pts_s``.
-        degree_xy: Degree of the Δx, Δy fits, ``min(10, n_points - 1)``.
+        degree_xy: Degree of the Δx, Δy fits: ``analytics.fit_degree`` capped by
+            :func:`engine.analytics.fit_degree_cap` for the window's points.
         stats: Residuals and descriptors (:class:`FitStats`).
         dx_coef, dy_coef: float64 ``[degree_xy + 1]`` Legendre coefficients.
         r_coef: float64 ``[<= 3]`` Legendre coefficients of r(t).

@@ -144,7 +144,8 @@ class SourceState:
         if frame.timeline_break or result.scene_cut:  # rolling windows restart where the timeline
             self.analytics.reset_window()  # broke or the camera cut to another view
             if self.shots is not None:  # a shot cannot span the break: end it here
-                self._add_shot(out, self.shots.flush())
+                while (done := self.shots.flush()) is not None:
+                    self._add_shot(out, done)
                 self.shots.reset()
         self.stats.frames_out += 1
         update = None
@@ -170,7 +171,11 @@ class SourceState:
                 frame.height,
                 None if sim is None else float(sim[front]),
                 None if sim is None else float(sim[other]),
+                track_id=None if b is None else int(result.persons.track_id[b]),
             )
+            persons = result.persons
+            self.shots.observe(frame.pts_s, frame.frame_index, persons.track_id, persons.keypoints_xy,
+                               persons.keypoints_conf, frame.width, frame.height)
             self._add_shot(out, shot)
         return out
 
@@ -185,7 +190,8 @@ class SourceState:
         """
         out: list[Message] = []
         if self.shots is not None and flush_shot:
-            self._add_shot(out, self.shots.flush())
+            while (done := self.shots.flush()) is not None:
+                self._add_shot(out, done)
         stats = self.stats
         stats.ended = True
         stats.error = None if error is None else str(error)

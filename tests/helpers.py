@@ -390,3 +390,38 @@ def run_cli(argv: Sequence[str], capsys: pytest.CaptureFixture[str]) -> CliResul
             signal.signal(signum, handler)
     out, err = capsys.readouterr()
     return CliResult(status, out, err)
+
+
+# --- fit degree ---------------------------------------------------------------------------------
+
+
+def _lebesgue_by_numpy(u: np.ndarray, degree: int, grid: np.ndarray) -> float:
+    """Largest over ``grid`` of sum_i |l_i(x)|: ``legfit`` of each unit vector is the fit's ``l_i`` at ``u``."""
+    coef = np.polynomial.legendre.legfit(u, np.eye(u.shape[0]), degree)  # [degree + 1, n]
+    return float(np.abs(np.polynomial.legendre.legval(grid, coef)).sum(axis=0).max())
+
+
+def reference_fit_degree(t_s: np.ndarray, degree: int = 10, ratio: float = 1.1) -> int:
+    """The README's degree rule recomputed with ``numpy.polynomial.legendre.legfit`` (not the engine).
+
+    Largest ``d <= min(degree, n - 2)`` (``n - 1`` for two points) whose least-squares fit at the
+    distinct times has a Lebesgue constant at most ``ratio`` times the same degree's on 801 evenly
+    spaced points; 1 when none.
+    """
+    t = np.unique(np.asarray(t_s, np.float64))
+    u = 2.0 * (t - t[0]) / (t[-1] - t[0]) - 1.0
+    grid = np.linspace(-1.0, 1.0, 1001)
+    n = t.shape[0]
+    for d in range(min(degree, n - 1 if n < 3 else n - 2), 1, -1):
+        if _lebesgue_by_numpy(u, d, grid) <= ratio * _continuum_lebesgue(d):
+            return d
+    return 1
+
+
+_CONTINUUM: dict[int, float] = {}
+
+
+def _continuum_lebesgue(degree: int) -> float:
+    if degree not in _CONTINUUM:
+        _CONTINUUM[degree] = _lebesgue_by_numpy(np.linspace(-1.0, 1.0, 801), degree, np.linspace(-1.0, 1.0, 401))
+    return _CONTINUUM[degree]

@@ -20,7 +20,7 @@ import pytest
 import zmq
 
 from tests.conftest import REPO_ROOT, shared_file
-from tests.helpers import port_taken, retry_if_port_taken, subprocess_env
+from tests.helpers import port_taken, reference_fit_degree, retry_if_port_taken, subprocess_env
 
 CLIP_FRAMES = 272
 OKS_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10
@@ -235,7 +235,7 @@ def test_fit_coefficients_reproduce_numpy_polynomial_fits(real_run):
         dy = np.array([p[3] for p in window])
         assert fit["n_points"] == len(t)
         assert fit["dx"] == pytest.approx(dx[-1], abs=1e-6)
-        degree = min(10, len(t) - 1)
+        degree = reference_fit_degree(t, 10)
         assert fit["degree_xy"] == degree
         cases = (("dx_coef", dx, degree), ("dy_coef", dy, degree), ("r_coef", np.hypot(dx, dy), min(2, len(t) - 1)))
         for name, y, deg in cases:
@@ -280,7 +280,7 @@ def test_the_cover_drive_is_segmented_and_classified(real_run):
         assert 0 < shot["confidence"] <= 1 and sum(shot["probabilities"].values()) == pytest.approx(1, abs=1e-6)
         t, dx, dy = (shot["_arrays"][k] for k in ("t_s", "dx", "dy"))
         ok = np.isfinite(dx) & np.isfinite(dy)
-        degree = min(10, int(ok.sum()) - 1)
+        degree = reference_fit_degree(t[ok], 10)
         assert shot["degree_xy"] == degree
         ref = np.polynomial.Legendre.fit(t[ok], dx[ok], degree, domain=[t[ok].min(), t[ok].max()])
         np.testing.assert_allclose(shot["_arrays"]["dx_coef"], ref.coef, rtol=1e-5, atol=1e-7)

@@ -15,8 +15,9 @@ Modules, each usable on its own:
   rendered heatmaps :func:`rendered_similarity_matrix`.
 * :mod:`~engine.analytics.rolling`: :class:`RollingMean` over a time window and since the start.
 * :mod:`~engine.analytics.fits`: :func:`wrist_offsets`, :func:`fit_wrist_trajectory`,
-  :class:`RollingWristFit` (thesis §6.2: Δx(t), Δy(t) degree-10 fits, r(t) quadratic, Legendre
-  basis on the window mapped to [-1, 1]).
+  :class:`RollingWristFit` (thesis §6.2: Δx(t), Δy(t) fits of degree up to 10, capped by
+  :func:`fit_degree_cap` for the points at hand, r(t) quadratic, Legendre basis on the window
+  mapped to [-1, 1]).
 * :mod:`~engine.analytics.source`: :class:`SourceAnalytics` ties them together for one source,
   ``update(PoseResult) -> AnalyticsUpdate``.
 
@@ -26,7 +27,7 @@ thread-safe: one :class:`SourceAnalytics` per source, called from one thread.
 
 from __future__ import annotations
 
-from engine.analytics.fits import RollingWristFit, WristFit, fit_wrist_trajectory, wrist_offsets
+from engine.analytics.fits import RollingWristFit, WristFit, fit_degree_cap, fit_wrist_trajectory, wrist_offsets
 from engine.analytics.heatmaps import render_heatmaps, spatial_softmax
 from engine.analytics.rolling import RollingMean
 from engine.analytics.similarity import (
@@ -48,6 +49,7 @@ __all__ = [
     "cosine_similarity_matrix",
     "dependency_matrices",
     "dependency_matrix",
+    "fit_degree_cap",
     "fit_wrist_trajectory",
     "render_heatmaps",
     "rendered_similarity_matrix",

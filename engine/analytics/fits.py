@@ -4,7 +4,8 @@ Conventions (see :mod:`engine.types`): ``_norm`` / offset quantities are divided
 / height; times are seconds on the source's PTS timeline (``pts_s``).
 
 * :func:`wrist_offsets`: Δx, Δy of the wrist relative to the shoulder in one frame.
-* :func:`fit_wrist_trajectory` -> :class:`WristFit`: Δx(t), Δy(t) degree-10 fits and r(t)
+* :func:`fit_wrist_trajectory` -> :class:`WristFit`: Δx(t), Δy(t) fits of degree up to 10 (capped
+  by :func:`fit_degree_cap` so that few points are never interpolated by a swinging curve) and r(t)
   quadratic, in a Legendre basis on the window mapped to [-1, 1].
 * :class:`RollingWristFit`: the fit over a sliding time window, refitted on every point.
 
@@ -13,6 +14,7 @@ Only numpy is used; nothing here is thread-safe (one instance per source, called
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -24,7 +26,27 @@ from numpy.polynomial import legendre as _leg
 from engine.analytics.rolling import check_pts_s, check_window_s
 from engine.types import KEYPOINT_INDEX, NUM_KEYPOINTS, check_array
 
-__all__ = ["RollingWristFit", "WristFit", "fit_wrist_trajectory", "keypoint_index", "wrist_offsets"]
+__all__ = [
+    "MAX_LEBESGUE_RATIO",
+    "RollingWristFit",
+    "WristFit",
+    "continuum_lebesgue_constant",
+    "fit_degree_cap",
+    "fit_wrist_trajectory",
+    "keypoint_index",
+    "lebesgue_constant",
+    "wrist_offsets",
+]
+
+#: How much larger than the continuum limit :func:`fit_degree_cap` lets a fit's Lebesgue constant be.
+#: The limit is the same degree's fit to evenly spread data with no gaps (the L2 Legendre
+#: projection: 1.67 for degree 1, 3.30 for 5, 4.60 for 10), so a short or gappy segment is never
+#: fitted less stably than a long one. For evenly spaced times this allows degree 3 for 5 points,
+#: 7 for 10, 9 for 15 and 10 from 20 points on: about ``2 sqrt(n)``, the classical limit for stable
+#: least-squares polynomial fits on equispaced points (Rakhmanov, Ann. Math. 165, 2007).
+MAX_LEBESGUE_RATIO = 1.1
+
+_LEBESGUE_GRID = np.linspace(-1.0, 1.0, 257)
 
 
 def keypoint_index(name: str, what: str) -> int:
@@ -78,6 +100,95 @@ def wrist_offsets(
 def _readonly(a: np.ndarray) -> np.ndarray:
     a.setflags(write=False)
     return a
+
+
+def lebesgue_constant(u: np.ndarray, degree: int) -> float:
+    """Lebesgue constant of the degree-``degree`` least-squares polynomial fit at the points ``u``.
+
+    The fit is linear in the data, ``p(x) = sum_i l_i(x) y_i``; its Lebesgue constant is
+    ``max over x in [-1, 1] of sum_i |l_i(x)|`` (Trefethen, *Approximation Theory and Approximation
+    Practice*, ch. 15, for interpolation; the same operator norm for least squares). Since the fit
+    reproduces constants, ``|p(x) - m| <= constant * max_i |y_i - m|`` for every ``m``: with ``m``
+    the middle of the data's range, the curve leaves that range by at most
+    ``(constant - 1) / 2`` of its span. Evaluated on 257 evenly spaced ``x``.
+
+    Args:
+        u: float ``[n]`` point positions in [-1, 1] (the fit's mapped times), at least
+            ``degree + 1`` distinct.
+        degree: Polynomial degree, >= 0.
+
+    Returns:
+        The constant (>= 1 up to rounding); ``inf`` when the points cannot determine the degree.
+    """
+    van = _leg.legvander(np.asarray(u, np.float64), degree)  # [n, degree + 1]
+    scl = np.sqrt(np.square(van).sum(axis=0))
+    scl[scl == 0] = 1.0
+    # pinv(V) = pinv(V / scl) / scl: the column scaling of Legendre.fit, for conditioning.
+    u_svd, s_svd, vt_svd = np.linalg.svd(van / scl, full_matrices=False)
+    if s_svd[-1] <= van.shape[0] * np.finfo(np.float64).eps * s_svd[0]:
+        return math.inf
+    pinv = (vt_svd.T / s_svd) @ u_svd.T / scl[:, None]  # [degree + 1, n]
+    weights = _leg.legvander(_LEBESGUE_GRID, degree) @ pinv  # [257, n]: l_i at each grid x
+    return float(np.abs(weights).sum(axis=1).max())
+
+
+@functools.cache
+def continuum_lebesgue_constant(degree: int) -> float:
+    """Lebesgue constant of the degree-``degree`` least-squares fit to evenly spread data on [-1, 1].
+
+    The limit of :func:`lebesgue_constant` for many evenly spaced points (the L2 projection onto
+    Legendre polynomials), computed once per degree with 2001 points.
+    """
+    return lebesgue_constant(np.linspace(-1.0, 1.0, 2001), degree)
+
+
+def fit_degree_cap(t_s: np.ndarray, degree: int, max_ratio: float = MAX_LEBESGUE_RATIO) -> int:
+    """Largest degree ``<= degree`` whose least-squares fit at the times ``t_s`` stays honest.
+
+    Rule: the largest ``d <= min(degree, n_distinct - 2)`` (never an interpolation of 3 or more
+    points, so the residual RMS means something) whose :func:`lebesgue_constant` at the
+    times mapped to [-1, 1] is at most ``max_ratio`` times :func:`continuum_lebesgue_constant` of
+    ``d``; at least 1 (a straight line). A short segment is then never interpolated by a curve
+    that swings far outside its points between and beyond them (Runge's phenomenon), and uneven
+    spacing (dropped frames, gaps without keypoints) lowers the degree where it must. For evenly
+    spaced times this is about ``2 sqrt(n)`` (see :data:`MAX_LEBESGUE_RATIO`). Cost
+    ``O(257 n d)`` per tried degree, memoised for the 256 latest point layouts (a rolling window
+    at a steady frame rate repeats its layout).
+
+    Args:
+        t_s: float ``[n]`` point times, seconds (any order, repeats allowed), at least 2 distinct.
+        degree: The wanted (maximum) degree, >= 1.
+        max_ratio: Largest accepted ratio of the two Lebesgue constants, >= 1.
+
+    Returns:
+        The degree to fit, in ``[1, degree]``.
+
+    Raises:
+        ValueError: fewer than 2 distinct finite times, ``degree < 1`` or ``max_ratio < 1``.
+    """
+    if int(degree) != degree or degree < 1:
+        msg = f"`degree` must be an integer >= 1, got {degree!r}"
+        raise ValueError(msg)
+    if not max_ratio >= 1.0:
+        msg = f"`max_ratio` must be >= 1, got {max_ratio!r}"
+        raise ValueError(msg)
+    t = np.unique(check_array("t_s", t_s, (None,), np.float64, convert=True))
+    if t.shape[0] < 2 or not np.isfinite(t).all():
+        msg = f"`t_s` must hold at least 2 distinct finite times, got {t.shape[0]} distinct"
+        raise ValueError(msg)
+    u = np.polynomial.polyutils.mapdomain(t, t[[0, -1]], np.array([-1.0, 1.0]))
+    # A rolling window at a steady frame rate maps to the same points frame after frame: memoise.
+    return _degree_cap(np.round(u, 9).tobytes(), int(degree), float(max_ratio))
+
+
+@functools.lru_cache(maxsize=256)
+def _degree_cap(u_bytes: bytes, degree: int, max_ratio: float) -> int:
+    u = np.frombuffer(u_bytes, np.float64)
+    n = u.shape[0]
+    for d in range(min(degree, n - 1 if n < 3 else n - 2), 1, -1):
+        if lebesgue_constant(u, d) <= max_ratio * continuum_lebesgue_constant(d):
+            return d
+    return 1
 
 
 @dataclass(frozen=True)
@@ -171,8 +282,10 @@ class WristFit:
         return self._poly(self.r_coef)
 
 
-def fit_wrist_trajectory(t_s: np.ndarray, dx: np.ndarray, dy: np.ndarray, degree: int = 10) -> WristFit | None:
-    """Fit Δx(t), Δy(t) (degree ``min(degree, n - 1)``) and r(t) (quadratic) in a Legendre basis.
+def fit_wrist_trajectory(
+    t_s: np.ndarray, dx: np.ndarray, dy: np.ndarray, degree: int = 10, max_ratio: float = MAX_LEBESGUE_RATIO
+) -> WristFit | None:
+    """Fit Δx(t), Δy(t) (degree ``fit_degree_cap(t_s, degree)``) and r(t) (quadratic) in a Legendre basis.
 
     Method (thesis §6.2, DESIGN §4): least squares in the Legendre basis with time mapped from
     ``[min t, max t]`` to ``[-1, 1]``, reproducing ``numpy.polynomial.Legendre.fit(t, y, deg)``
@@ -184,17 +297,23 @@ def fit_wrist_trajectory(t_s: np.ndarray, dx: np.ndarray, dy: np.ndarray, degree
     points are so close together that the scaled matrix is still numerically rank-deficient, the
     minimum-norm solution is returned (``Legendre.fit`` would warn; this does not).
 
+    The degree is capped by the number and spacing of the points (:func:`fit_degree_cap` with
+    ``max_ratio``): degree 10 through 10 points would interpolate them and swing far outside
+    their range between them; the cap gives 7 there, 10 from 20 evenly spaced points on.
+
     Args:
         t_s: float ``[n]`` point times, seconds (any order).
         dx: float ``[n]`` Δx, frame widths.
         dy: float ``[n]`` Δy, frame heights.
         degree: Maximum degree of the Δx, Δy fits, >= 1.
+        max_ratio: ``max_ratio`` of :func:`fit_degree_cap` for the Δx, Δy fits, >= 1.
 
     Returns:
         The :class:`WristFit`, or ``None`` when ``n < 2`` or all times are equal.
 
     Raises:
-        ValueError: arrays not 1-D of equal length, non-finite values, or ``degree < 1``.
+        ValueError: arrays not 1-D of equal length, non-finite values, ``degree < 1`` or
+            ``max_ratio < 1``.
     """
     if int(degree) != degree or degree < 1:
         msg = f"`degree` must be an integer >= 1, got {degree!r}"
@@ -211,21 +330,21 @@ def fit_wrist_trajectory(t_s: np.ndarray, dx: np.ndarray, dy: np.ndarray, degree
     t0, t1 = float(t.min()), float(t.max())
     if t0 == t1:
         return None
-    n_distinct = int(np.unique(t).shape[0])
-    deg_xy = min(int(degree), n_distinct - 1)
-    deg_r = min(2, n_distinct - 1)
+    deg_xy = fit_degree_cap(t, int(degree), max_ratio)
+    deg_r = min(2, int(np.unique(t).shape[0]) - 1)
 
     # Same arithmetic as Legendre.fit: mapdomain(x, [t0, t1], [-1, 1]) then polyutils._fit.
     u = np.polynomial.polyutils.mapdomain(t, np.array([t0, t1]), np.array([-1.0, 1.0]))
-    van = _leg.legvander(u, deg_xy)  # [n, deg_xy + 1]
+    van_all = _leg.legvander(u, max(deg_xy, deg_r))  # [n, max degree + 1]
     rcond = n * np.finfo(np.float64).eps
-    scl = np.sqrt(np.square(van).sum(axis=0))
-    scl[scl == 0] = 1.0
+    scl_all = np.sqrt(np.square(van_all).sum(axis=0))
+    scl_all[scl_all == 0] = 1.0
+    van, scl = van_all[:, : deg_xy + 1], scl_all[: deg_xy + 1]
     xy = np.stack([x_rel, y_rel], axis=1)  # [n, 2]
     c_xy = np.linalg.lstsq(van / scl, xy, rcond)[0] / scl[:, None]
     r = np.hypot(x_rel, y_rel)
-    van_r = van[:, : deg_r + 1]
-    c_r = np.linalg.lstsq(van_r / scl[: deg_r + 1], r, rcond)[0] / scl[: deg_r + 1]
+    van_r = van_all[:, : deg_r + 1]
+    c_r = np.linalg.lstsq(van_r / scl_all[: deg_r + 1], r, rcond)[0] / scl_all[: deg_r + 1]
 
     res_xy = xy - van @ c_xy
     rms_xy = np.sqrt(np.mean(np.square(res_xy), axis=0))
@@ -264,7 +383,9 @@ class RollingWristFit:
 
     Keeps the points with ``t`` in ``(pts_s - window_s, pts_s]`` (same rule and reasons as
     :class:`RollingMean`) and refits them on every update (``O(window)`` per update). When
-    ``pts_s`` goes backwards the window is reset before the point is added.
+    ``pts_s`` goes backwards the window is reset before the point is added. The degree is capped
+    for each window by :func:`fit_degree_cap`, so a window holding a few points (the start of a
+    stream, after a gap) gets a low-degree fit, not an interpolating one.
 
     Not thread-safe; one instance per source, called from one thread.
 

@@ -50,7 +50,8 @@ class ShotResult:
         dy: float64 ``[n]`` same for y / frame height (y down).
         pair_similarity: float32 ``[n]`` heatmap similarity of the front arm's ``wrist`` /
             ``shoulder`` pair per frame (the mirrored pair given to :meth:`ShotAnalyzer.update` for
-            a left-hander), NaN where missing.
+            a left-hander), NaN where missing (also on frames replayed from before the person
+            became the batter: no heatmaps were computed for them).
         fit: Whole-segment :class:`engine.analytics.WristFit` of the finite ``(t_s, dx, dy)``
             points, or ``None`` with fewer than 2 distinct times.
         prediction: The :class:`ShotPrediction`, or ``None`` when no frame shows shoulders and hips.
@@ -86,6 +87,23 @@ class ShotResult:
 
 
 @dataclass
+class _Seen:
+    """One frame of one tracked person (recorded by :meth:`ShotAnalyzer.observe`, batter or not)."""
+
+    frame_index: int
+    keypoints_xy: np.ndarray  # float64 [17, 2] pixels
+    keypoints_conf: np.ndarray  # float64 [17]
+
+
+@dataclass
+class _FrameInfo:
+    pts_s: float
+    frame_index: int
+    width: float
+    height: float
+
+
+@dataclass
 class _FrameRecord:
     pts_s: float
     frame_index: int
@@ -108,6 +126,16 @@ class ShotAnalyzer:
     consecutive visible frames (camera cut, another person) or ``pts_s`` going backwards finishes
     the shot in progress and starts afresh.
 
+    Only the batter's track is segmented (issue 10): given ``track_id`` (see :meth:`update`), a
+    frame whose batter is an unconfirmed detection (``-1``: often a fielder after the camera
+    follows the ball) counts as a frame without the batter. When the batter's track changes to a
+    person already seen (recorded by :meth:`observe`: the batter found late, after the non-striker
+    or umpire was followed), the shot in progress of the previous person is dropped and the
+    segmentation is replayed over the new batter's own recorded frames, so the new batter's shot
+    starts at its own motion (with its pre-roll and backlift), not at the switch. A track first
+    seen at the switch is taken as the same person re-found (the shoulder-jump test decides).
+    Shots are never published twice: replayed segments start after the last published shot's end.
+
     When a segment completes, its frames (kept in a bounded buffer) give:
 
     * handedness: ``shots.handedness`` if not ``auto``, else :func:`infer_handedness` over the
@@ -122,7 +150,10 @@ class ShotAnalyzer:
       probabilities kept.
 
     Not thread-safe; one instance per source, called from that source's analytics thread.
-    ``update`` never blocks and holds at most a few seconds of frames.
+    ``update`` never blocks and holds at most a few seconds of frames (of every tracked person
+    when :meth:`observe` is called). A replay can finish more than one shot at once: they are
+    returned one per :meth:`update` call, and :meth:`flush` returns them before the shot in
+    progress (call it until ``None``).
 
     Args:
         shot_config: Segmentation, handedness, fit degree, classifier file.
@@ -157,6 +188,7 @@ class ShotAnalyzer:
             + shot_config.end_hold_s + shot_config.handedness_window_s + shot_config.max_gap_s + 1.0
         )
         self._shots = 0
+        self._pending: deque[ShotResult] = deque()
         self.reset()
 
     @property
@@ -170,12 +202,19 @@ class ShotAnalyzer:
         return self._shots
 
     def reset(self) -> None:
-        """Forget the frames and any shot in progress (the shot counter keeps counting)."""
+        """Forget the frames, the tracks and any shot in progress (finished shots stay queued).
+
+        Call it where the tracker's identities restart (camera cut, timeline break).
+        """
         self._segmenter.reset()
         self._frames: deque[_FrameRecord] = deque()
         self._torso: deque[float] = deque(maxlen=15)
         self._last_sh: tuple[np.ndarray, float] | None = None
         self._last_pts: float | None = None
+        self._tracks: dict[int, deque[_Seen]] = {}
+        self._timeline: deque[_FrameInfo] = deque()
+        self._batter_track: int | None = None
+        self._published_until_s = -math.inf
 
     def _visible(self, conf: np.ndarray, *idx: int) -> bool:
         return bool(all(conf[i] >= self._min_conf for i in idx))
@@ -220,8 +259,10 @@ class ShotAnalyzer:
         height: float,
         pair_similarity: float | None = None,
         mirrored_pair_similarity: float | None = None,
+        *,
+        track_id: int | None = None,
     ) -> ShotResult | None:
-        """Add one frame of the batter; return the shot it completes, if any.
+        """Add one frame of the batter; return a finished shot, if any.
 
         Args:
             pts_s: Frame time, seconds (source PTS).
@@ -235,6 +276,10 @@ class ShotAnalyzer:
             mirrored_pair_similarity: The same for the other arm's pair (``right_wrist`` /
                 ``right_shoulder`` for the default), or ``None``. A left-hander's shot publishes
                 this one, so that ``pair_similarity`` always follows the front arm, like ``dx``.
+            track_id: The batter's tracker identity (``-1``: an unconfirmed detection, not
+                segmented), or ``None`` when unknown (every batter frame is then segmented as one
+                person, the shoulder-jump test alone telling people apart). Call :meth:`observe`
+                after this for the same frame so that a later switch can replay the new batter.
 
         Returns:
             A :class:`ShotResult` or ``None``.
@@ -259,40 +304,117 @@ class ShotAnalyzer:
                     f"({NUM_KEYPOINTS},), got {kp.shape} and {conf.shape}"
                 )
                 raise ValueError(msg)
-        done: ShotSegment | None = None
         if self._last_pts is not None and t < self._last_pts:
-            done = self._segmenter.flush()
-            result = self._result(done) if done is not None else None
+            self._queue(self._segmenter.flush())
             self.reset()
-        else:
-            result = None
         self._last_pts = t
-        dx = dy = None
-        if kp is not None and conf is not None:
-            dx, dy, cut = self._signal(kp, conf)
-            if cut and result is None:
-                done = self._segmenter.flush()
-                result = self._result(done) if done is not None else None
-                self._segmenter.reset()
-                self._frames.clear()  # the stance before a cut says nothing about the new view
+        if track_id is not None and kp is not None:
+            if track_id < 0:
+                kp = conf = None  # identity unknown: not the batter's track
+            elif track_id != self._batter_track:
+                if self._tracks.get(int(track_id)):
+                    self._replay(int(track_id))
+                self._batter_track = int(track_id)
         sim = math.nan if pair_similarity is None else float(pair_similarity)
         mirrored_sim = math.nan if mirrored_pair_similarity is None else float(mirrored_pair_similarity)
-        self._frames.append(
-            _FrameRecord(t, int(frame_index), kp, conf, float(width), float(height), sim, mirrored_sim)
-        )
-        while self._frames and t - self._frames[0].pts_s > self._keep_s:
-            self._frames.popleft()
-        seg = self._segmenter.update(t, dx, dy, int(frame_index))
-        if seg is not None:
-            # A cut and a completed shot on the same frame cannot both happen: the segmenter was
-            # reset at the cut and cannot complete a shot on its first sample.
-            return self._result(seg)
-        return result
+        self._step(_FrameRecord(t, int(frame_index), kp, conf, float(width), float(height), sim, mirrored_sim))
+        return self._pending.popleft() if self._pending else None
+
+    def observe(
+        self,
+        pts_s: float,
+        frame_index: int,
+        track_id: np.ndarray,
+        keypoints_xy: np.ndarray,
+        keypoints_conf: np.ndarray,
+        width: float,
+        height: float,
+    ) -> None:
+        """Record every tracked person of a frame, for replaying one that becomes the batter.
+
+        Call it after :meth:`update` for the same frame (a replay uses the frames before the
+        switch). Persons without a confirmed track (``track_id < 0``) are not recorded. The
+        records span the same few seconds as the batter's frames and are forgotten by :meth:`reset`.
+
+        Args:
+            pts_s: Frame time, seconds (source PTS), not before the previous frame's.
+            frame_index: The frame's index.
+            track_id: int ``[N]`` tracker identities (``engine.types.Persons.track_id``).
+            keypoints_xy: float ``[N, 17, 2]`` keypoints in frame pixels.
+            keypoints_conf: float ``[N, 17]`` confidences in [0, 1].
+            width: Frame width, pixels (> 0).
+            height: Frame height, pixels (> 0).
+
+        Raises:
+            ValueError: arrays of inconsistent shapes.
+        """
+        ids = np.asarray(track_id).reshape(-1)
+        n = ids.shape[0]
+        kp = np.asarray(keypoints_xy, np.float64)
+        conf = np.asarray(keypoints_conf, np.float64)
+        if kp.shape != (n, NUM_KEYPOINTS, 2) or conf.shape != (n, NUM_KEYPOINTS):
+            msg = (
+                f"`keypoints_xy` must have shape ({n}, {NUM_KEYPOINTS}, 2) and `keypoints_conf` "
+                f"({n}, {NUM_KEYPOINTS}) like `track_id`, got {kp.shape} and {conf.shape}"
+            )
+            raise ValueError(msg)
+        t = float(pts_s)
+        self._timeline.append(_FrameInfo(t, int(frame_index), float(width), float(height)))
+        for i, tid in enumerate(ids.tolist()):
+            if tid >= 0:
+                self._tracks.setdefault(int(tid), deque()).append(_Seen(int(frame_index), kp[i].copy(), conf[i].copy()))
+        while self._timeline and t - self._timeline[0].pts_s > self._keep_s:
+            first = self._timeline.popleft().frame_index
+            for tid in list(self._tracks):
+                seen = self._tracks[tid]
+                while seen and seen[0].frame_index <= first:
+                    seen.popleft()
+                if not seen:
+                    del self._tracks[tid]
 
     def flush(self) -> ShotResult | None:
-        """End of stream: finish the shot in progress, if long enough."""
-        seg = self._segmenter.flush()
-        return self._result(seg) if seg is not None else None
+        """End of stream: the next finished shot (queued ones first, then the one in progress, if long enough).
+
+        Call it until it returns ``None``.
+        """
+        if not self._pending:
+            self._queue(self._segmenter.flush())
+        return self._pending.popleft() if self._pending else None
+
+    def _queue(self, seg: ShotSegment | None) -> None:
+        if seg is not None:
+            self._pending.append(self._result(seg))
+            self._published_until_s = max(self._published_until_s, seg.end_s)
+
+    def _step(self, rec: _FrameRecord) -> None:
+        """Segment one frame of the batter (``rec.keypoints_xy`` ``None``: no batter in it)."""
+        dx = dy = None
+        if rec.keypoints_xy is not None and rec.keypoints_conf is not None:
+            dx, dy, cut = self._signal(rec.keypoints_xy, rec.keypoints_conf)
+            if cut:
+                self._queue(self._segmenter.flush())
+                self._segmenter.reset(not_before_s=self._published_until_s)
+                self._frames.clear()  # the stance before a cut says nothing about the new view
+        self._frames.append(rec)
+        while self._frames and rec.pts_s - self._frames[0].pts_s > self._keep_s:
+            self._frames.popleft()
+        self._queue(self._segmenter.update(rec.pts_s, dx, dy, rec.frame_index))
+
+    def _replay(self, track_id: int) -> None:
+        """Drop the shot in progress and segment ``track_id``'s recorded frames as the batter's."""
+        self._segmenter.reset(not_before_s=self._published_until_s)
+        self._frames.clear()
+        self._torso.clear()
+        self._last_sh = None
+        seen = {r.frame_index: r for r in self._tracks[track_id]}
+        for info in self._timeline:
+            r = seen.get(info.frame_index)
+            self._step(
+                _FrameRecord(
+                    info.pts_s, info.frame_index, None if r is None else r.keypoints_xy,
+                    None if r is None else r.keypoints_conf, info.width, info.height, math.nan, math.nan,
+                )
+            )
 
     def _result(self, seg: ShotSegment) -> ShotResult:
         c = self._c

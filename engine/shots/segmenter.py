@@ -147,8 +147,14 @@ class ShotSegmenter:
         """Whether a shot is in progress."""
         return self._state == _ACTIVE
 
-    def reset(self) -> None:
-        """Forget everything, including a shot in progress."""
+    def reset(self, not_before_s: float = -math.inf) -> None:
+        """Forget everything, including a shot in progress.
+
+        Args:
+            not_before_s: No later segment starts before this time, seconds (as if a segment had
+                ended there): :class:`ShotAnalyzer` passes the end of its last published shot
+                when it replays another person's frames, so no shot is published twice.
+        """
         self._state = _IDLE
         self._t: list[float] = []
         self._x: list[float] = []
@@ -162,7 +168,7 @@ class ShotSegmenter:
         self._quiet_since: float | None = None
         self._quiet_mid = 0.0
         self._motion_start: float | None = None
-        self._floor_s = -math.inf
+        self._floor_s = float(not_before_s)
 
     # -- internals ------------------------------------------------------------------------------
 

@@ -175,7 +175,9 @@ def wrist_figure(
     never over each other or another point (:func:`~sinks.figures.labels.place_labels`). The centre
     and right panels show the observed points' range (and the shoulder at the origin) plus
     :data:`AXIS_MARGIN` of it: a fit that leaves that range is clipped at the axes instead of
-    stretching them (a degree-10 fit of a few points overshoots between and beyond them).
+    stretching them. The fits are drawn over the fit's domain only (the fitted points' first to last
+    time, never beyond), and :func:`engine.analytics.fit_degree_cap` keeps the degree low enough
+    for the points that they stay near the data; the clipping guards fits made elsewhere.
 
     Args:
         segment: The points and fits.

@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 from numpy.polynomial import Legendre, Polynomial
 
-from engine.analytics.fits import RollingWristFit, WristFit, fit_wrist_trajectory, wrist_offsets
+from engine.analytics.fits import (
+    RollingWristFit,
+    WristFit,
+    continuum_lebesgue_constant,
+    fit_degree_cap,
+    fit_wrist_trajectory,
+    wrist_offsets,
+)
 from engine.analytics.heatmaps import render_heatmaps, spatial_softmax
 from engine.analytics.rolling import RollingMean
 from engine.analytics.similarity import (
@@ -26,6 +33,7 @@ from engine.analytics.source import AnalyticsUpdate, SourceAnalytics
 from engine.config import AnalyticsConfig
 from engine.types import COCO_OKS_SIGMAS, KEYPOINT_INDEX, NUM_KEYPOINTS, Frame, Persons, PoseResult
 from tests.conftest import REPO_ROOT
+from tests.helpers import reference_fit_degree
 
 K = NUM_KEYPOINTS
 
@@ -373,7 +381,8 @@ def test_fit_matches_numpy_legendre_fit(n: int) -> None:
     t, dx, dy = _trajectory(n)
     fit = fit_wrist_trajectory(t, dx, dy, degree=10)
     assert isinstance(fit, WristFit)
-    deg = min(10, n - 1)
+    deg = reference_fit_degree(t, 10)
+    assert deg == {5: 3, 30: 10, 120: 10}[n]
     assert fit.degree_xy == deg and fit.n_points == n
     assert (fit.t_start_s, fit.t_end_s) == (t.min(), t.max())
     ref_x = Legendre.fit(t, dx, deg)
@@ -450,12 +459,12 @@ def test_fit_degenerate_inputs() -> None:
     assert fit_wrist_trajectory(np.full(4, 2.0), np.arange(4.0), np.arange(4.0)) is None
     two = fit_wrist_trajectory(np.array([0.0, 1.0]), np.array([0.0, 0.2]), np.array([0.1, 0.1]))
     assert two is not None and two.degree_xy == 1 and len(two.r_coef) == 2 and two.r_vertex_time_s is None
-    # repeated timestamps: degree follows the distinct times, no warning
+    # repeated timestamps: degree follows the 3 distinct times (a line: 3 points are not interpolated)
     t = np.array([0.0, 0.0, 0.5, 0.5, 1.0])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         dup = fit_wrist_trajectory(t, np.array([0.0, 0.1, 0.2, 0.2, 0.4]), np.zeros(5))
-    assert dup is not None and dup.degree_xy == 2
+    assert dup is not None and dup.degree_xy == 1 and len(dup.r_coef) == 3
     with pytest.raises(ValueError, match=r"`dx` must have shape \(3,\), got \(2,\)"):
         fit_wrist_trajectory(np.zeros(3), np.zeros(2), np.zeros(3))
     with pytest.raises(ValueError, match="finite"):
@@ -485,6 +494,102 @@ def test_rolling_wrist_fit_window_and_reset() -> None:
     assert rwf.update(0.0, 0.1, 0.1) is None and rwf.count == 1
     with pytest.raises(ValueError, match="window_s"):
         RollingWristFit(0.0)
+
+
+# --- degree cap (issue 10 item 6) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("t", "expected"),
+    [
+        (np.arange(2) / 25, 1),
+        (np.arange(3) / 25, 1),
+        (np.arange(5) / 25, 3),
+        (np.arange(10) / 25, 7),
+        (np.arange(15) / 25, 9),
+        (np.arange(20) / 25, 10),
+        (np.arange(300) / 60, 10),
+        (np.r_[np.arange(10), np.arange(25, 35)] / 30, None),  # a gap of 15 frames in 20
+        (np.r_[np.arange(30), 60] / 30, None),  # one lone point 1 s after the rest
+        (np.repeat(np.arange(10) / 25, 2), 7),  # repeated times count once
+    ],
+)
+def test_fit_degree_cap_follows_the_documented_rule(t: np.ndarray, expected: int | None) -> None:
+    """The README's numbers (evenly spaced frames) and numpy's own least squares decide the degree."""
+    reference = reference_fit_degree(t, 10)
+    if expected is not None:
+        assert reference == expected
+    else:
+        assert reference < min(10, np.unique(t).size - 2)  # gaps lower the degree
+    assert fit_degree_cap(t, 10) == reference
+    assert fit_degree_cap(t, 4) == min(4, reference)
+    assert continuum_lebesgue_constant(10) == pytest.approx(4.60, abs=0.02)
+
+
+def test_fit_degree_cap_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="2 distinct"):
+        fit_degree_cap(np.array([1.0, 1.0]), 10)
+    with pytest.raises(ValueError, match="degree"):
+        fit_degree_cap(np.arange(5.0), 0)
+    with pytest.raises(ValueError, match="max_ratio"):
+        fit_degree_cap(np.arange(5.0), 3, max_ratio=0.5)
+
+
+def _short_shot(seed: int) -> tuple[np.ndarray, ...]:
+    """10 frames at 25 fps (pull_02's shot before issue 10) of a known smooth arc plus 0.004 noise."""
+    rng = np.random.default_rng(seed)
+    t = 0.8 + np.arange(10) * 0.04
+    dx = _ARC_X(t) + rng.normal(0.0, 0.004, 10)
+    dy = _ARC_Y(t) + rng.normal(0.0, 0.004, 10)
+    return t, dx, dy
+
+
+def _ARC_X(t: np.ndarray) -> np.ndarray:  # noqa: N802 - a known curve, named like a constant
+    return 0.03 - 0.06 * np.sin(3.0 * (t - 0.8))
+
+
+def _ARC_Y(t: np.ndarray) -> np.ndarray:  # noqa: N802
+    return 0.04 * np.cos(5.0 * (t - 0.8)) - 0.02
+
+
+def test_capped_fit_of_a_short_shot_stays_near_the_truth_and_the_data() -> None:
+    """Degree 9 through 10 noisy points (the old ``min(10, n - 1)``) swings; the capped fit does not.
+
+    Bounds, on every one of 20 noise draws: 5 noise standard deviations from the true curve between
+    the points, and within the points' range plus 25 % of its span (the true arc itself can peak
+    between two noisy samples); degree 9 leaves that range on half the draws, by > 100 % once.
+    """
+    bound = 5 * 0.004
+    capped_err, uncapped_err, capped_out, uncapped_out = [], [], [], []
+    for seed in range(20):
+        t, dx, dy = _short_shot(seed)
+        grid = np.linspace(t[0], t[-1], 401)
+        fit = fit_wrist_trajectory(t, dx, dy, degree=10)
+        assert fit is not None and fit.degree_xy == 7
+        errors, outside = [], []  # per fit kind: [capped, uncapped], max over dx and dy
+        for y, truth, capped in ((dx, _ARC_X, fit.dx_poly()), (dy, _ARC_Y, fit.dy_poly())):
+            curves = (capped(grid), Legendre.fit(t, y, 9)(grid))
+            errors.append([np.abs(c - truth(grid)).max() for c in curves])
+            outside.append([max(c.max() - y.max(), y.min() - c.min()) / (y.max() - y.min()) for c in curves])
+        capped_err.append(max(e[0] for e in errors))
+        uncapped_err.append(max(e[1] for e in errors))
+        capped_out.append(max(o[0] for o in outside))
+        uncapped_out.append(max(o[1] for o in outside))
+    assert max(capped_err) <= bound
+    assert min(uncapped_err) > bound
+    assert max(capped_out) <= 0.25
+    assert sum(o > 0.25 for o in uncapped_out) >= 10 and max(uncapped_out) > 1.0
+
+
+def test_rolling_fit_of_a_few_points_is_capped() -> None:
+    """A window holding 10 points (start of a stream) gets degree 7, not an interpolating 9."""
+    t, dx, dy = _short_shot(0)
+    rwf = RollingWristFit(window_s=2.0, degree=10)
+    fits = [rwf.update(float(a), float(b), float(c)) for a, b, c in zip(t, dx, dy, strict=True)]
+    assert [f.degree_xy for f in fits[1:] if f is not None] == [reference_fit_degree(t[: k + 1]) for k in range(1, 10)]
+    last = fits[-1]
+    assert last is not None and last.degree_xy == 7
+    np.testing.assert_allclose(last.dx_coef, Legendre.fit(t, dx, 7).coef, atol=1e-9)
 
 
 # ------------------------------------------------------------------------------------------------
