@@ -24,6 +24,7 @@ _FLIP = np.array(FLIP_INDEX)
 _LS, _RS = KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_shoulder"]
 _LH, _RH = KEYPOINT_INDEX["left_hip"], KEYPOINT_INDEX["right_hip"]
 _LW, _RW = KEYPOINT_INDEX["left_wrist"], KEYPOINT_INDEX["right_wrist"]
+_NOSE, _LEYE, _REYE = KEYPOINT_INDEX["nose"], KEYPOINT_INDEX["left_eye"], KEYPOINT_INDEX["right_eye"]
 
 
 def mirror_keypoints(keypoints_xy: np.ndarray, width: float = 0.0) -> np.ndarray:
@@ -64,11 +65,13 @@ def backlift_side(
 
     Method: whatever the camera position, a batter lifts the bat on the bat side, behind the back
     shoulder (a right-hander's right side), and brings it down and through towards the front side.
-    Per frame, the batter's left-to-right direction in the image is the sign of
-    ``(left_shoulder - right_shoulder).x + (left_hip - right_hip).x`` (positive when the front of
-    the body faces the camera, negative seen from behind), and the hands (mean of the visible
-    wrists) lie at ``(hands - body centre).x`` torso lengths from the centre of shoulders and hips.
-    Their product, negated, is positive when the hands are on the batter's *right*. Only backlift
+    The batter's left-to-right direction in the image is the sign of the median over the frames of
+    ``((left_shoulder - right_shoulder).x + (left_hip - right_hip).x) / torso`` (positive when the
+    front of the body faces the camera, negative seen from behind; one sign for all frames, as a
+    batter does not turn round within a stroke and single frames swap left and right when the
+    face is hidden). Per frame, the hands (mean of the visible wrists, which needs no left/right
+    label) lie ``(hands - body centre).x`` torso lengths from the centre of shoulders and hips;
+    that offset times the direction, negated, is positive when the hands are on the batter's *right*. Only backlift
     frames count: frames up to the one of peak hands speed (the downswing) whose hands are at least
     ``min_height`` torso lengths above the hips' midpoint. The value uses the pose model's
     anatomical left/right labels, not the side the camera is on, so a right-hander reads positive
@@ -102,9 +105,11 @@ def backlift_side(
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN frames stay NaN
         torso = np.hypot(*(sh - hip).T)
         torso = np.where(torso > 0, torso, np.nan)
-        facing = np.sign((kp[:, _LS, 0] - kp[:, _RS, 0]) + (kp[:, _LH, 0] - kp[:, _RH, 0]))
+        order = ((kp[:, _LS, 0] - kp[:, _RS, 0]) + (kp[:, _LH, 0] - kp[:, _RH, 0])) / torso
+        face = np.isfinite(kp[:, _NOSE, 0]) & (np.isfinite(kp[:, _LEYE, 0]) | np.isfinite(kp[:, _REYE, 0]))
+        facing = np.sign(np.nanmedian(order[face] if np.isfinite(order[face]).any() else order))
         hands = np.nanmean(kp[:, [_LW, _RW]], axis=1)
-        side = -(hands[:, 0] - (sh[:, 0] + hip[:, 0]) / 2.0) / torso * np.where(facing != 0, facing, np.nan)
+        side = -(hands[:, 0] - (sh[:, 0] + hip[:, 0]) / 2.0) / torso * (facing if facing != 0 else np.nan)
         height = (hip[:, 1] - hands[:, 1]) / torso
         dt = np.diff(t)
         speed = np.hypot(*np.diff(hands, axis=0).T) / np.nanmedian(torso) / np.where(dt > 0, dt, np.nan)
@@ -140,22 +145,24 @@ def infer_handedness(
     keypoints_xy: np.ndarray,
     keypoints_conf: np.ndarray,
     t_s: np.ndarray,
-    min_confidence: float = 0.6,
+    min_confidence: float = 0.75,
     min_keypoint_conf: float = 0.3,
 ) -> HandednessEstimate:
     """Infer the batter's handedness from the bat side of the backlift (:func:`backlift_side`).
 
-    The answer is the side of the median evidence, when the share of agreeing backlift frames
-    (:class:`HandednessEstimate` ``confidence``) reaches ``min_confidence``; otherwise the prior
-    ``"right"`` (most batters are right-handed), with the evidence's probability of right. The
-    rule is symmetric: mirrored frames give the other hand with the same confidence (outside the
-    fall-back). Set ``shots.handedness`` when the batter is known.
+    The evidence's probability of left, ``P(left) = (k + 1) / (n + 2)`` with ``k`` of ``n``
+    backlift frames on the left (Laplace's rule of succession), must reach ``min_confidence`` for
+    the answer ``"left"``; otherwise the answer is ``"right"`` with ``P(right) = 1 - P(left)``, which
+    is below 0.5 when weak evidence for left was overruled. The asymmetry is the prior: about three
+    in four batters are right-handed, so the default 0.75 asks the evidence to beat those odds.
+    Mirrored frames give the other hand with the same confidence whenever the answer is
+    ``"left"`` for one of them. Set ``shots.handedness`` when the batter is known.
 
     Args:
         keypoints_xy: ``[T, 17, 2]`` the batter's keypoints, pixels, over a stance and one stroke.
         keypoints_conf: ``[T, 17]`` their confidences.
         t_s: ``[T]`` frame times, seconds.
-        min_confidence: Least confidence in [0.5, 1] to answer ``"left"`` or a confident ``"right"``.
+        min_confidence: Least ``P(left)`` in [0.5, 1] for the answer ``"left"``.
         min_keypoint_conf: Visibility threshold in [0, 1].
 
     Returns:
@@ -168,9 +175,9 @@ def infer_handedness(
     side = side[np.isfinite(side)]
     if side.size == 0:
         return HandednessEstimate("right", 0.5, 0, 0.0)
+    n, left = side.size, int(np.count_nonzero(side < 0))
+    p_left = (left + 1) / (n + 2)
     score = float(np.median(side))
-    n, right = side.size, int(np.count_nonzero(side > 0))
-    p_right = (right + 1) / (n + 2)
-    if score < 0 and 1.0 - p_right >= min_confidence:
-        return HandednessEstimate("left", 1.0 - p_right, n, score)
-    return HandednessEstimate("right", p_right, n, score)
+    if p_left >= min_confidence:
+        return HandednessEstimate("left", p_left, n, score)
+    return HandednessEstimate("right", 1.0 - p_left, n, score)
