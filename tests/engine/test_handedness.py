@@ -105,6 +105,44 @@ def test_hidden_keypoints_and_bad_shapes():
         backlift_side(kp, conf, t[:-1])
 
 
+def _two_strokes_hands(t: float) -> tuple[float, float]:
+    """Hands (towards the batter's right, above the hips) in torso lengths at ``t`` seconds.
+
+    Stroke 1 (0.5-2.1 s): backlift on the right, fast downswing, slow return. Stroke 2
+    (2.6-3.4 s): a fast sweep of the hands kept low, so it has no backlift frame of its own.
+    """
+    if 0.5 <= t < 1.0:
+        s = (t - 0.5) / 0.5
+        return 0.1 + 0.8 * s, 0.1 + 1.0 * s
+    if 1.0 <= t < 1.5:
+        s = (t - 1.0) / 0.5
+        return 0.9 - 2.0 * s, 1.1 - 1.0 * s
+    if 1.5 <= t < 2.1:
+        return -1.1 + 1.2 * (t - 1.5) / 0.6, 0.1
+    if 2.6 <= t < 3.4:
+        return 0.1 - 1.5 * float(np.sin(np.pi * (t - 2.6) / 0.8)), 0.1
+    return 0.1, 0.1
+
+
+def test_analyzer_infers_each_shot_from_its_own_frames():
+    """The second shot's evidence starts after the first shot's end, not handedness_window_s before it."""
+    from engine.config import AnalyticsConfig, ShotConfig
+    from engine.shots import ShotAnalyzer, ShotClassifier
+
+    analyzer = ShotAnalyzer(ShotConfig(), AnalyticsConfig(), 0.3, classifier=ShotClassifier.load())
+    conf = np.full(K, 0.9)
+    results = []
+    for i, t in enumerate(np.arange(0, 4.5, 1 / 30)):
+        r = analyzer.update(float(t), i, _batter(*_two_strokes_hands(float(t))), conf, W, 480.0)
+        results += [r] if r is not None else []
+    results += [r] if (r := analyzer.flush()) is not None else []
+    assert len(results) == 2
+    first, second = results
+    assert first.segment.end_s < 2.6 <= second.segment.end_s
+    assert (first.handedness, first.handedness_source) == ("right", "inferred") and first.handedness_confidence > 0.9
+    assert (second.handedness, second.handedness_confidence) == ("right", 0.5)  # no backlift of its own
+
+
 # ------------------------------------------------------------------------------------------------
 # real clips: the handedness seen by eye in their frames
 # ------------------------------------------------------------------------------------------------
