@@ -318,7 +318,8 @@ class Shot(Message):
         confidence: Probability of ``label``, or ``None``.
         probabilities: label -> probability, or ``None``.
         handedness: ``right`` or ``left``; handedness_source: ``config`` or ``inferred``.
-        handedness_confidence: Probability in [0, 1] that ``handedness`` is right (1.0 when configured).
+        handedness_confidence: Probability in [0, 1] that ``handedness`` is right (1.0 when configured);
+            ``None`` only in messages from before the field existed (they decode without it).
         wrist, shoulder: COCO names of the front arm.
         n_points: Frames where the front arm is visible (the fit's points).
         degree_xy: Degree of the Δx, Δy fits, or ``None`` without a fit.
@@ -344,7 +345,7 @@ class Shot(Message):
     probabilities: dict[str, float] | None
     handedness: Literal["right", "left"]
     handedness_source: Literal["config", "inferred"]
-    handedness_confidence: float
+    handedness_confidence: float | None = None
     wrist: str
     shoulder: str
     n_points: int

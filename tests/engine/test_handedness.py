@@ -142,6 +142,17 @@ def test_analyzer_infers_each_shot_from_its_own_frames():
     assert (first.handedness, first.handedness_source) == ("right", "inferred") and first.handedness_confidence > 0.9
     assert (second.handedness, second.handedness_confidence) == ("right", 0.5)  # no backlift of its own
 
+    # the wire: shot/ carries the confidence; a message written before the field existed still decodes
+    from engine.errors import WireFormatError
+    from engine.messages import Shot, from_json_dict
+
+    data = Shot.from_result("cam1", first).to_json_dict()
+    assert from_json_dict(data).handedness_confidence == pytest.approx(first.handedness_confidence)
+    old = {k: v for k, v in data.items() if k != "handedness_confidence"}
+    assert from_json_dict(old).handedness_confidence is None
+    with pytest.raises(WireFormatError, match="missing field handedness_source"):
+        from_json_dict({k: v for k, v in data.items() if k != "handedness_source"})
+
 
 # ------------------------------------------------------------------------------------------------
 # real clips: the handedness seen by eye in their frames
