@@ -23,7 +23,9 @@ Method:
   pull 20/21, cover 5/38, straight 1/35, ...). A group never straddles train and test.
 * CV: stratified grouped 5-fold, repeated over shuffles. The test fold is scored twice: as
   recorded ("clean") and one augmented version ("run-time-like"). The family with the higher mean
-  of the two 3-class balanced accuracies is packaged.
+  of the two 3-class balanced accuracies is packaged. With both families, the mean of their
+  out-of-fold scores is reported too (:func:`summarise_scores`), but never packaged: the run-time
+  classifier holds one family.
 * Calibration: one temperature ``T`` (Guo et al. 2017) minimising the negative log-likelihood of
   the out-of-fold scores; the reported ECE (10 equal-width confidence bins) is cross-fitted: each
   fold's probabilities use a ``T`` fitted on the other folds.
