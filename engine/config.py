@@ -294,7 +294,9 @@ class ShotConfig(_Strict):
     min_points: int = Field(4, ge=2, description="segments with fewer frames with visible hands are discarded")
     max_jump: float = Field(1.0, gt=0, description="shoulder jump between frames that means a cut, torso lengths")
     handedness_window_s: float = Field(3.0, ge=0, description="stance time before a shot used to infer handedness, s")
-    handedness_min_score: float = Field(0.02, ge=0, description="weaker handedness evidence falls back to right")
+    handedness_min_confidence: float = Field(
+        0.75, ge=0.5, le=1.0, description="a left-handed inference less sure than this falls back to right"
+    )
     fit_degree: int = Field(10, ge=1, le=20, description="max degree of the whole-segment dx(t), dy(t) fits")
     classifier: str = Field("", description="shot classifier parameters JSON; empty = the packaged file")
     min_confidence: float = Field(

@@ -319,6 +319,8 @@ class Shot(Message):
         confidence: Probability of ``label``, or ``None``.
         probabilities: label -> probability, or ``None``.
         handedness: ``right`` or ``left``; handedness_source: ``config`` or ``inferred``.
+        handedness_confidence: Probability in [0, 1] that ``handedness`` is right (1.0 when configured);
+            ``None`` only in messages from before the field existed (they decode without it).
         wrist, shoulder: COCO names of the front arm.
         n_points: Frames where the front arm is visible (the fit's points).
         degree_xy: Degree of the Δx, Δy fits, or ``None`` without a fit.
@@ -344,6 +346,7 @@ class Shot(Message):
     probabilities: dict[str, float] | None
     handedness: Literal["right", "left"]
     handedness_source: Literal["config", "inferred"]
+    handedness_confidence: float | None = None
     wrist: str
     shoulder: str
     n_points: int
@@ -382,6 +385,7 @@ class Shot(Message):
             probabilities={k: float(v) for k, v in pred.probabilities.items()} if pred is not None else None,
             handedness=result.handedness,  # type: ignore[arg-type]
             handedness_source=result.handedness_source,  # type: ignore[arg-type]
+            handedness_confidence=float(result.handedness_confidence),
             wrist=result.wrist,
             shoulder=result.shoulder,
             n_points=int(fit.n_points) if fit is not None else int(np.count_nonzero(np.isfinite(result.dx))),

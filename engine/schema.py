@@ -121,6 +121,7 @@ class _Field:
     role: Literal["header", "array", "group"]
     hint: Any
     spec: ArraySpec | None = None
+    has_default: bool = False  # a header field added later: absent from older messages, which decode to the default
 
 
 def _is_optional(hint: Any) -> tuple[bool, Any]:
@@ -151,7 +152,7 @@ def _class_schema(cls: type) -> tuple[_Field, ...]:
         elif "group" in f.metadata:
             out.append(_Field(f.name, "group", hints[f.name]))
         else:
-            out.append(_Field(f.name, "header", hints[f.name]))
+            out.append(_Field(f.name, "header", hints[f.name], has_default=f.default is not MISSING))
     return tuple(out)
 
 
@@ -358,6 +359,10 @@ class Message:
                 ignored here: :func:`engine.wire.decode` has checked them).
             arrays: ``name -> ndarray`` as described by the header.
 
+        A header field declared with a default (added after v1 was published, e.g. ``shot``'s
+        ``handedness_confidence``) may be absent: messages written before it existed decode with
+        the default. Every other field is required.
+
         Raises:
             WireFormatError: a missing or unexpected field or array, or one of the wrong type.
         """
@@ -368,6 +373,8 @@ class Message:
             if f.role == "header":
                 expected.add(f.name)
                 if f.name not in header:
+                    if f.has_default:
+                        continue
                     msg = f"{cls.KIND} header is missing field {f.name}"
                     raise WireFormatError(msg)
                 kwargs[f.name] = header[f.name]

@@ -60,7 +60,7 @@ _STATS = tuple(f.name for f in FitStats.__dataclass_fields__.values())
 SHOT_COLUMNS: tuple[str, ...] = (
     ("shot_index", "source_id", "start_frame", "end_frame", "start_s", "end_s", "duration_s", "label", "confidence")
     + tuple(f"p_{label}" for label in SHOT_LABELS)
-    + ("handedness", "handedness_source", "wrist", "shoulder", "n_points", "degree_xy", "t_start_s", "t_end_s")
+    + ("handedness", "handedness_source", "handedness_confidence", "wrist", "shoulder", "n_points", "degree_xy", "t_start_s", "t_end_s")
     + _STATS
     + ("classifier_version",)
 )
@@ -263,8 +263,8 @@ class CsvSink(Sink):
             [cell(v) for v in (shot.shot_index, shot.source_id, shot.start_frame, shot.end_frame, shot.start_s,
                                shot.end_s, shot.duration_s, shot.label, shot.confidence)]
             + [cell(probabilities.get(label)) for label in SHOT_LABELS]
-            + [cell(v) for v in (shot.handedness, shot.handedness_source, shot.wrist, shot.shoulder, shot.n_points,
-                                 shot.degree_xy, shot.t_start_s, shot.t_end_s)]
+            + [cell(v) for v in (shot.handedness, shot.handedness_source, shot.handedness_confidence, shot.wrist,
+                                 shot.shoulder, shot.n_points, shot.degree_xy, shot.t_start_s, shot.t_end_s)]
             + [cell(None if stats is None else getattr(stats, name)) for name in _STATS]
             + [cell(shot.classifier_version)]
         )

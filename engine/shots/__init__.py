@@ -12,8 +12,8 @@ Modules, each usable on its own:
 * :mod:`~engine.shots.segmenter`: :class:`ShotSegmenter`, online hysteresis on the speed of the
   hands relative to the shoulders -> :class:`ShotSegment` (start / end times, frames, the motion
   samples).
-* :mod:`~engine.shots.handedness`: :func:`infer_handedness`, :func:`mirror_keypoints`: a
-  left-hander is mirrored (x -> W - x, left <-> right labels swapped) so that every feature
+* :mod:`~engine.shots.handedness`: :func:`infer_handedness` (the bat side of the backlift, with
+  a confidence), :func:`mirror_keypoints`: a left-hander is mirrored (x -> W - x, left <-> right labels swapped) so that every feature
   describes the *front* arm in a right-hander's frame (the thesis analyses ``left_wrist`` /
   ``left_shoulder`` of a right-hander).
 * :mod:`~engine.shots.features`: :func:`shot_features` / :func:`pose_sequence`, the classifier's
@@ -38,13 +38,21 @@ source, called from that source's analytics thread.
 from engine.shots.analyzer import ShotAnalyzer, ShotResult
 from engine.shots.classifier import SHOT_CLASSES, ShotClassifier, ShotPrediction, softmax
 from engine.shots.features import FEATURE_SET, feature_names, pose_sequence, shot_features
-from engine.shots.handedness import FLIP_INDEX, handedness_cue, infer_handedness, mirror_keypoints, mirrored_name
+from engine.shots.handedness import (
+    FLIP_INDEX,
+    HandednessEstimate,
+    backlift_side,
+    infer_handedness,
+    mirror_keypoints,
+    mirrored_name,
+)
 from engine.shots.mediapipe import MEDIAPIPE33_TO_COCO17, mediapipe33_to_coco17
 from engine.shots.segmenter import ShotSegment, ShotSegmenter
 
 __all__ = [
     "FEATURE_SET",
     "FLIP_INDEX",
+    "HandednessEstimate",
     "MEDIAPIPE33_TO_COCO17",
     "SHOT_CLASSES",
     "ShotAnalyzer",
@@ -53,8 +61,8 @@ __all__ = [
     "ShotResult",
     "ShotSegment",
     "ShotSegmenter",
+    "backlift_side",
     "feature_names",
-    "handedness_cue",
     "infer_handedness",
     "mediapipe33_to_coco17",
     "mirror_keypoints",

@@ -40,7 +40,8 @@ class ShotResult:
             midpoint minus shoulders' midpoint in torso lengths, NaN where not visible).
         handedness: ``"right"`` or ``"left"``.
         handedness_source: ``"config"`` or ``"inferred"``.
-        handedness_score: Mean :func:`handedness_cue` used for the inference (0.0 when configured).
+        handedness_confidence: Probability in [0, 1] that ``handedness`` is right
+            (:class:`engine.shots.HandednessEstimate`; 1.0 when configured).
         wrist: COCO name of the front wrist actually used (``right_wrist`` for a left-hander when
             the configured wrist is ``left_wrist``).
         shoulder: COCO name of the front shoulder actually used.
@@ -62,7 +63,7 @@ class ShotResult:
     segment: ShotSegment
     handedness: str
     handedness_source: str
-    handedness_score: float
+    handedness_confidence: float
     wrist: str
     shoulder: str
     t_s: np.ndarray = field(repr=False)
@@ -138,8 +139,9 @@ class ShotAnalyzer:
 
     When a segment completes, its frames (kept in a bounded buffer) give:
 
-    * handedness: ``shots.handedness`` if not ``auto``, else :func:`infer_handedness` over the
-      frames from ``handedness_window_s`` before the segment to its end;
+    * handedness: ``shots.handedness`` if not ``auto``, else :func:`infer_handedness` (the bat
+      side of the backlift) over the frames from ``handedness_window_s`` before the segment (but
+      after the previous shot's end) to its end, with its confidence;
     * right-hander frame: a left-hander's keypoints are mirrored (:func:`mirror_keypoints`), so
       the configured front arm (``analytics.wrist`` / ``analytics.shoulder``, default left) is
       the front arm for both; the published names are the original labels;
@@ -215,6 +217,7 @@ class ShotAnalyzer:
         self._timeline: deque[_FrameInfo] = deque()
         self._batter_track: int | None = None
         self._published_until_s = -math.inf
+        self._last_shot_end_s = -math.inf
 
     def _visible(self, conf: np.ndarray, *idx: int) -> bool:
         return bool(all(conf[i] >= self._min_conf for i in idx))
@@ -416,22 +419,28 @@ class ShotAnalyzer:
                 )
             )
 
+    def _handedness(self, seg: ShotSegment) -> tuple[str, float, str]:
+        """``(handedness, confidence, source)`` of a finished segment (see the class docstring)."""
+        c = self._c
+        if c.handedness != "auto":
+            return c.handedness, 1.0, "config"
+        lo = max(seg.start_s - c.handedness_window_s, self._last_shot_end_s)
+        frames = [f for f in self._frames if lo < f.pts_s <= seg.end_s and f.keypoints_xy is not None]
+        est = infer_handedness(
+            np.array([f.keypoints_xy for f in frames], np.float64).reshape(-1, NUM_KEYPOINTS, 2),
+            np.array([f.keypoints_conf for f in frames], np.float64).reshape(-1, NUM_KEYPOINTS),
+            np.array([f.pts_s for f in frames], np.float64),
+            c.handedness_min_confidence,
+            self._min_conf,
+        )
+        return est.handedness, est.confidence, "inferred"
+
     def _result(self, seg: ShotSegment) -> ShotResult:
         c = self._c
         frames = [f for f in self._frames if seg.start_s <= f.pts_s <= seg.end_s]
         n = len(frames)
-        if c.handedness == "auto":
-            lo = seg.start_s - c.handedness_window_s
-            stance = [
-                f.keypoints_conf
-                for f in self._frames
-                if lo <= f.pts_s <= seg.end_s and f.keypoints_conf is not None
-            ]
-            conf_arr = np.asarray(stance, np.float64).reshape(-1, NUM_KEYPOINTS)
-            handedness, score = infer_handedness(conf_arr, c.handedness_min_score)
-            source = "inferred"
-        else:
-            handedness, score, source = c.handedness, 0.0, "config"
+        handedness, hand_conf, source = self._handedness(seg)
+        self._last_shot_end_s = seg.end_s
         left = handedness == "left"
         wrist = mirrored_name(self._wrist) if left else self._wrist
         shoulder = mirrored_name(self._shoulder) if left else self._shoulder
@@ -459,7 +468,7 @@ class ShotAnalyzer:
             segment=seg,
             handedness=handedness,
             handedness_source=source,
-            handedness_score=score,
+            handedness_confidence=hand_conf,
             wrist=wrist,
             shoulder=shoulder,
             t_s=t,

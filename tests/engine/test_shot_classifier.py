@@ -234,6 +234,28 @@ def test_fit_temperature_and_ece_on_known_values():
     assert expected_calibration_error(probs, np.array([0, 1, 0, 0])) == pytest.approx(0.45)
 
 
+def test_cv_summary_of_known_out_of_fold_scores():
+    """Two shuffles: one perfect, one calling everything pull; figures counted by hand."""
+    from engine.tools.train_shots import Dataset, summarise_scores
+
+    y = np.array([0, 0, 1, 1, 2, 2])
+    n = y.size
+    data = Dataset(trees=np.zeros((n, 1, 2, 1)), sequences=np.zeros((n, 1, 2, 1)), valid=np.ones((n, 1), bool),
+                   labels=y, folders=np.array(["pull", "pull", "cover", "cover", "hook", "sweep"]),
+                   groups=np.arange(n), names=[""] * n, skipped=[])
+    perfect = np.log(np.eye(3)[y] * 0.9 + 0.05)
+    all_pull = np.log(np.tile([0.5, 0.2, 0.3], (n, 1)))
+    folds = [np.array([0, 1, 0, 1, 0, 1])] * 2
+    r = summarise_scores(data, folds, {"clean": [perfect, all_pull], "runtime_like": [perfect, perfect]}, 2)
+    # 3-class balanced accuracy 1 and 1/3; pull vs cover (first two columns) 1 and 1/2
+    assert (r["clean"]["three_class_mean"], r["clean"]["three_class_std"]) == (pytest.approx(2 / 3), pytest.approx(1 / 3))
+    assert r["clean"]["pull_vs_cover_mean"] == pytest.approx(0.75)
+    assert r["clean"]["confusion"] == [[4, 0, 0], [2, 2, 0], [2, 0, 2]]
+    assert r["clean"]["folder_counts"] == {"cover": [2, 2, 0], "hook": [1, 0, 1], "pull": [4, 0, 0], "sweep": [1, 0, 1]}
+    assert r["runtime_like"]["three_class_mean"] == 1.0 and r["runtime_like"]["n_per_seed"] == n
+    np.testing.assert_array_equal(r["oof"]["clean"][0], perfect)
+
+
 def test_cv_groups_keep_blocks_and_near_duplicates_together(cricshot):
     from engine.tools.train_shots import GROUP_SIZE, load_cricshot10, make_groups
 

@@ -28,8 +28,6 @@ from engine.shots import (
     ShotSegment,
     ShotSegmenter,
     feature_names,
-    handedness_cue,
-    infer_handedness,
     mediapipe33_to_coco17,
     mirror_keypoints,
     mirrored_name,
@@ -284,18 +282,9 @@ def test_mirror_helpers():
         mirror_keypoints(np.zeros((3, 2)))
 
 
-def test_handedness_cue_and_inference_are_antisymmetric():
-    conf = np.tile(_right_hander_conf(), (10, 1))
-    assert handedness_cue(conf) == pytest.approx(np.full(10, 0.3))
-    assert infer_handedness(conf) == ("right", pytest.approx(0.3))
-    assert infer_handedness(conf[:, list(FLIP_INDEX)]) == ("left", pytest.approx(-0.3))
-    assert infer_handedness(np.full((4, K), 0.8)) == ("right", 0.0)  # no evidence -> prior
-    assert infer_handedness(np.zeros((0, K))) == ("right", 0.0)
-    assert infer_handedness(np.full((3, K), 0.8) - 0.01 * (np.arange(K) % 2), min_score=0.02)[0] == "right"
-
-
 def test_mirrored_left_hander_gives_the_right_handers_features_and_descriptors(classifier):
     t, hands = _stream(30.0, [(1.0, 1.0)], 3.0)
+    hands = hands * [-1.0, 1.0]  # a right-hander facing the camera lifts the bat on the image's left
     left_arm_sims, right_arm_sims = np.linspace(0.1, 0.5, t.size), np.linspace(0.9, 0.6, t.size)
     right = _run_analyzer(_analyzer(classifier), t, hands, sims=left_arm_sims, mirrored_sims=right_arm_sims)
     # in the mirror image the arms swap: the front (right) arm's pair is the mirrored pair
@@ -308,7 +297,7 @@ def test_mirrored_left_hander_gives_the_right_handers_features_and_descriptors(c
     assert (r.wrist, r.shoulder) == ("left_wrist", "left_shoulder")
     assert (m.handedness, m.handedness_source) == ("left", "inferred")
     assert (m.wrist, m.shoulder) == ("right_wrist", "right_shoulder")
-    assert m.handedness_score == pytest.approx(-r.handedness_score)
+    assert m.handedness_confidence == pytest.approx(r.handedness_confidence) and r.handedness_confidence >= 0.8
     assert (m.segment.start_frame, m.segment.end_frame) == (r.segment.start_frame, r.segment.end_frame)
     np.testing.assert_allclose(m.dx, r.dx, atol=1e-12)
     np.testing.assert_allclose(m.dy, r.dy, atol=1e-12)
@@ -349,7 +338,7 @@ def test_configured_handedness_is_used_as_is(classifier):
     res = _run_analyzer(_analyzer(classifier, handedness="left"), t, hands)
     assert len(res) == 1
     r = res[0]
-    assert (r.handedness, r.handedness_source, r.handedness_score, r.wrist) == ("left", "config", 0.0, "right_wrist")
+    assert (r.handedness, r.handedness_source, r.handedness_confidence, r.wrist) == ("left", "config", 1.0, "right_wrist")
     # left-hander analysed in the right-hander's frame: dx is minus the raw right-arm offset
     kp = _skeleton(hands[r.segment.start_frame])
     raw = wrist_offsets(kp, W, H, "right_wrist", "right_shoulder")
@@ -365,7 +354,9 @@ def test_whole_segment_fit_equals_fit_wrist_trajectory_on_the_same_points(classi
     t, hands = _stream(30.0, TRUTH, 8.5)
     sims = np.linspace(0.2, 0.8, t.size)
     sims[::7] = np.nan
-    res = _run_analyzer(_analyzer(classifier), t, hands, sims=[None if np.isnan(s) else s for s in sims])
+    res = _run_analyzer(
+        _analyzer(classifier, handedness="right"), t, hands, sims=[None if np.isnan(s) else s for s in sims]
+    )
     assert [r.shot_index for r in res] == [0, 1, 2]
     for r in res:
         seg = r.segment
@@ -442,7 +433,8 @@ def test_shot_message_is_plain_and_round_trips_the_wire(classifier):
     fields, arrays = shot_message(r)
     expected = {
         "shot_index", "start_frame", "end_frame", "start_s", "end_s", "duration_s", "label", "confidence",
-        "probabilities", "handedness", "handedness_source", "wrist", "shoulder", "n_points", "degree_xy", "basis",
+        "probabilities", "handedness", "handedness_source", "handedness_confidence", "wrist", "shoulder", "n_points",
+        "degree_xy", "basis",
         "t_start_s", "t_end_s", "rms_dx", "rms_dy", "rms_r", "horizontal_span", "vertical_span",
         "mean_elevation_deg", "peak_r", "peak_r_time_s", "r_vertex_time_s", "classifier_version",
     }

@@ -51,8 +51,8 @@ def make_shot(source_id: str = "cam1", shot_index: int = 0, with_fit: bool = Tru
         start_frame=3, end_frame=9, start_s=0.1, end_s=0.3, duration_s=0.2,
         label="pull" if with_fit else None, confidence=0.8 if with_fit else None,
         probabilities={"pull": 0.8, "cover_drive": 0.15, "other": 0.05} if with_fit else None,
-        handedness="right", handedness_source="inferred", wrist="left_wrist", shoulder="left_shoulder",
-        n_points=n, degree_xy=1 if with_fit else None, basis="legendre", t_start_s=0.1 if with_fit else None,
+        handedness="right", handedness_source="inferred", handedness_confidence=0.75, wrist="left_wrist",
+        shoulder="left_shoulder", n_points=n, degree_xy=1 if with_fit else None, basis="legendre", t_start_s=0.1 if with_fit else None,
         t_end_s=0.3 if with_fit else None, stats=stats if with_fit else None, classifier_version="v1",
         dx_coef=coef, dy_coef=coef.copy(), r_coef=coef.copy(), t_s=np.linspace(0.1, 0.3, n), dx=np.zeros(n),
         dy=np.zeros(n), pair_similarity=np.zeros(n, np.float32),
@@ -195,7 +195,8 @@ def test_one_row_per_shot_in_the_shots_file(tmp_path: Path) -> None:
     assert (float(first["start_s"]), float(first["end_s"]), float(first["duration_s"])) == (0.1, 0.3, 0.2)
     assert first["label"] == "pull" and float(first["confidence"]) == 0.8
     assert (float(first["p_pull"]), float(first["p_cover_drive"]), float(first["p_other"])) == (0.8, 0.15, 0.05)
-    assert (first["handedness"], first["handedness_source"]) == ("right", "inferred")
+    assert (first["handedness"], first["handedness_source"], first["handedness_confidence"]) == ("right", "inferred",
+                                                                                                  "0.75")
     assert (first["wrist"], first["shoulder"], first["n_points"], first["degree_xy"]) == (
         "left_wrist", "left_shoulder", "7", "1")
     assert float(first["mean_elevation_deg"]) == 12.5 and first["r_vertex_time_s"] == ""

@@ -119,7 +119,7 @@ def make_stream(source_id: str = "nets", n_frames: int = 30, shots: bool = True)
             add("shot", {"frame_index": end, "pts_s": t[-1], "shot_index": k, "start_frame": start, "end_frame": end,
                          "start_s": t[0], "end_s": t[-1], "duration_s": t[-1] - t[0], "label": label,
                          "confidence": conf, "probabilities": {label: conf}, "handedness": "right",
-                         "handedness_source": "config", "wrist": "left_wrist", "shoulder": "left_shoulder",
+                         "handedness_source": "config", "handedness_confidence": 1.0, "wrist": "left_wrist", "shoulder": "left_shoulder",
                          "n_points": t.size, "degree_xy": fit.degree_xy, "basis": "legendre",
                          "t_start_s": fit.t_start_s, "t_end_s": fit.t_end_s, **_stats_fields(fit),
                          "classifier_version": "test"},
