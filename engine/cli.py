@@ -122,13 +122,16 @@ def _print_summary(summary: Any, out: Any = None) -> None:
         )
     else:
         head = f"batsight: no frames in {summary.run_s:.1f} s of running"
-    lines = [f"{head}, dropped {summary.dropped}, corrupt {summary.corrupt}"]
+    concealed = f", concealed {summary.concealed}" if summary.concealed else ""
+    lines = [f"{head}, dropped {summary.dropped}, corrupt {summary.corrupt}{concealed}"]
     for source_id, st in summary.per_source.items():
         pct = f"{100.0 * st.batter_frames / st.frames:.1f}%" if st.frames else "-"
         line = (
             f"  {source_id}: {st.frames} frames, batter found {pct}, shots {st.shots}, "
             f"dropped {st.dropped}, corrupt {st.corrupt}"
         )
+        line += f", concealed {st.concealed}" if st.concealed else ""
+        line += ", truncated" if st.truncated else ""
         if st.error:
             line += f", error: {st.error}"
         lines.append(line)

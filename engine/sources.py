@@ -38,6 +38,8 @@ class Source(ABC):
             files (blocking queue, every frame processed exactly once, in order).
         total_frames: Frame count when known in advance (files), else ``None``; for progress bars.
         corrupt: Frames or packets skipped because they could not be decoded.
+        concealed: Frames delivered with decoding errors concealed by the decoder (published, counted).
+        truncated: The input ended early (a cut file): its end is ``eos/`` ``reason: truncated``.
         fps: Nominal frame rate of the input, frames per second, known after ``open()``; ``None``
             when unknown. The engine gives it to the source's tracker.
         state: Read by ``health/``: ``"connecting"``, ``"live"``, ``"stalled"``,
@@ -50,6 +52,8 @@ class Source(ABC):
     live: bool = False
     total_frames: int | None = None
     corrupt: int = 0
+    concealed: int = 0
+    truncated: bool = False
     fps: float | None = None
     reconnects: int = 0
 

@@ -3,8 +3,8 @@
 Stateless helpers around one open container, used by :class:`~stream.pyav_base.PyAVSource`; the
 source's lifecycle (open, reconnect, close, health) stays there.
 
-References (PyAV docs): ``Container.streams.best("video")``, ``VideoStream.thread_type = "AUTO"``,
-``VideoStream.average_rate`` / ``guessed_rate`` / ``base_rate``, ``Packet.decode``,
+References (PyAV docs): ``Container.streams.best("video")``, ``VideoStream.thread_type = "SLICE"``,
+``VideoStream.average_rate`` / ``guessed_rate`` / ``base_rate``, ``Packet.decode``, ``Packet.is_corrupt``,
 ``CodecContext.decode(None)`` (flush), ``VideoFrame.to_ndarray(format="bgr24")``, ``Frame.pts`` (in
 ``Frame.time_base`` units) and the ``av.error`` hierarchy.
 """
@@ -19,7 +19,17 @@ import av.error
 
 from engine.errors import SourceError
 
-__all__ = ["decode_packet", "frame_time_s", "is_stall", "select_video_stream", "stream_fps"]
+__all__ = [
+    "AVFMT_NOTIMESTAMPS", "decode_packet", "describe_stream", "frame_time_s", "is_stall", "select_video_stream",
+    "stream_choice", "stream_fps", "stream_rate",
+]
+
+#: ``AVInputFormat.flags`` bit of a demuxer without timestamps of its own (libavformat/avformat.h),
+#: e.g. raw ``.h264`` / ``.hevc``: its ``average_rate`` is only its ``framerate`` option (default 25).
+AVFMT_NOTIMESTAMPS = 0x0080
+#: Rate fields read by :func:`stream_rate`, in order, for demuxers with and without timestamps.
+RATE_FIELDS = ("average_rate", "guessed_rate", "base_rate")
+RATE_FIELDS_NO_TIMESTAMPS = ("guessed_rate", "codec_context.framerate", "average_rate", "base_rate")
 
 
 def is_stall(exc: BaseException) -> bool:
@@ -27,18 +37,34 @@ def is_stall(exc: BaseException) -> bool:
     return isinstance(exc, (av.error.ExitError, av.error.TimeoutError, TimeoutError))
 
 
-def stream_fps(stream: Any) -> float | None:
-    """Nominal frame rate of a PyAV video stream in frames per second, ``None`` when unknown.
+def has_no_timestamps(container: Any) -> bool:
+    """Whether ``container``'s demuxer has no timestamps of its own (``AVFMT_NOTIMESTAMPS``: raw .h264 ...)."""
+    flags = getattr(getattr(container, "format", None), "flags", 0)
+    return isinstance(flags, int) and bool(flags & AVFMT_NOTIMESTAMPS)
 
-    The first usable (positive, finite) value of ``stream.average_rate`` (FFmpeg's ``avg_frame_rate``),
-    ``stream.guessed_rate`` (``av_guess_frame_rate``) and ``stream.base_rate`` (``r_frame_rate``);
-    PyAV gives each as a ``Fraction``, or ``None`` for an unset ``0/0`` rate.
+
+def stream_rate(stream: Any, container: Any = None) -> tuple[float | None, str | None]:
+    """Nominal frame rate of a PyAV video stream, frames per second, and the field it was read from.
+
+    The first usable (positive, finite) value of, in order, ``stream.average_rate`` (FFmpeg's
+    ``avg_frame_rate``), ``stream.guessed_rate`` (``av_guess_frame_rate``) and ``stream.base_rate``
+    (``r_frame_rate``). When the container's demuxer has no timestamps (``AVFMT_NOTIMESTAMPS``: raw
+    ``.h264``, ``.hevc`` ...), its ``average_rate`` is just its ``framerate`` option (25 by default, whatever
+    the stream says), so the stream's own rate comes first: ``guessed_rate`` (which weighs the
+    bitstream's timing info), then ``stream.codec_context.framerate``, then the others. PyAV gives each
+    as a ``Fraction``, or ``None`` for an unset ``0/0`` rate.
 
     Args:
-        stream: An ``av.video.stream.VideoStream`` (anything with those three attributes).
+        stream: An ``av.video.stream.VideoStream`` (anything with those attributes).
+        container: Its ``av.container.InputContainer`` (``None``: treated as having timestamps).
+
+    Returns:
+        ``(fps, field)``, e.g. ``(60.0, "guessed_rate")``; ``(None, None)`` when no field is usable.
     """
-    for name in ("average_rate", "guessed_rate", "base_rate"):
-        rate = getattr(stream, name, None)
+    names = RATE_FIELDS_NO_TIMESTAMPS if has_no_timestamps(container) else RATE_FIELDS
+    for name in names:
+        owner, _, attr = name.rpartition(".")
+        rate = getattr(getattr(stream, owner, None) if owner else stream, attr, None)
         if rate is None:
             continue
         try:
@@ -46,12 +72,45 @@ def stream_fps(stream: Any) -> float | None:
         except (TypeError, ValueError, ZeroDivisionError, OverflowError):
             continue
         if math.isfinite(fps) and fps > 0:
-            return fps
-    return None
+            return fps, name
+    return None, None
+
+
+def stream_fps(stream: Any) -> float | None:
+    """Nominal frame rate of a stream with timestamps, frames per second (:func:`stream_rate`'s ``fps``)."""
+    return stream_rate(stream)[0]
+
+
+def describe_stream(stream: Any) -> str:
+    """One-line description of a stream for logs: ``#1 h264 1280x720 30 fps``."""
+    text = f"#{getattr(stream, 'index', 0)} {getattr(stream, 'codec_name', None) or '?'}"
+    codec = getattr(stream, "codec_context", None)
+    width, height = getattr(codec, "width", 0), getattr(codec, "height", 0)
+    if width and height:
+        text += f" {width}x{height}"
+    fps = stream_fps(stream)
+    return text + (f" {fps:.4g} fps" if fps else "")
+
+
+def stream_choice(container: Any, stream: Any) -> str:
+    """Why ``stream`` is the video stream read from ``container``, in words (for logs and ``probe``).
+
+    PyAV's ``streams.best("video")`` is FFmpeg's ``av_find_best_stream``: it skips streams marked
+    for the hearing or visually impaired and prefers the stream with the most frames seen while
+    probing (cover art has one), then the highest bit rate, then the first.
+    """
+    videos = list(getattr(getattr(container, "streams", None), "video", None) or [stream])
+    if len(videos) <= 1:
+        return "the only video stream"
+    others = ", ".join(describe_stream(s) for s in videos if s is not stream)
+    return (
+        f"FFmpeg's best of {len(videos)} video streams (av_find_best_stream: most frames, then highest bit rate); "
+        f"not used: {others}"
+    )
 
 
 def select_video_stream(container: Any, label: str) -> Any:
-    """Return the best video stream of an open container, with frame threading on.
+    """Return the best video stream of an open container, with slice threading on.
 
     The container is closed before any error leaves (it is of no use without a video stream).
 
@@ -70,7 +129,9 @@ def select_video_stream(container: Any, label: str) -> Any:
         if stream.codec_context is None:
             msg = f"no decoder for the video stream ({stream.codec_name}) in {label}"
             raise SourceError(msg)
-        stream.thread_type = "AUTO"
+        # Slice threading only: with frame threading FFmpeg reports a packet's error late or not at
+        # all and drops the frames still in flight (a truncated mp4 lost 2 frames and its error).
+        stream.thread_type = "SLICE"
     except BaseException:
         container.close()
         raise
