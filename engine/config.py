@@ -63,7 +63,7 @@ class SourceConfig(_Strict):
     )
     max_refusals: int = Field(
         3, ge=0,
-        description="a live source whose server refuses the request (HTTP/RTSP 4xx) this many times in a row fails; "
+        description="a live source whose server answers '400 Bad Request' this many times in a row fails; "
         "0 = retry forever",
     )
 

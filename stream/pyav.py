@@ -138,8 +138,8 @@ class UrlSource(_LiveSource):
         """Open the URL.
 
         Raises:
-            SourceRefusedError: the server answered with a client error (4xx); an RTSP ``400 Bad
-                Request`` names ``source.rtsp_transport`` (a server that only speaks the other transport).
+            SourceRefusedError: the server answered ``400 Bad Request``; for RTSP the message names
+                ``source.rtsp_transport`` (a server that only speaks the other transport).
             SourceError: ``cannot open <redacted url>: <reason>`` (refused, unreachable, timeout ...).
         """
         options: dict[str, str] = {}
@@ -149,9 +149,11 @@ class UrlSource(_LiveSource):
         started = time.monotonic()
         try:
             return av.open(self.spec, mode="r", options=options, timeout=timeout, metadata_errors="replace")
-        except av.error.HTTPClientError as exc:
+        except av.error.HTTPBadRequestError as exc:
+            # 400: the server cannot parse or will not serve this request, and it will not change by
+            # itself (unlike 404 / 503, which an RTSP server answers while its publisher is away).
             msg = f"cannot open {self.label}: {error_reason(exc)}"
-            if "rtsp_transport" in options and isinstance(exc, av.error.HTTPBadRequestError):
+            if "rtsp_transport" in options:
                 other = "udp" if options["rtsp_transport"] == "tcp" else "tcp"
                 msg += (
                     f" (the server may not support source.rtsp_transport={options['rtsp_transport']}; "

@@ -67,7 +67,7 @@ STALE_READ_FRACTION = 0.9
 
 
 class SourceRefusedError(SourceError):
-    """The server answered the open with a client error (HTTP / RTSP 4xx): retrying the same request is unlikely to help.
+    """The server answered the open with ``400 Bad Request`` (HTTP / RTSP): the same request will not succeed later.
 
     Counted toward ``source.max_refusals`` (:meth:`PyAVSource.open`).
     """
