@@ -9,6 +9,8 @@ process. ``batsight report FILE.jsonl ... --out DIR`` draws the thesis figures f
 ``batsight classify PATH... [--layout mediapipe33|coco17] [--aspect W:H]`` classifies keypoint
 sequences (``.npy``) with the ``shot/`` topic's model, one JSON object per line
 (:mod:`engine.shots.classify`).
+``batsight probe SOURCE... [--json]`` says what batsight will do with each source without running
+the model (:mod:`engine.probe`).
 Errors are one line on stderr (``--debug`` shows the traceback); exit status 0 success,
 1 runtime failure, 2 bad usage / config, 130 interrupted (a second SIGINT / SIGTERM, or the first
 one while the model is still loading).
@@ -367,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.shots.classify import add_classify_parser
 
     add_classify_parser(sub, common)
+    from engine.probe import add_probe_parser
+
+    add_probe_parser(sub, common)
     return parser
 
 

@@ -12,6 +12,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from engine.config import SOURCE_ID_RE, SourceConfig
 from engine.errors import ConfigError, PluginError
@@ -83,6 +84,21 @@ class Source(ABC):
             never chosen from a spec.
         """
         return 0
+
+    def probe(self) -> dict[str, Any]:
+        """Describe what this source would read, without reading it through (``batsight probe``).
+
+        Called on the main thread, instead of ``open()``; ``close()`` follows. Plugins that can look
+        at their input cheaply override it (the PyAV sources report container, streams, rate,
+        rotation ...; see README "batsight probe"); values must be JSON-ready.
+
+        Returns:
+            At least ``{"mode": "live" | "file"}``.
+
+        Raises:
+            SourceError: the input cannot be opened.
+        """
+        return {"mode": "live" if self.live else "file"}
 
     @classmethod
     @abstractmethod

@@ -20,7 +20,7 @@ import av.error
 from engine.errors import SourceError
 
 __all__ = [
-    "AVFMT_NOTIMESTAMPS", "decode_packet", "describe_stream", "frame_time_s", "is_stall", "select_video_stream",
+    "AVFMT_NOTIMESTAMPS", "codec_name", "decode_packet", "describe_stream", "frame_time_s", "is_stall", "select_video_stream",
     "stream_choice", "stream_fps", "stream_rate",
 ]
 
@@ -81,9 +81,14 @@ def stream_fps(stream: Any) -> float | None:
     return stream_rate(stream)[0]
 
 
+def codec_name(stream: Any) -> str:
+    """The short name of a stream's codec (``"h264"``), ``"unknown"`` when PyAV has no decoder for it."""
+    return str(getattr(getattr(stream, "codec_context", None), "name", None) or "unknown")
+
+
 def describe_stream(stream: Any) -> str:
     """One-line description of a stream for logs: ``#1 h264 1280x720 30 fps``."""
-    text = f"#{getattr(stream, 'index', 0)} {getattr(stream, 'codec_name', None) or '?'}"
+    text = f"#{getattr(stream, 'index', 0)} {codec_name(stream)}"
     codec = getattr(stream, "codec_context", None)
     width, height = getattr(codec, "width", 0), getattr(codec, "height", 0)
     if width and height:
@@ -127,7 +132,7 @@ def select_video_stream(container: Any, label: str) -> Any:
             msg = f"no video stream in {label}"
             raise SourceError(msg)
         if stream.codec_context is None:
-            msg = f"no decoder for the video stream ({stream.codec_name}) in {label}"
+            msg = f"no decoder for the video stream #{stream.index} in {label}"
             raise SourceError(msg)
         # Slice threading only: with frame threading FFmpeg reports a packet's error late or not at
         # all and drops the frames still in flight (a truncated mp4 lost 2 frames and its error).

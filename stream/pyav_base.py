@@ -49,6 +49,7 @@ from stream.decode import (
     stream_rate,
 )
 from stream.display import IDENTITY, Orientation, frame_orientation
+from stream.probe import probe_container
 from stream.reconnect import ReconnectPolicy
 from stream.redact import error_reason, redact_text
 from stream.timeline import FALLBACK_FPS, PtsTimeline
@@ -359,6 +360,22 @@ class PyAVSource(Source):
             self._state = "ended"
             msg = f"{exc} (refused {self._refusals_in_row} times in a row; source.max_refusals = {limit})"
             raise SourceError(msg) from exc
+
+    def probe(self) -> dict[str, Any]:
+        """Open the input once and describe what :meth:`frames` would read (``batsight probe``); no model.
+
+        Returns:
+            :func:`~stream.probe.probe_container`'s ``dict`` (container, streams and the one chosen,
+            codec, size after rotation, rate and its field, duration, frame count, mode, warnings).
+
+        Raises:
+            SourceError: the input cannot be opened or has no decodable video stream (no retries).
+        """
+        container = self._open_container()
+        try:
+            return probe_container(container, self.label, self.live, self.config.max_pixels)
+        finally:
+            container.close()
 
     def _reconnect(self) -> bool:
         """Back off and reopen until connected (``True``) or closed (``False``).
