@@ -21,7 +21,9 @@ from engine.sources import build_sources
 __all__ = ["add_probe_parser", "format_report", "probe_sources"]
 
 
-def probe_sources(specs: list[str], config_path: str | None = None, overrides: list[str] | None = None) -> list[dict[str, Any]]:
+def probe_sources(
+    specs: list[str], config_path: str | None = None, overrides: list[str] | None = None
+) -> list[dict[str, Any]]:
     """Probe every spec; one JSON-ready ``dict`` per source, in order.
 
     Each has ``source_id``, ``spec`` (UTF-8 safe; a URL's credentials masked), ``plugin`` (class
@@ -57,7 +59,8 @@ def _size(report: dict[str, Any]) -> str:
     coded = f"{report['coded_width']}x{report['coded_height']}"
     if not report.get("transform"):
         return f"{coded}, no rotation"
-    return f"coded {coded}, rotation {report['rotation_deg']:g} ({report['transform']}) -> {report['width']}x{report['height']}"
+    turned = f"rotation {report['rotation_deg']:g} ({report['transform']})"
+    return f"coded {coded}, {turned} -> {report['width']}x{report['height']}"
 
 
 def format_report(report: dict[str, Any]) -> str:

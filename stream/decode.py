@@ -20,8 +20,8 @@ import av.error
 from engine.errors import SourceError
 
 __all__ = [
-    "AVFMT_NOTIMESTAMPS", "codec_name", "decode_packet", "describe_stream", "frame_time_s", "is_stall", "select_video_stream",
-    "stream_choice", "stream_fps", "stream_rate",
+    "AVFMT_NOTIMESTAMPS", "codec_name", "decode_packet", "describe_stream", "frame_time_s", "has_no_timestamps",
+    "is_stall", "select_video_stream", "stream_choice", "stream_fps", "stream_rate",
 ]
 
 #: ``AVInputFormat.flags`` bit of a demuxer without timestamps of its own (libavformat/avformat.h),

@@ -57,7 +57,7 @@ class Orientation:
         return (height, width) if self.swaps_axes else (width, height)
 
     def apply(self, image: np.ndarray) -> np.ndarray:
-        """Return ``image`` (``uint8 [H, W, C]``) in display orientation, C-contiguous; unchanged without a transform."""
+        """``image`` (``uint8 [H, W, C]``) in display orientation, C-contiguous; the same array without a transform."""
         op = self.transform
         if not op:
             return image
