@@ -46,12 +46,12 @@ class SinkOptionError(ConfigError, SinkError):
 
 
 def safe_text(text: str) -> str:
-    """``text`` made encodable as UTF-8, for messages, logs and sinks.
+    r"""``text`` made encodable as UTF-8, for messages, logs and sinks.
 
     A file name that is not UTF-8 reaches Python as lone surrogates (PEP 383, ``surrogateescape``):
-    ``b"junk\\xe9.mp4"`` becomes ``"junk\\udce9.mp4"``, which UTF-8 encoders (msgpack, JSON files)
-    refuse. Such bytes are written as ``\\xNN`` escapes (``"junk\\\\xe9.mp4"``) and any other lone
-    surrogate as ``\\uNNNN``; valid text is returned unchanged.
+    the bytes ``junk\xe9.mp4`` become the text ``junk\udce9.mp4``, which UTF-8 encoders (msgpack,
+    JSON files) refuse. Such bytes are written as ``\xNN`` escapes (the four characters ``\xe9``)
+    and any other lone surrogate as ``\uNNNN``; valid text is returned unchanged.
     """
     try:
         text.encode("utf-8")
