@@ -262,17 +262,18 @@ class PyAVSource(Source):
         """``pts_s`` of a first frame without PTS: 0 (files; ``frame_index / fps`` of frame 0)."""
         return 0.0
 
-    def _check_size(self, width: int, height: int) -> None:
-        """Refuse a frame size above ``config.max_pixels`` (before a frame of that size is decoded).
+    def _check_size(self, width: int, height: int, decoded: bool = False) -> None:
+        """Refuse a frame size above ``config.max_pixels``: the stream's (before decoding) or a decoded frame's.
 
         Raises:
             SourceError: ``<label>: video is 8192x8192 = 67108864 pixels, above source.max_pixels = ...``.
         """
         limit = self.config.max_pixels
         if width * height > limit:
+            when = "a frame grew to" if decoded else "video is"
             msg = (
-                f"{self.label}: video is {width}x{height} = {width * height} pixels, above source.max_pixels = "
-                f"{limit}; refused before decoding (raise source.max_pixels to read it)"
+                f"{self.label}: {when} {width}x{height} = {width * height} pixels, above source.max_pixels = "
+                f"{limit}; {'stopped' if decoded else 'refused before decoding'} (raise source.max_pixels to read it)"
             )
             raise self._error(msg)
 
@@ -468,7 +469,7 @@ class PyAVSource(Source):
                 self._log_damage("concealed", "frame (pts=%s) decoded with concealed errors", vf.pts)
             if not self._oriented:
                 self._orient(vf)
-            self._check_size(int(getattr(vf, "width", 0)), int(getattr(vf, "height", 0)))
+            self._check_size(int(getattr(vf, "width", 0)), int(getattr(vf, "height", 0)), decoded=True)
             out.append((frame_time_s(vf, stream), self.orientation.apply(vf.to_ndarray(format="bgr24"))))
         return out
 

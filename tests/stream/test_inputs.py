@@ -186,6 +186,19 @@ def test_a_stream_above_max_pixels_is_refused_before_decoding(tmp_path):
     assert len(_read(FileSource.from_spec(str(clip), "small", SourceConfig(max_pixels=3072)))) == 3
 
 
+def test_a_stream_that_grows_past_max_pixels_stops_at_its_first_larger_frame(tmp_path):
+    small = _encode(tmp_path / "small.ts", _random_frames(40, 64, 48), 25, fmt="mpegts")
+    large = _encode(tmp_path / "large.ts", _random_frames(5, 96, 72), 25, fmt="mpegts")
+    grows = tmp_path / "grows.ts"
+    grows.write_bytes(small.read_bytes() + large.read_bytes())  # a new SPS: 64x48 -> 96x72
+    source = FileSource.from_spec(str(grows), "grows", SourceConfig(max_pixels=64 * 48))
+    source.open()
+    frames = []
+    with pytest.raises(SourceError, match=r"grows\.ts: a frame grew to 96x72 = 6912 pixels, above source\.max_pixels"):
+        frames.extend(source.frames())
+    assert [f.image.shape for f in frames] == [(48, 64, 3)] * 40
+
+
 # --- 4. streams without PTS -----------------------------------------------------------------------
 
 
