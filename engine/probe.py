@@ -37,7 +37,7 @@ def probe_sources(
     config = load_config(config_path, list(overrides or []))
     reports = []
     for source in build_sources(list(specs) or list(config.sources), config.source):
-        label = safe_text(str(getattr(source, "label", getattr(source, "spec", ""))))
+        label = safe_text(str(getattr(source, "label", None) or getattr(source, "spec", None) or source.source_id))
         report: dict[str, Any] = {"source_id": source.source_id, "spec": label, "plugin": type(source).__name__}
         try:
             report.update(source.probe())

@@ -437,3 +437,11 @@ def test_probe_text_names_rotation_rate_field_and_chosen_stream(cli, tmp_path):
         "  video: stream #0 (the only video stream), h264, coded 64x32, rotation -90 (transpose=clock) -> 32x64",
         "  rate: 30 fps (average_rate); timestamps: yes; duration: 0.100 s; frames: 3",
     ]
+
+
+def test_probe_without_sources_describes_the_built_in_input(cli):
+    result = cli("probe", "--set", "source.default_frames=12")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "default: default (DefaultSource, file mode)", "  width: 640", "  height: 480", "  fps: 30.0", "  frames: 12",
+    ]
