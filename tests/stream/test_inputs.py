@@ -445,3 +445,18 @@ def test_probe_without_sources_describes_the_built_in_input(cli):
     assert result.stdout.splitlines() == [
         "default: default (DefaultSource, file mode)", "  width: 640", "  height: 480", "  fps: 30.0", "  frames: 12",
     ]
+
+
+def test_the_summary_says_truncated_and_counts_the_damage(cli, fake_model, tmp_path):
+    whole = _encode(tmp_path / "whole.mp4", _random_frames(40, 64, 48), 25, options={"movflags": "faststart"})
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    expected = _plain_decode(cut)
+    result = cli("run", str(cut), "--no-progress", *ANY, *FAKE)
+    assert result.returncode == 0, result.stderr
+    damaged = expected["refused"] + expected["flagged"]
+    assert re.search(
+        rf"^  cut: {expected['frames']} frames, batter found 100\.0%, shots 0, dropped 0, corrupt {damaged}, truncated$",
+        result.stdout, re.M,
+    ), result.stdout
+    assert "truncated: the file announces 40 frames" in result.stderr
