@@ -456,7 +456,8 @@ def test_the_summary_says_truncated_and_counts_the_damage(cli, fake_model, tmp_p
     assert result.returncode == 0, result.stderr
     damaged = expected["refused"] + expected["flagged"]
     assert re.search(
-        rf"^  cut: {expected['frames']} frames, batter found 100\.0%, shots 0, dropped 0, corrupt {damaged}, truncated$",
+        rf"^  cut: {expected['frames']} frames, batter found 100\.0%, shots 0, dropped 0, corrupt {damaged}, "
+        r"truncated$",
         result.stdout, re.M,
     ), result.stdout
     assert "truncated: the file announces 40 frames" in result.stderr
