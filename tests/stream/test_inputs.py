@@ -461,3 +461,13 @@ def test_the_summary_says_truncated_and_counts_the_damage(cli, fake_model, tmp_p
         result.stdout, re.M,
     ), result.stdout
     assert "truncated: the file announces 40 frames" in result.stderr
+
+
+def test_the_report_draws_on_upright_frames_of_a_rotated_clip(tmp_path):
+    from sinks.report.video import read_video_frames
+
+    clip = _encode(tmp_path / "phone.mp4", _block_frames(3), 30, rotation=-90)
+    frames = read_video_frames(clip, {0, 2})
+    assert sorted(frames) == [0, 2]
+    bright = frames[2].mean(axis=2) > 128
+    assert bright.shape == (64, 32) and bright[:16, 24:].mean() > 0.9 and bright[16:, :].mean() < 0.05
