@@ -471,3 +471,19 @@ def test_the_report_draws_on_upright_frames_of_a_rotated_clip(tmp_path):
     assert sorted(frames) == [0, 2]
     bright = frames[2].mean(axis=2) > 128
     assert bright.shape == (64, 32) and bright[:16, 24:].mean() > 0.9 and bright[16:, :].mean() < 0.05
+
+
+def test_eos_and_health_from_before_the_concealed_count_still_decode():
+    from engine.messages import from_json_dict
+
+    eos = from_json_dict({"v": 1, "kind": "eos", "source_id": "cam", "seq": 0, "frame_index": None, "pts_s": None,
+                          "capture_time_ns": None, "frames": 3, "dropped": 0, "corrupt": 1, "error": None,
+                          "reason": "end", "publish_time_ns": 1, "arrays": {}})
+    assert (eos.frames, eos.corrupt, eos.concealed) == (3, 1, 0)
+    entry = {"state": "ended", "reconnects": 0, "frames_in": 3, "frames_out": 3, "dropped": 0, "corrupt": 1,
+             "queue_depth": 0, "fps_in": 1.0, "fps_out": 1.0, "batter_frames": 3}
+    health = from_json_dict({"v": 1, "kind": "health", "source_id": "", "seq": 0, "frame_index": None,
+                             "pts_s": None, "capture_time_ns": None, "engine_state": "stopped", "uptime_s": 1.0,
+                             "model": "m", "device": "cpu", "sources": {"cam": entry}, "publish_time_ns": 1,
+                             "arrays": {}})
+    assert health.sources["cam"].concealed == 0
