@@ -155,9 +155,14 @@ def _class_schema(cls: type) -> tuple[_Field, ...]:
     return tuple(out)
 
 
-@cache
 def _defaulted(cls: type) -> frozenset[str]:
     """Names of ``cls``'s dataclass fields that have a default (may be absent from a decoded header)."""
+    # A plain function in front of the cache, as for _schema (mypy and dataclass class objects).
+    return _class_defaulted(cls)
+
+
+@cache
+def _class_defaulted(cls: type) -> frozenset[str]:
     return frozenset(f.name for f in fields(cls) if f.default is not MISSING or f.default_factory is not MISSING)
 
 
