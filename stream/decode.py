@@ -20,8 +20,8 @@ import av.error
 from engine.errors import SourceError
 
 __all__ = [
-    "AVFMT_NOTIMESTAMPS", "codec_name", "decode_packet", "describe_stream", "frame_time_s", "has_no_timestamps",
-    "is_stall", "select_video_stream", "stream_choice", "stream_fps", "stream_rate",
+    "AVFMT_NOTIMESTAMPS", "PtsCorrection", "codec_name", "decode_packet", "describe_stream", "frame_time_s",
+    "has_no_timestamps", "is_stall", "select_video_stream", "stream_choice", "stream_fps", "stream_rate",
 ]
 
 #: ``AVInputFormat.flags`` bit of a demuxer without timestamps of its own (libavformat/avformat.h),
@@ -157,12 +157,49 @@ def decode_packet(packet: Any, stream: Any) -> list[Any]:
         return []
 
 
-def frame_time_s(frame: Any, stream: Any) -> float | None:
-    """Raw time of a decoded frame: ``frame.pts * time_base`` in seconds, ``None`` without PTS.
+class PtsCorrection:
+    """The best-effort timestamp of decoded frames, FFmpeg's ``guess_correct_pts`` (libavcodec/decode.c).
 
-    The frame's own ``time_base`` is used, else the stream's; ``None`` also when neither is set.
+    Some containers hand the decoder timestamps that are not in presentation order (H.264 with
+    B-frames in AVI: frame PTS 1, 2, 4, 3, 6, 5 ...), while the frames' ``pkt_dts`` increase. Each
+    frame's PTS and DTS (``VideoFrame.pts`` / ``.dts``, in ``time_base`` units) count as faulty when
+    they do not increase; the PTS is used while it has had no more faults than the DTS (or there is
+    no DTS), else the DTS -- as FFmpeg's ``best_effort_timestamp``, which ffprobe and the CLI use.
+    One instance per decoder (per connection); reader thread only.
     """
-    if frame.pts is None:
+
+    def __init__(self) -> None:
+        self.faulty_pts = 0
+        self.faulty_dts = 0
+        self._last_pts: int | None = None
+        self._last_dts: int | None = None
+
+    def update(self, pts: int | None, dts: int | None) -> int | None:
+        """The best-effort timestamp of the next frame, ``None`` when it has neither PTS nor DTS."""
+        if dts is not None:
+            self.faulty_dts += int(self._last_dts is not None and dts <= self._last_dts)
+            self._last_dts = dts
+        elif pts is not None:
+            self._last_dts = pts
+        if pts is not None:
+            self.faulty_pts += int(self._last_pts is not None and pts <= self._last_pts)
+            self._last_pts = pts
+        elif dts is not None:
+            self._last_pts = dts
+        if pts is not None and (self.faulty_pts <= self.faulty_dts or dts is None):
+            return pts
+        return dts
+
+
+def frame_time_s(frame: Any, stream: Any, correction: PtsCorrection | None = None) -> float | None:
+    """Raw time of a decoded frame in seconds (timestamp x ``time_base``), ``None`` without a timestamp.
+
+    The timestamp is ``frame.pts``, or with ``correction`` the best-effort one of ``frame.pts`` and
+    ``frame.dts`` (:class:`PtsCorrection`). The frame's own ``time_base`` is used, else the
+    stream's; ``None`` also when neither is set.
+    """
+    pts = frame.pts if correction is None else correction.update(frame.pts, getattr(frame, "dts", None))
+    if pts is None:
         return None
     time_base = frame.time_base or stream.time_base
-    return float(frame.pts * time_base) if time_base else None
+    return float(pts * time_base) if time_base else None

@@ -39,6 +39,7 @@ from engine.errors import ConfigError, SourceError, safe_text
 from engine.sources import Source
 from engine.types import Frame
 from stream.decode import (
+    PtsCorrection,
     decode_packet,
     describe_stream,
     frame_time_s,
@@ -174,6 +175,7 @@ class PyAVSource(Source):
         self._break_announced = False
         self._warned: set[str] = set()
         self._refusals_in_row = 0
+        self._pts_correction = PtsCorrection()
 
     @classmethod
     def from_spec(cls, spec: str, source_id: str, config: SourceConfig) -> PyAVSource:
@@ -311,6 +313,7 @@ class PyAVSource(Source):
             self.width, self.height = width, height
             self.stream_index, self.stream_choice = int(getattr(stream, "index", 0)), choice
             self._oriented, self._warned_no_pts = False, self._warned_no_pts or no_timestamps
+            self._pts_correction = PtsCorrection()  # a new decoder: FFmpeg resets its counts too
             self.timeline.nominal_interval_s = 1.0 / fps if fps else None
             self._opened_at_s = time.monotonic()
             self._container, self._stream = container, stream
@@ -470,7 +473,8 @@ class PyAVSource(Source):
             if not self._oriented:
                 self._orient(vf)
             self._check_size(int(getattr(vf, "width", 0)), int(getattr(vf, "height", 0)), decoded=True)
-            out.append((frame_time_s(vf, stream), self.orientation.apply(vf.to_ndarray(format="bgr24"))))
+            raw_s = frame_time_s(vf, stream, self._pts_correction)
+            out.append((raw_s, self.orientation.apply(vf.to_ndarray(format="bgr24"))))
         return out
 
     def _log_damage(self, kind: str, fmt: str, *args: object) -> None:

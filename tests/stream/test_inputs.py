@@ -390,6 +390,18 @@ def _reset_ts(path: Path) -> Path:
     return path
 
 
+def test_b_frames_in_avi_are_timed_by_the_best_effort_timestamp(tmp_path):
+    clip = _encode(tmp_path / "bframes.avi", _random_frames(20, 64, 48), 25, codec_options={"bf": "2"})
+    with av.open(str(clip)) as container:  # the premise: AVI hands out PTS in decode order, DTS increasing
+        stamps = [(f.pts, f.dts) for f in container.decode(video=0)]
+    pts = [p for p, _ in stamps]
+    assert any(b < a for a, b in zip(pts, pts[1:], strict=False))
+    frames = _read(FileSource.from_spec(str(clip), "bframes", SourceConfig()))
+    assert len(frames) == 20
+    # no break while frames carry a DTS (FFmpeg's best_effort_timestamp also falls back to the PTS without one)
+    assert [f.frame_index for f in frames if f.timeline_break and stamps[f.frame_index][1] is not None] == []
+
+
 def test_a_timeline_jump_is_logged_as_a_warning(tmp_path, caplog):
     clip = _reset_ts(tmp_path / "reset.ts")
     with caplog.at_level(logging.INFO, logger="stream.pyav_base"):
