@@ -411,7 +411,8 @@ class SourceHealth:
         state: ``connecting``, ``live``, ``stalled``, ``reconnecting``, ``ended`` or ``failed``.
         reconnects: Successful reopenings of a live source.
         frames_in: Frames the reader took from the source; frames_out: frames published.
-        dropped: Frames dropped by the live drop-oldest policy; corrupt: undecodable frames/packets.
+        dropped: Frames dropped by the live drop-oldest policy; corrupt: damaged frames/packets
+            (undecodable, or flagged by the demuxer).
         concealed: Frames decoded with concealed errors (published).
         queue_depth: Frames waiting in the source's queue.
         fps_in, fps_out: Rates over about one health period, frames per second.
@@ -462,7 +463,7 @@ class EndOfStream(Message):
     Attributes:
         frames: Frames published for the source.
         dropped: Frames dropped (live drop-oldest).
-        corrupt: Undecodable frames or packets.
+        corrupt: Damaged frames or packets (undecodable, or flagged by the demuxer).
         concealed: Frames decoded with concealed errors (published).
         error: The error that ended the source, as text, or ``None``.
         reason: ``end``, ``error``, ``stopped``, ``timeout`` or ``truncated`` (a file that ended before

@@ -38,7 +38,8 @@ class Source(ABC):
         live: ``True`` for cameras and streams (drop-oldest queue, latency bounded); ``False`` for
             files (blocking queue, every frame processed exactly once, in order).
         total_frames: Frame count when known in advance (files), else ``None``; for progress bars.
-        corrupt: Frames or packets skipped because they could not be decoded.
+        corrupt: Damaged frames or packets: skipped because they could not be decoded, or flagged
+            damaged by the demuxer.
         concealed: Frames delivered with decoding errors concealed by the decoder (published, counted).
         truncated: The input ended early (a cut file): its end is ``eos/`` ``reason: truncated``.
         fps: Nominal frame rate of the input, frames per second, known after ``open()``; ``None``
