@@ -100,16 +100,18 @@ def describe_stream(stream: Any) -> str:
 def stream_choice(container: Any, stream: Any) -> str:
     """Why ``stream`` is the video stream read from ``container``, in words (for logs and ``probe``).
 
-    PyAV's ``streams.best("video")`` is FFmpeg's ``av_find_best_stream``: it skips streams marked
-    for the hearing or visually impaired and prefers the stream with the most frames seen while
-    probing (cover art has one), then the highest bit rate, then the first.
+    PyAV's ``streams.best("video")`` is FFmpeg's ``av_find_best_stream`` (libavformat/avformat.c):
+    it prefers a stream flagged default and not for the hearing or visually impaired, then the one
+    with more frames seen while probing (counted up to 5; cover art has one), then the higher bit
+    rate, then the first.
     """
     videos = list(getattr(getattr(container, "streams", None), "video", None) or [stream])
     if len(videos) <= 1:
         return "the only video stream"
     others = ", ".join(describe_stream(s) for s in videos if s is not stream)
     return (
-        f"FFmpeg's best of {len(videos)} video streams (av_find_best_stream: most frames, then highest bit rate); "
+        f"FFmpeg's best of {len(videos)} video streams (av_find_best_stream: default flag, then frames seen, "
+        "then bit rate); "
         f"not used: {others}"
     )
 
