@@ -9,6 +9,8 @@ process. ``batsight report FILE.jsonl ... --out DIR`` draws the thesis figures f
 ``batsight classify PATH... [--layout mediapipe33|coco17] [--aspect W:H]`` classifies keypoint
 sequences (``.npy``) with the ``shot/`` topic's model, one JSON object per line
 (:mod:`engine.shots.classify`).
+``batsight probe SOURCE... [--json]`` says what batsight will do with each source without running
+the model (:mod:`engine.probe`).
 Errors are one line on stderr (``--debug`` shows the traceback); exit status 0 success,
 1 runtime failure, 2 bad usage / config, 130 interrupted (a second SIGINT / SIGTERM, or the first
 one while the model is still loading).
@@ -122,13 +124,16 @@ def _print_summary(summary: Any, out: Any = None) -> None:
         )
     else:
         head = f"batsight: no frames in {summary.run_s:.1f} s of running"
-    lines = [f"{head}, dropped {summary.dropped}, corrupt {summary.corrupt}"]
+    concealed = f", concealed {summary.concealed}" if summary.concealed else ""
+    lines = [f"{head}, dropped {summary.dropped}, corrupt {summary.corrupt}{concealed}"]
     for source_id, st in summary.per_source.items():
         pct = f"{100.0 * st.batter_frames / st.frames:.1f}%" if st.frames else "-"
         line = (
             f"  {source_id}: {st.frames} frames, batter found {pct}, shots {st.shots}, "
             f"dropped {st.dropped}, corrupt {st.corrupt}"
         )
+        line += f", concealed {st.concealed}" if st.concealed else ""
+        line += ", truncated" if st.truncated else ""
         if st.error:
             line += f", error: {st.error}"
         lines.append(line)
@@ -364,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.shots.classify import add_classify_parser
 
     add_classify_parser(sub, common)
+    from engine.probe import add_probe_parser
+
+    add_probe_parser(sub, common)
     return parser
 
 

@@ -57,6 +57,15 @@ class SourceConfig(_Strict):
         10.0, gt=0, description="a PTS step forward larger than this (or any step back) breaks the timeline, s"
     )
     default_frames: int = Field(90, ge=1, description="frames of the built-in default source")
+    max_pixels: int = Field(
+        4096 * 4096, ge=1,
+        description="a video stream with more pixels per frame (width x height) is refused before decoding",
+    )
+    max_refusals: int = Field(
+        3, ge=0,
+        description="a live source whose server answers '400 Bad Request' this many times in a row fails; "
+        "0 = retry forever",
+    )
 
     @field_validator("reconnect_max_s")
     @classmethod

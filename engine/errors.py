@@ -43,3 +43,21 @@ class PublishError(BatsightError, OSError):
 
 class SinkOptionError(ConfigError, SinkError):
     """A sink option is unknown, missing or invalid (a configuration error, refused before start)."""
+
+
+def safe_text(text: str) -> str:
+    r"""``text`` made encodable as UTF-8, for messages, logs and sinks.
+
+    A file name that is not UTF-8 reaches Python as lone surrogates (PEP 383, ``surrogateescape``):
+    the bytes ``junk\xe9.mp4`` become the text ``junk\udce9.mp4``, which UTF-8 encoders (msgpack,
+    JSON files) refuse. Such bytes are written as ``\xNN`` escapes (the four characters ``\xe9``)
+    and any other lone surrogate as ``\uNNNN``; valid text is returned unchanged.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text

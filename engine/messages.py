@@ -416,7 +416,9 @@ class SourceHealth:
         state: ``connecting``, ``live``, ``stalled``, ``reconnecting``, ``ended`` or ``failed``.
         reconnects: Successful reopenings of a live source.
         frames_in: Frames the reader took from the source; frames_out: frames published.
-        dropped: Frames dropped by the live drop-oldest policy; corrupt: undecodable frames/packets.
+        dropped: Frames dropped by the live drop-oldest policy; corrupt: damaged frames/packets
+            (undecodable, or flagged by the demuxer).
+        concealed: Frames decoded with concealed errors (published).
         queue_depth: Frames waiting in the source's queue.
         fps_in, fps_out: Rates over about one health period, frames per second.
         batter_frames: Frames with a batter.
@@ -432,6 +434,7 @@ class SourceHealth:
     fps_in: float
     fps_out: float
     batter_frames: int
+    concealed: int = 0
 
     def __post_init__(self) -> None:
         validate_header_dataclass(self)
@@ -465,9 +468,11 @@ class EndOfStream(Message):
     Attributes:
         frames: Frames published for the source.
         dropped: Frames dropped (live drop-oldest).
-        corrupt: Undecodable frames or packets.
+        corrupt: Damaged frames or packets (undecodable, or flagged by the demuxer).
+        concealed: Frames decoded with concealed errors (published).
         error: The error that ended the source, as text, or ``None``.
-        reason: ``end``, ``error``, ``stopped`` or ``timeout``.
+        reason: ``end``, ``error``, ``stopped``, ``timeout`` or ``truncated`` (a file that ended before
+            the frames its container announces, or with a damaged last packet; all it held was published).
     """
 
     KIND: ClassVar[str] = "eos"
@@ -476,7 +481,8 @@ class EndOfStream(Message):
     dropped: int
     corrupt: int
     error: str | None
-    reason: Literal["end", "error", "stopped", "timeout"]
+    reason: Literal["end", "error", "stopped", "timeout", "truncated"]
+    concealed: int = 0
 
 
 #: Every message class by kind.

@@ -339,6 +339,8 @@ def _summary(states: list[SourceState], timer: _ModelTimer, end_s: float, run_s:
             dropped=s.reader.dropped,
             corrupt=s.source.corrupt,
             error=s.stats.error,
+            concealed=s.source.concealed,
+            truncated=s.source.truncated,
         )
         for s in states
     }
@@ -350,6 +352,7 @@ def _summary(states: list[SourceState], timer: _ModelTimer, end_s: float, run_s:
         model_fps=frames / timer.model_s if timer.model_s > 0 else 0.0,
         dropped=sum(s.reader.dropped for s in states),
         corrupt=sum(s.source.corrupt for s in states),
+        concealed=sum(s.source.concealed for s in states),
         run_s=run_s,
         per_source=per_source,
     )

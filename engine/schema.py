@@ -156,6 +156,17 @@ def _class_schema(cls: type) -> tuple[_Field, ...]:
     return tuple(out)
 
 
+def _defaulted(cls: type) -> frozenset[str]:
+    """Names of ``cls``'s dataclass fields that have a default (may be absent from a decoded header)."""
+    # A plain function in front of the cache, as for _schema (mypy and dataclass class objects).
+    return _class_defaulted(cls)
+
+
+@cache
+def _class_defaulted(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls) if f.default is not MISSING or f.default_factory is not MISSING)
+
+
 def _group_class(f: _Field) -> type:
     return _is_optional(f.hint)[1]
 
@@ -214,12 +225,12 @@ def _plain_to_dataclass(path: str, value: Any, cls: type) -> Any:
         msg = f"field {path} must be a map, got {type(value).__name__}"
         raise WireFormatError(msg)
     names = [f.name for f in fields(cls)]
-    missing = [n for n in names if n not in value]
+    missing = [n for n in names if n not in value and n not in _defaulted(cls)]
     extra = sorted(set(value) - set(names))
     if missing or extra:
         msg = f"field {path} must have keys {', '.join(names)}; missing {missing}, unexpected {extra}"
         raise WireFormatError(msg)
-    return cls(**{n: value[n] for n in names})
+    return cls(**{n: value[n] for n in names if n in value})
 
 
 def _type_hints(cls: type) -> dict[str, Any]:
@@ -372,6 +383,8 @@ class Message:
         for f in schema:
             if f.role == "header":
                 expected.add(f.name)
+                if f.name not in header and f.name in _defaulted(cls):
+                    continue  # a field added with a default later: messages and files from before it still decode
                 if f.name not in header:
                     if f.has_default:
                         continue

@@ -12,6 +12,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from engine.config import SOURCE_ID_RE, SourceConfig
 from engine.errors import ConfigError, PluginError
@@ -37,7 +38,10 @@ class Source(ABC):
         live: ``True`` for cameras and streams (drop-oldest queue, latency bounded); ``False`` for
             files (blocking queue, every frame processed exactly once, in order).
         total_frames: Frame count when known in advance (files), else ``None``; for progress bars.
-        corrupt: Frames or packets skipped because they could not be decoded.
+        corrupt: Damaged frames or packets: skipped because they could not be decoded, or flagged
+            damaged by the demuxer.
+        concealed: Frames delivered with decoding errors concealed by the decoder (published, counted).
+        truncated: The input ended early (a cut file): its end is ``eos/`` ``reason: truncated``.
         fps: Nominal frame rate of the input, frames per second, known after ``open()``; ``None``
             when unknown. The engine gives it to the source's tracker.
         state: Read by ``health/``: ``"connecting"``, ``"live"``, ``"stalled"``,
@@ -50,6 +54,8 @@ class Source(ABC):
     live: bool = False
     total_frames: int | None = None
     corrupt: int = 0
+    concealed: int = 0
+    truncated: bool = False
     fps: float | None = None
     reconnects: int = 0
 
@@ -79,6 +85,21 @@ class Source(ABC):
             never chosen from a spec.
         """
         return 0
+
+    def probe(self) -> dict[str, Any]:
+        """Describe what this source would read, without reading it through (``batsight probe``).
+
+        Called on the main thread, instead of ``open()``; ``close()`` follows. Plugins that can look
+        at their input cheaply override it (the PyAV sources report container, streams, rate,
+        rotation ...; see README "batsight probe"); values must be JSON-ready.
+
+        Returns:
+            At least ``{"mode": "live" | "file"}``.
+
+        Raises:
+            SourceError: the input cannot be opened.
+        """
+        return {"mode": "live" if self.live else "file"}
 
     @classmethod
     @abstractmethod

@@ -56,6 +56,7 @@ class SourceSummary:
         frames: Frames published; batter_frames: of those with a batter; shots: shots published.
         dropped: Frames dropped (live drop-oldest); corrupt: undecodable frames or packets.
         error: Text of the error that ended the source, or ``None``.
+        concealed: Frames decoded with concealed errors; truncated: the input ended early.
     """
 
     frames: int
@@ -64,6 +65,8 @@ class SourceSummary:
     dropped: int
     corrupt: int
     error: str | None
+    concealed: int = 0
+    truncated: bool = False
 
 
 @dataclass
@@ -76,7 +79,7 @@ class RunSummary:
         fps: ``frames / wall_s``: whole-pipeline throughput.
         model_s: Seconds spent inside the model's ``infer`` calls.
         model_fps: ``frames / model_s``: model-only throughput at the same image size.
-        dropped, corrupt: Sums over sources.
+        dropped, corrupt, concealed: Sums over sources.
         run_s: Seconds from ``start()`` to now (or to the end), frames or not.
         per_source: ``{source_id: SourceSummary}``.
     """
@@ -88,5 +91,6 @@ class RunSummary:
     model_fps: float = 0.0
     dropped: int = 0
     corrupt: int = 0
+    concealed: int = 0
     run_s: float = 0.0
     per_source: dict[str, SourceSummary] = field(default_factory=dict)

@@ -23,6 +23,7 @@ from engine.analytics import SourceAnalytics
 from engine.batching import SourceReader
 from engine.clock import Clock
 from engine.config import Config
+from engine.errors import safe_text
 from engine.messages import EndOfStream as EosMessage
 from engine.messages import Fit, Health, Message, Pose, Shot, Similarity, SourceHealth
 from engine.models.base import KeypointModel
@@ -183,7 +184,8 @@ class SourceState:
         """The source's last messages: the shot in progress (if any) and ``eos/``.
 
         Args:
-            reason: ``end``, ``error``, ``stopped`` or ``timeout``.
+            reason: ``end``, ``error``, ``stopped`` or ``timeout``; ``end`` of a source that says it
+                was truncated (``Source.truncated``) becomes ``truncated``.
             error: The exception that ended the source, or ``None``.
             flush_shot: Publish the shot in progress; ``False`` when an engine stage failed or the
                 source was abandoned (its analytics may be incomplete).
@@ -194,15 +196,16 @@ class SourceState:
                 self._add_shot(out, done)
         stats = self.stats
         stats.ended = True
-        stats.error = None if error is None else str(error)
+        stats.error = None if error is None else safe_text(str(error))
         out.append(
             EosMessage(
                 source_id=self.source_id,
                 frames=stats.frames_out,
                 dropped=self.reader.dropped,
                 corrupt=self.source.corrupt,
+                concealed=self.source.concealed,
                 error=stats.error,
-                reason=reason,  # type: ignore[arg-type]
+                reason="truncated" if reason == "end" and self.source.truncated else reason,  # type: ignore[arg-type]
             )
         )
         return out
@@ -232,6 +235,7 @@ class SourceState:
             fps_in=round(fps_in, 2),
             fps_out=round(fps_out, 2),
             batter_frames=st.batter_frames,
+            concealed=self.source.concealed,
         )
 
 

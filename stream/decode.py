@@ -3,8 +3,8 @@
 Stateless helpers around one open container, used by :class:`~stream.pyav_base.PyAVSource`; the
 source's lifecycle (open, reconnect, close, health) stays there.
 
-References (PyAV docs): ``Container.streams.best("video")``, ``VideoStream.thread_type = "AUTO"``,
-``VideoStream.average_rate`` / ``guessed_rate`` / ``base_rate``, ``Packet.decode``,
+References (PyAV docs): ``Container.streams.best("video")``, ``VideoStream.thread_type = "SLICE"``,
+``VideoStream.average_rate`` / ``guessed_rate`` / ``base_rate``, ``Packet.decode``, ``Packet.is_corrupt``,
 ``CodecContext.decode(None)`` (flush), ``VideoFrame.to_ndarray(format="bgr24")``, ``Frame.pts`` (in
 ``Frame.time_base`` units) and the ``av.error`` hierarchy.
 """
@@ -19,7 +19,17 @@ import av.error
 
 from engine.errors import SourceError
 
-__all__ = ["decode_packet", "frame_time_s", "is_stall", "select_video_stream", "stream_fps"]
+__all__ = [
+    "AVFMT_NOTIMESTAMPS", "PtsCorrection", "codec_name", "decode_packet", "describe_stream", "frame_time_s",
+    "has_no_timestamps", "is_stall", "select_video_stream", "stream_choice", "stream_fps", "stream_rate",
+]
+
+#: ``AVInputFormat.flags`` bit of a demuxer without timestamps of its own (libavformat/avformat.h),
+#: e.g. raw ``.h264`` / ``.hevc``: its ``average_rate`` is only its ``framerate`` option (default 25).
+AVFMT_NOTIMESTAMPS = 0x0080
+#: Rate fields read by :func:`stream_rate`, in order, for demuxers with and without timestamps.
+RATE_FIELDS = ("average_rate", "guessed_rate", "base_rate")
+RATE_FIELDS_NO_TIMESTAMPS = ("guessed_rate", "codec_context.framerate", "average_rate", "base_rate")
 
 
 def is_stall(exc: BaseException) -> bool:
@@ -27,18 +37,34 @@ def is_stall(exc: BaseException) -> bool:
     return isinstance(exc, (av.error.ExitError, av.error.TimeoutError, TimeoutError))
 
 
-def stream_fps(stream: Any) -> float | None:
-    """Nominal frame rate of a PyAV video stream in frames per second, ``None`` when unknown.
+def has_no_timestamps(container: Any) -> bool:
+    """Whether ``container``'s demuxer has no timestamps of its own (``AVFMT_NOTIMESTAMPS``: raw .h264 ...)."""
+    flags = getattr(getattr(container, "format", None), "flags", 0)
+    return isinstance(flags, int) and bool(flags & AVFMT_NOTIMESTAMPS)
 
-    The first usable (positive, finite) value of ``stream.average_rate`` (FFmpeg's ``avg_frame_rate``),
-    ``stream.guessed_rate`` (``av_guess_frame_rate``) and ``stream.base_rate`` (``r_frame_rate``);
-    PyAV gives each as a ``Fraction``, or ``None`` for an unset ``0/0`` rate.
+
+def stream_rate(stream: Any, container: Any = None) -> tuple[float | None, str | None]:
+    """Nominal frame rate of a PyAV video stream, frames per second, and the field it was read from.
+
+    The first usable (positive, finite) value of, in order, ``stream.average_rate`` (FFmpeg's
+    ``avg_frame_rate``), ``stream.guessed_rate`` (``av_guess_frame_rate``) and ``stream.base_rate``
+    (``r_frame_rate``). When the container's demuxer has no timestamps (``AVFMT_NOTIMESTAMPS``: raw
+    ``.h264``, ``.hevc`` ...), its ``average_rate`` is just its ``framerate`` option (25 by default, whatever
+    the stream says), so the stream's own rate comes first: ``guessed_rate`` (which weighs the
+    bitstream's timing info), then ``stream.codec_context.framerate``, then the others. PyAV gives each
+    as a ``Fraction``, or ``None`` for an unset ``0/0`` rate.
 
     Args:
-        stream: An ``av.video.stream.VideoStream`` (anything with those three attributes).
+        stream: An ``av.video.stream.VideoStream`` (anything with those attributes).
+        container: Its ``av.container.InputContainer`` (``None``: treated as having timestamps).
+
+    Returns:
+        ``(fps, field)``, e.g. ``(60.0, "guessed_rate")``; ``(None, None)`` when no field is usable.
     """
-    for name in ("average_rate", "guessed_rate", "base_rate"):
-        rate = getattr(stream, name, None)
+    names = RATE_FIELDS_NO_TIMESTAMPS if has_no_timestamps(container) else RATE_FIELDS
+    for name in names:
+        owner, _, attr = name.rpartition(".")
+        rate = getattr(getattr(stream, owner, None) if owner else stream, attr, None)
         if rate is None:
             continue
         try:
@@ -46,12 +72,52 @@ def stream_fps(stream: Any) -> float | None:
         except (TypeError, ValueError, ZeroDivisionError, OverflowError):
             continue
         if math.isfinite(fps) and fps > 0:
-            return fps
-    return None
+            return fps, name
+    return None, None
+
+
+def stream_fps(stream: Any) -> float | None:
+    """Nominal frame rate of a stream with timestamps, frames per second (:func:`stream_rate`'s ``fps``)."""
+    return stream_rate(stream)[0]
+
+
+def codec_name(stream: Any) -> str:
+    """The short name of a stream's codec (``"h264"``), ``"unknown"`` when PyAV has no decoder for it."""
+    return str(getattr(getattr(stream, "codec_context", None), "name", None) or "unknown")
+
+
+def describe_stream(stream: Any) -> str:
+    """One-line description of a stream for logs: ``#1 h264 1280x720 30 fps``."""
+    text = f"#{getattr(stream, 'index', 0)} {codec_name(stream)}"
+    codec = getattr(stream, "codec_context", None)
+    width, height = getattr(codec, "width", 0), getattr(codec, "height", 0)
+    if width and height:
+        text += f" {width}x{height}"
+    fps = stream_fps(stream)
+    return text + (f" {fps:.4g} fps" if fps else "")
+
+
+def stream_choice(container: Any, stream: Any) -> str:
+    """Why ``stream`` is the video stream read from ``container``, in words (for logs and ``probe``).
+
+    PyAV's ``streams.best("video")`` is FFmpeg's ``av_find_best_stream`` (libavformat/avformat.c):
+    it prefers a stream flagged default and not for the hearing or visually impaired, then the one
+    with more frames seen while probing (counted up to 5; cover art has one), then the higher bit
+    rate, then the first.
+    """
+    videos = list(getattr(getattr(container, "streams", None), "video", None) or [stream])
+    if len(videos) <= 1:
+        return "the only video stream"
+    others = ", ".join(describe_stream(s) for s in videos if s is not stream)
+    return (
+        f"FFmpeg's best of {len(videos)} video streams (av_find_best_stream: default flag, then frames seen, "
+        "then bit rate); "
+        f"not used: {others}"
+    )
 
 
 def select_video_stream(container: Any, label: str) -> Any:
-    """Return the best video stream of an open container, with frame threading on.
+    """Return the best video stream of an open container, with slice threading on.
 
     The container is closed before any error leaves (it is of no use without a video stream).
 
@@ -68,9 +134,11 @@ def select_video_stream(container: Any, label: str) -> Any:
             msg = f"no video stream in {label}"
             raise SourceError(msg)
         if stream.codec_context is None:
-            msg = f"no decoder for the video stream ({stream.codec_name}) in {label}"
+            msg = f"no decoder for the video stream #{stream.index} in {label}"
             raise SourceError(msg)
-        stream.thread_type = "AUTO"
+        # Slice threading only: with frame threading FFmpeg reports a packet's error late or not at
+        # all and drops the frames still in flight (a truncated mp4 lost 2 frames and its error).
+        stream.thread_type = "SLICE"
     except BaseException:
         container.close()
         raise
@@ -91,12 +159,49 @@ def decode_packet(packet: Any, stream: Any) -> list[Any]:
         return []
 
 
-def frame_time_s(frame: Any, stream: Any) -> float | None:
-    """Raw time of a decoded frame: ``frame.pts * time_base`` in seconds, ``None`` without PTS.
+class PtsCorrection:
+    """The best-effort timestamp of decoded frames, FFmpeg's ``guess_correct_pts`` (libavcodec/decode.c).
 
-    The frame's own ``time_base`` is used, else the stream's; ``None`` also when neither is set.
+    Some containers hand the decoder timestamps that are not in presentation order (H.264 with
+    B-frames in AVI: frame PTS 1, 2, 4, 3, 6, 5 ...), while the frames' ``pkt_dts`` increase. Each
+    frame's PTS and DTS (``VideoFrame.pts`` / ``.dts``, in ``time_base`` units) count as faulty when
+    they do not increase; the PTS is used while it has had no more faults than the DTS (or there is
+    no DTS), else the DTS -- as FFmpeg's ``best_effort_timestamp``, which ffprobe and the CLI use.
+    One instance per decoder (per connection); reader thread only.
     """
-    if frame.pts is None:
+
+    def __init__(self) -> None:
+        self.faulty_pts = 0
+        self.faulty_dts = 0
+        self._last_pts: int | None = None
+        self._last_dts: int | None = None
+
+    def update(self, pts: int | None, dts: int | None) -> int | None:
+        """The best-effort timestamp of the next frame, ``None`` when it has neither PTS nor DTS."""
+        if dts is not None:
+            self.faulty_dts += int(self._last_dts is not None and dts <= self._last_dts)
+            self._last_dts = dts
+        elif pts is not None:
+            self._last_dts = pts
+        if pts is not None:
+            self.faulty_pts += int(self._last_pts is not None and pts <= self._last_pts)
+            self._last_pts = pts
+        elif dts is not None:
+            self._last_pts = dts
+        if pts is not None and (self.faulty_pts <= self.faulty_dts or dts is None):
+            return pts
+        return dts
+
+
+def frame_time_s(frame: Any, stream: Any, correction: PtsCorrection | None = None) -> float | None:
+    """Raw time of a decoded frame in seconds (timestamp x ``time_base``), ``None`` without a timestamp.
+
+    The timestamp is ``frame.pts``, or with ``correction`` the best-effort one of ``frame.pts`` and
+    ``frame.dts`` (:class:`PtsCorrection`). The frame's own ``time_base`` is used, else the
+    stream's; ``None`` also when neither is set.
+    """
+    pts = frame.pts if correction is None else correction.update(frame.pts, getattr(frame, "dts", None))
+    if pts is None:
         return None
     time_base = frame.time_base or stream.time_base
-    return float(frame.pts * time_base) if time_base else None
+    return float(pts * time_base) if time_base else None

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -129,6 +130,15 @@ class DefaultSource(Source):
 
     def __repr__(self) -> str:
         return f"DefaultSource(source_id={self.source_id!r}, frames={self.total_frames})"
+
+    @property
+    def label(self) -> str:
+        """How the input is named in messages: ``"default"``."""
+        return DEFAULT_SPEC
+
+    def probe(self) -> dict[str, Any]:
+        """What this source yields (``batsight probe``): ``mode``, ``width``, ``height``, ``fps``, ``frames``."""
+        return {"mode": "file", "width": self.width, "height": self.height, "fps": FPS, "frames": self.total_frames}
 
     def open(self) -> None:
         """Load the photos from ``ultralytics.utils.ASSETS`` (imported here: it is slow to import).

@@ -20,9 +20,9 @@ from typing import Any
 import av
 import av.error
 
-from engine.errors import SourceError
+from engine.errors import SourceError, safe_text
 from stream.decode import is_stall
-from stream.pyav_base import PyAVSource
+from stream.pyav_base import PyAVSource, SourceRefusedError
 from stream.redact import error_reason, redact_url
 
 __all__ = ["FileSource", "UrlSource", "WebcamSource"]
@@ -67,26 +67,26 @@ class FileSource(PyAVSource):
         """
         path = Path(self.spec)
         if not path.exists():
-            msg = f"file not found: {path}"
+            msg = f"file not found: {self.label}"
             raise SourceError(msg)
         if path.is_dir():
-            msg = f"cannot open {path}: expected a video file, got a directory"
+            msg = f"cannot open {self.label}: expected a video file, got a directory"
             raise SourceError(msg)
         try:
             size = path.stat().st_size
         except OSError as exc:
-            msg = f"cannot open {path}: {error_reason(exc)}"
+            msg = f"cannot open {self.label}: {error_reason(exc)}"
             raise SourceError(msg) from exc
         if size == 0 and path.is_file():
-            msg = f"cannot open {path}: file is empty (0 bytes)"
+            msg = f"cannot open {self.label}: file is empty (0 bytes)"
             raise SourceError(msg)
         try:
             return av.open(os.fspath(path), mode="r", metadata_errors="replace")
         except av.error.InvalidDataError as exc:
-            msg = f"cannot open {path}: not a readable media file ({error_reason(exc)})"
+            msg = f"cannot open {self.label}: not a readable media file ({error_reason(exc)})"
             raise SourceError(msg) from exc
         except (av.error.FFmpegError, OSError) as exc:
-            msg = f"cannot open {path}: {error_reason(exc)}"
+            msg = f"cannot open {self.label}: {error_reason(exc)}"
             raise SourceError(msg) from exc
 
 
@@ -127,7 +127,7 @@ class UrlSource(_LiveSource):
     @property
     def label(self) -> str:
         """The URL with credentials masked."""
-        return redact_url(self.spec)
+        return redact_url(safe_text(self.spec))
 
     def _is_finite(self, container: Any) -> bool:
         """An ``http(s)://`` file with a known duration ends at its end instead of being replayed."""
@@ -138,7 +138,9 @@ class UrlSource(_LiveSource):
         """Open the URL.
 
         Raises:
-            SourceError: ``cannot open <redacted url>: <reason>`` (refused, unreachable, timeout, 4xx ...).
+            SourceRefusedError: the server answered ``400 Bad Request``; for RTSP the message names
+                ``source.rtsp_transport`` (a server that only speaks the other transport).
+            SourceError: ``cannot open <redacted url>: <reason>`` (refused, unreachable, timeout ...).
         """
         options: dict[str, str] = {}
         if self.spec.lower().startswith(("rtsp://", "rtsps://")):
@@ -147,6 +149,17 @@ class UrlSource(_LiveSource):
         started = time.monotonic()
         try:
             return av.open(self.spec, mode="r", options=options, timeout=timeout, metadata_errors="replace")
+        except av.error.HTTPBadRequestError as exc:
+            # 400: the server cannot parse or will not serve this request, and it will not change by
+            # itself (unlike 404 / 503, which an RTSP server answers while its publisher is away).
+            msg = f"cannot open {self.label}: {error_reason(exc)}"
+            if "rtsp_transport" in options:
+                other = "udp" if options["rtsp_transport"] == "tcp" else "tcp"
+                msg += (
+                    f" (the server may not support source.rtsp_transport={options['rtsp_transport']}; "
+                    f"try --set source.rtsp_transport={other})"
+                )
+            raise SourceRefusedError(self._redact(msg)) from self._safe_cause(exc)
         except (av.error.FFmpegError, OSError) as exc:
             # An open cut by the timeout surfaces as ExitError or, from some demuxers (RTSP), as
             # InvalidDataError: judge by the clock.
@@ -182,14 +195,14 @@ class WebcamSource(_LiveSource):
                 (busy, permission denied, timeout).
         """
         if not Path(self.spec).exists():
-            msg = f"camera not found: {self.spec}"
+            msg = f"camera not found: {self.label}"
             raise SourceError(msg)
         timeout = (self.config.open_timeout_s, self.config.read_timeout_s)
         try:
             return av.open(self.spec, mode="r", format="v4l2", timeout=timeout)
         except (av.error.FileNotFoundError, FileNotFoundError) as exc:
-            msg = f"camera not found: {self.spec}"
+            msg = f"camera not found: {self.label}"
             raise SourceError(msg) from exc
         except (av.error.FFmpegError, OSError) as exc:
-            msg = f"cannot open camera {self.spec}: {error_reason(exc)}"
+            msg = f"cannot open camera {self.label}: {error_reason(exc)}"
             raise SourceError(msg) from exc

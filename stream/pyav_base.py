@@ -13,7 +13,8 @@ yielding. Every source publishes a strictly increasing ``pts_s`` (:class:`~strea
 The concrete sources (file, URL, webcam) are in :mod:`stream.pyav`.
 
 References (PyAV docs): ``av.open(file, options=..., timeout=(open_s, read_s))``,
-``InputContainer.demux``, ``Packet.decode``, ``VideoStream.thread_type = "AUTO"``,
+``InputContainer.demux``, ``Packet.decode``, ``Packet.is_corrupt``, ``VideoFrame.is_corrupt``,
+``VideoStream.thread_type = "SLICE"``,
 ``VideoStream.average_rate`` / ``guessed_rate`` / ``base_rate``, ``VideoFrame.to_ndarray(format="bgr24")``,
 ``Frame.pts`` (in ``Frame.time_base`` units) and the ``av.error`` hierarchy
 (``InvalidDataError(FFmpegError, ValueError)``, ``TimeoutError``, ``ExitError``).
@@ -34,15 +35,27 @@ import av.error
 import numpy as np
 
 from engine.config import SOURCE_ID_RE, SourceConfig
-from engine.errors import ConfigError, SourceError
+from engine.errors import ConfigError, SourceError, safe_text
 from engine.sources import Source
 from engine.types import Frame
-from stream.decode import decode_packet, frame_time_s, is_stall, select_video_stream, stream_fps
+from stream.decode import (
+    PtsCorrection,
+    decode_packet,
+    describe_stream,
+    frame_time_s,
+    has_no_timestamps,
+    is_stall,
+    select_video_stream,
+    stream_choice,
+    stream_rate,
+)
+from stream.display import IDENTITY, Orientation, frame_orientation
+from stream.probe import probe_container
 from stream.reconnect import ReconnectPolicy
 from stream.redact import error_reason, redact_text
 from stream.timeline import FALLBACK_FPS, PtsTimeline
 
-__all__ = ["SOURCE_STATES", "PyAVSource"]
+__all__ = ["SOURCE_STATES", "PyAVSource", "SourceRefusedError"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -53,6 +66,13 @@ SOURCE_STATES = ("connecting", "live", "stalled", "reconnecting", "ended")
 #: A live read that took at least this share of ``read_timeout_s`` timed out inside FFmpeg, whatever
 #: it returned (see :meth:`PyAVSource._connection_frames`).
 STALE_READ_FRACTION = 0.9
+
+
+class SourceRefusedError(SourceError):
+    """The server answered the open with ``400 Bad Request`` (HTTP / RTSP): the same request will not succeed later.
+
+    Counted toward ``source.max_refusals`` (:meth:`PyAVSource.open`).
+    """
 
 
 class PyAVSource(Source):
@@ -86,12 +106,23 @@ class PyAVSource(Source):
         policy: Backoff and attempt limit of reconnects (from ``config``; replace it before ``open()``).
         live: ``False`` for files, ``True`` for URLs and cameras.
         total_frames: ``stream.frames`` from the container after ``open()`` (files), ``None`` when unknown.
-        corrupt: Packets skipped because the demuxer or decoder refused them.
-        fps: Nominal frame rate of the video stream in frames per second after ``open()`` (its
-            average rate, else the guessed, else the base rate; :func:`~stream.decode.stream_fps`),
-            ``None`` before ``open()`` and when the stream gives none. Also the timeline's frame interval.
-        width: Coded frame width in pixels after ``open()`` (0 before).
-        height: Coded frame height in pixels after ``open()`` (0 before).
+        corrupt: Damaged packets: refused by the demuxer or decoder (skipped), or flagged corrupt by
+            the demuxer (a partial last packet, an MPEG-TS continuity error), each counted once.
+        concealed: Frames the decoder delivered with errors concealed (``VideoFrame.is_corrupt``);
+            they are published, and counted here.
+        truncated: A file ended early: fewer frames than its container announces, or a partial
+            last packet (``eos/`` then says ``reason: truncated``).
+        fps: Nominal frame rate of the video stream in frames per second after ``open()``
+            (:func:`~stream.decode.stream_rate`), ``None`` before ``open()`` and when the stream
+            gives none. Also the timeline's frame interval and the step of frames without PTS.
+        rate_field: The PyAV field ``fps`` came from (``"average_rate"``, ``"guessed_rate"`` ...), or ``None``.
+        width: Frame width in pixels after ``open()`` (0 before): coded, then in display orientation
+            from the first frame on (:attr:`orientation`).
+        height: Frame height in pixels, likewise.
+        orientation: How frames are turned upright (:class:`~stream.display.Orientation`, from the
+            display matrix of the first frame of each connection).
+        stream_index: Index of the video stream read in its container after ``open()``, ``None`` before.
+        stream_choice: Why that stream was chosen, in words (:func:`~stream.decode.stream_choice`).
         reconnects: Successful reopenings after a drop or a failed first open.
         reconnect_attempts: Reopen attempts made, successful or not.
         last_error: Redacted reason of the last drop or failed attempt, ``None`` if none yet.
@@ -113,9 +144,15 @@ class PyAVSource(Source):
         self.policy = ReconnectPolicy.from_config(config)
         self.total_frames: int | None = None
         self.corrupt = 0
+        self.concealed = 0
+        self.truncated = False
         self.fps: float | None = None
+        self.rate_field: str | None = None
         self.width = 0
         self.height = 0
+        self.orientation: Orientation = IDENTITY
+        self.stream_index: int | None = None
+        self.stream_choice = ""
         self.reconnects = 0
         self.reconnect_attempts = 0
         self.last_error: str | None = None
@@ -132,6 +169,13 @@ class PyAVSource(Source):
         self._close_event = threading.Event()
         self._closed = False
         self._busy = False
+        self._oriented = False
+        self._warned_no_pts = False
+        self._last_packet_damaged = False
+        self._break_announced = False
+        self._warned: set[str] = set()
+        self._refusals_in_row = 0
+        self._pts_correction = PtsCorrection()
 
     @classmethod
     def from_spec(cls, spec: str, source_id: str, config: SourceConfig) -> PyAVSource:
@@ -144,8 +188,11 @@ class PyAVSource(Source):
 
     @property
     def label(self) -> str:
-        """How the input is named in messages (a URL has its credentials masked)."""
-        return self.spec
+        """How the input is named in messages: the spec, UTF-8 safe (:func:`~engine.errors.safe_text`).
+
+        A URL also has its credentials masked (:class:`~stream.pyav.UrlSource`).
+        """
+        return safe_text(self.spec)
 
     @property
     def reconnect_enabled(self) -> bool:
@@ -189,7 +236,7 @@ class PyAVSource(Source):
         """``text`` with this source's spec shown as its label and every URL's credentials masked."""
         if self.label != self.spec:
             text = text.replace(self.spec, self.label)
-        return redact_text(text)
+        return redact_text(safe_text(text))
 
     def _error(self, msg: str) -> SourceError:
         """A :class:`SourceError` whose message has every credential masked."""
@@ -217,6 +264,21 @@ class PyAVSource(Source):
         """``pts_s`` of a first frame without PTS: 0 (files; ``frame_index / fps`` of frame 0)."""
         return 0.0
 
+    def _check_size(self, width: int, height: int, decoded: bool = False) -> None:
+        """Refuse a frame size above ``config.max_pixels``: the stream's (before decoding) or a decoded frame's.
+
+        Raises:
+            SourceError: ``<label>: video is 8192x8192 = 67108864 pixels, above source.max_pixels = ...``.
+        """
+        limit = self.config.max_pixels
+        if width * height > limit:
+            when = "a frame grew to" if decoded else "video is"
+            msg = (
+                f"{self.label}: {when} {width}x{height} = {width * height} pixels, above source.max_pixels = "
+                f"{limit}; {'stopped' if decoded else 'refused before decoding'} (raise source.max_pixels to read it)"
+            )
+            raise self._error(msg)
+
     # -- open / reconnect ---------------------------------------------------------------------------
 
     def _connect(self) -> bool:
@@ -227,23 +289,38 @@ class PyAVSource(Source):
         """
         container = self._open_container()
         stream = select_video_stream(container, self.label)
+        width, height = int(stream.codec_context.width), int(stream.codec_context.height)
+        try:
+            self._check_size(width, height)
+        except SourceError:
+            container.close()
+            raise
         total = None if self.live else (int(stream.frames) or None)
-        fps = stream_fps(stream)  # also the timeline's frame interval: the two cannot disagree
+        fps, rate_field = stream_rate(stream, container)  # also the timeline's interval: they cannot disagree
+        choice = stream_choice(container, stream)
+        if choice != "the only video stream" and choice != self.stream_choice:
+            _LOG.warning("%s: reading video stream %s: %s", self.label, describe_stream(stream), choice)
+        no_timestamps = has_no_timestamps(container)
+        if no_timestamps and rate_field != self.rate_field:
+            _LOG.warning("%s: the container has no timestamps: frames are timed at %g fps (%s)",
+                         self.label, fps or FALLBACK_FPS, rate_field or "fallback")
         with self._state_lock:
             if self._closed:
                 container.close()
                 return False
             self.total_frames = total
-            self.fps = fps
-            self.width = int(stream.codec_context.width)
-            self.height = int(stream.codec_context.height)
+            self.fps, self.rate_field = fps, rate_field
+            self.width, self.height = width, height
+            self.stream_index, self.stream_choice = int(getattr(stream, "index", 0)), choice
+            self._oriented, self._warned_no_pts = False, self._warned_no_pts or no_timestamps
+            self._pts_correction = PtsCorrection()  # a new decoder: FFmpeg resets its counts too
             self.timeline.nominal_interval_s = 1.0 / fps if fps else None
             self._opened_at_s = time.monotonic()
             self._container, self._stream = container, stream
         return True
 
     def open(self) -> None:
-        """Open the container and select its best video stream (frame threading on).
+        """Open the container and select its best video stream (slice threading on).
 
         Calling it again while open does nothing. With reconnect on (live sources), a failed open is
         retried per :attr:`policy`, logging a redacted warning per attempt, until it succeeds, the
@@ -271,8 +348,38 @@ class PyAVSource(Source):
             if not self.reconnect_enabled:
                 self._state = "ended"
                 raise
+            self._count_refusal(exc)
             _LOG.warning("%s; retrying (reconnect on)", exc)
         self._reconnect()
+
+    def _count_refusal(self, exc: SourceError) -> None:
+        """Count a failed open; fail for good once the server refused ``config.max_refusals`` times in a row.
+
+        Raises:
+            SourceError: ``<the refusal> (refused N times in a row; source.max_refusals = N)``.
+        """
+        self._refusals_in_row = self._refusals_in_row + 1 if isinstance(exc, SourceRefusedError) else 0
+        limit = self.config.max_refusals
+        if limit and self._refusals_in_row >= limit:
+            self._state = "ended"
+            msg = f"{exc} (refused {self._refusals_in_row} times in a row; source.max_refusals = {limit})"
+            raise SourceError(msg) from exc
+
+    def probe(self) -> dict[str, Any]:
+        """Open the input once and describe what :meth:`frames` would read (``batsight probe``); no model.
+
+        Returns:
+            :func:`~stream.probe.probe_container`'s ``dict`` (container, streams and the one chosen,
+            codec, size after rotation, rate and its field, duration, frame count, mode, warnings).
+
+        Raises:
+            SourceError: the input cannot be opened or has no decodable video stream (no retries).
+        """
+        container = self._open_container()
+        try:
+            return probe_container(container, self.label, self.live, self.config.max_pixels)
+        finally:
+            container.close()
 
     def _reconnect(self) -> bool:
         """Back off and reopen until connected (``True``) or closed (``False``).
@@ -304,10 +411,12 @@ class PyAVSource(Source):
                     return False
             except SourceError as exc:
                 self.last_error = str(exc)
+                self._count_refusal(exc)
                 _LOG.warning("%s (reconnect attempt %d)", exc, self._attempts_in_row)
                 continue
             self.reconnects += 1
             self.timeline.mark_break()
+            self._break_announced = True
             _LOG.info("%s: reconnected (attempt %d, %d reconnects so far)",
                       self.label, self._attempts_in_row, self.reconnects)
             return True
@@ -337,15 +446,58 @@ class PyAVSource(Source):
                 _LOG.debug("closing %s failed: %s", self.label, error_reason(exc))
 
     def _decode(self, packet: Any, stream: Any) -> list[tuple[float | None, np.ndarray]]:
-        """Decode one packet (``None`` = flush) into ``(raw_pts_s, bgr image)``; refused = corrupt."""
+        """Decode one packet (``None`` = flush) into ``(raw_pts_s, bgr image)`` in display orientation.
+
+        A packet the demuxer flags corrupt or the decoder refuses counts once in ``corrupt``; a frame
+        delivered with concealed errors counts in ``concealed``.
+
+        Raises:
+            SourceError: a frame larger than ``config.max_pixels`` (the stream grew mid-way).
+        """
+        flagged = bool(packet is not None and getattr(packet, "is_corrupt", False))
+        if flagged:
+            self.corrupt += 1
+            self._log_damage("flagged", "damaged packet (pts=%s) flagged by the demuxer", packet.pts)
         try:
             video_frames = decode_packet(packet, stream)
         except av.error.FFmpegError as exc:
-            self.corrupt += 1
+            self.corrupt += 0 if flagged else 1
             pts = None if packet is None else packet.pts
-            _LOG.debug("%s: skipped undecodable packet (pts=%s): %s", self.label, pts, error_reason(exc))
+            self._log_damage("refused", "skipped undecodable packet (pts=%s): %s", pts, error_reason(exc))
             return []
-        return [(frame_time_s(vf, stream), vf.to_ndarray(format="bgr24")) for vf in video_frames]
+        out = []
+        for vf in video_frames:
+            if getattr(vf, "is_corrupt", False):
+                self.concealed += 1
+                self._log_damage("concealed", "frame (pts=%s) decoded with concealed errors", vf.pts)
+            if not self._oriented:
+                self._orient(vf)
+            self._check_size(int(getattr(vf, "width", 0)), int(getattr(vf, "height", 0)), decoded=True)
+            raw_s = frame_time_s(vf, stream, self._pts_correction)
+            out.append((raw_s, self.orientation.apply(vf.to_ndarray(format="bgr24"))))
+        return out
+
+    def _log_damage(self, kind: str, fmt: str, *args: object) -> None:
+        """Log a damaged packet or frame: the first of each ``kind`` at WARNING, later ones at DEBUG (counted)."""
+        level = logging.DEBUG if kind in self._warned else logging.WARNING
+        self._warned.add(kind)
+        suffix = "" if level == logging.DEBUG else " (later ones are counted on health/ and eos/, logged with --debug)"
+        _LOG.log(level, "%s: " + fmt + suffix, self.label, *args)
+
+    def _orient(self, video_frame: Any) -> None:
+        """Take the display orientation of a connection's first frame (logged when it turns frames)."""
+        self._oriented = True
+        orientation = frame_orientation(video_frame)
+        if orientation.unsupported:
+            _LOG.warning("%s: display rotation %.1f degrees is no multiple of 90: frames are left as coded",
+                         self.label, orientation.rotation_deg)
+        elif orientation.transform and orientation != self.orientation:
+            _LOG.info("%s: display rotation %g degrees: frames turned upright (%s)",
+                      self.label, orientation.rotation_deg, orientation.transform)
+        self.orientation = orientation
+        width, height = int(getattr(video_frame, "width", 0)), int(getattr(video_frame, "height", 0))
+        if width and height:
+            self.width, self.height = orientation.display_size(width, height)
 
     def _make_frame(self, raw_s: float | None, image: np.ndarray) -> Frame:
         """Stamp a decoded image: next ``frame_index``, monotonic ``pts_s``, state ``live``."""
@@ -353,9 +505,16 @@ class PyAVSource(Source):
             pts_s, is_break = self.timeline.update(raw_s)
         else:
             pts_s, is_break = self.timeline.extrapolate(self._missing_pts_step_s(), self._first_missing_pts_s())
-        if is_break and self._next_index:
-            _LOG.info("%s: timeline break at frame %d (raw pts %s s, published %.3f s)",
-                      self.label, self._next_index, raw_s, pts_s)
+        if is_break and self._next_index:  # a reconnect's break is expected (and logged there)
+            level = logging.INFO if self._break_announced else logging.WARNING
+            _LOG.log(level, "%s: timeline break at frame %d (raw pts %s s, published %.3f s)",
+                     self.label, self._next_index, raw_s, pts_s)
+        self._break_announced = False
+        if raw_s is None and not self._warned_no_pts:
+            self._warned_no_pts = True
+            timing = "by the wall clock" if self.live else f"at {self.fps or FALLBACK_FPS:g} fps ({self.rate_field})"
+            _LOG.warning("%s: frame %d has no PTS: frames without one are timed %s", self.label, self._next_index,
+                         timing)
         frame = Frame(
             self.source_id, self._next_index, pts_s, time.time_ns(), image,
             raw_pts_s=raw_s, timeline_break=is_break,
@@ -419,7 +578,10 @@ class PyAVSource(Source):
                     batch = [] if flushed else self._decode(None, stream)
                 else:
                     flushed = flushed or packet.size == 0
+                    corrupt_seen = self.corrupt
                     batch = self._decode(packet, stream)
+                    if packet.size:
+                        self._last_packet_damaged = self.corrupt > corrupt_seen
             finally:
                 self._leave()
             for raw_s, image in batch:
@@ -427,10 +589,13 @@ class PyAVSource(Source):
                 produced += 1
             if ended:
                 break
-        if not self.live and self.total_frames and produced + 1 < self.total_frames and not self._is_closed():
+        short = bool(self.total_frames and produced + 1 < self.total_frames)
+        if not self.live and not self._is_closed() and (short or self._last_packet_damaged):
+            self.truncated = True
             _LOG.warning(
-                "%s: the file announces %d frames but only %d could be read (truncated?)",
-                self.label, self.total_frames, produced,
+                "%s: truncated: %s", self.label,
+                f"the file announces {self.total_frames} frames but only {produced} could be read" if short
+                else "its last packet is damaged",
             )
         if produced == 0 and self.corrupt > corrupt_before:
             msg = f"no decodable frame in {self.label}: {self.corrupt - corrupt_before} packets could not be decoded"

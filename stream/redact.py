@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from engine.errors import safe_text
+
 __all__ = ["error_reason", "redact_text", "redact_url"]
 
 _USERINFO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
@@ -48,6 +50,6 @@ def redact_text(text: str) -> str:
 
 
 def error_reason(exc: BaseException) -> str:
-    """Short human reason of a PyAV / OS error (its ``strerror`` when it has one), credentials masked."""
+    """Short human reason of a PyAV / OS error (its ``strerror`` when it has one), credentials masked, UTF-8 safe."""
     reason = getattr(exc, "strerror", None)
-    return redact_text(str(reason) if reason else (str(exc) or type(exc).__name__))
+    return redact_text(safe_text(str(reason) if reason else (str(exc) or type(exc).__name__)))

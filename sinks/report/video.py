@@ -16,8 +16,9 @@ def read_video_frames(path: str | Path, frame_indices: set[int]) -> dict[int, np
     """Decode ``path`` once with PyAV and return the wanted frames as uint8 ``[H, W, 3]`` RGB.
 
     Frame ``i`` is the ``i``-th decoded frame of the best video stream (0-based), as counted by the
-    engine's file source. Decoding stops after the largest wanted index; a decode error ends it early
-    (logged) and the frames read so far are returned.
+    engine's file source, turned upright by its display rotation (``VideoFrame.rotation``, in quarter
+    turns) as the engine turns it, so ``pose/`` keypoints land on it. Decoding stops after the largest
+    wanted index; a decode error ends it early (logged) and the frames read so far are returned.
 
     Raises:
         SinkError: the file cannot be opened or has no video stream.
@@ -41,7 +42,8 @@ def read_video_frames(path: str | Path, frame_indices: set[int]) -> dict[int, np
         try:
             for index, frame in enumerate(container.decode(stream)):
                 if index in frame_indices and isinstance(frame, av.VideoFrame):
-                    out[index] = frame.to_ndarray(format="rgb24")
+                    quarter_turns = round(getattr(frame, "rotation", 0) / 90) % 4  # counter-clockwise
+                    out[index] = np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), quarter_turns))
                 if index >= last:
                     break
         except av.error.FFmpegError as exc:
