@@ -3,11 +3,19 @@
 Queue policy (DESIGN §2): a file source blocks when its queue is full, so every decoded frame is
 processed exactly once and in order (backpressure reaches the decoder); a live source drops the
 oldest queued frame instead, so the newest frame wins and latency cannot grow. Drops are counted.
+A live source hands each batch at most one frame, its newest; its frames wait in the queue
+unconverted (:class:`~engine.types.DeferredFrame`) and are made BGR only when taken.
+
+Memory: the decoded frames that all queues of a run hold together are bounded by one
+:class:`FrameBudget` (``source.queue_budget_mib``): a file reader waits for room before it queues,
+so any number of sources holds at most the budget (plus one frame per live source, see
+:meth:`FrameBudget.charge`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -15,31 +23,143 @@ from collections.abc import Callable
 
 from engine.errors import SourceError
 from engine.sources import Source
-from engine.types import EndOfStream, Frame
+from engine.types import DeferredFrame, EndOfStream, Frame
 
 log = logging.getLogger(__name__)
 
 Item = Frame | EndOfStream
+#: What a reader queues: a live frame waits unconverted.
+Queued = Frame | DeferredFrame | EndOfStream
 
+#: ``source.queue_budget_mib`` auto: this share of the machine's memory, within the bounds below.
+AUTO_BUDGET_SHARE = 1 / 16
+AUTO_BUDGET_MIN_MIB = 256
+AUTO_BUDGET_MAX_MIB = 2048
+_MIB = 1 << 20
+
+
+def auto_budget_mib() -> int:
+    """The default queue budget: 1/16 of physical memory, at least 256 and at most 2048 MiB.
+
+    Physical memory is ``os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")``; where the
+    platform does not say, the minimum.
+    """
+    try:
+        total_mib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // _MIB
+    except (AttributeError, OSError, ValueError):
+        return AUTO_BUDGET_MIN_MIB
+    return int(min(AUTO_BUDGET_MAX_MIB, max(AUTO_BUDGET_MIN_MIB, total_mib * AUTO_BUDGET_SHARE)))
+
+
+def queued_bytes(item: Queued) -> int:
+    """Bytes of decoded picture an item holds in a queue: the BGR image, the pending planes, 0 for an end."""
+    if isinstance(item, Frame):
+        return int(item.image.nbytes)
+    if isinstance(item, DeferredFrame):
+        return item.nbytes
+    return 0
+
+
+class FrameBudget:
+    """Bytes of decoded frames that the queues of all readers of one run may hold together.
+
+    A file reader :meth:`acquire` s a frame's bytes before queueing it and waits while they would
+    not fit; a live reader :meth:`charge` s them without waiting (it holds one frame, and waiting
+    would stall its decoder behind the stream). The batcher :meth:`release` s them when it takes
+    the frame. A frame larger than the whole budget is let through when nothing else is held, so
+    a small budget slows the run but never deadlocks it. Thread-safe.
+
+    Args:
+        limit_bytes: The budget in bytes; ``None`` = unbounded.
+
+    Attributes:
+        held_bytes: Bytes held now.
+        peak_bytes: Most bytes held at once so far.
+    """
+
+    def __init__(self, limit_bytes: int | None) -> None:
+        self.limit_bytes = limit_bytes
+        self.held_bytes = 0
+        self.peak_bytes = 0
+        self._cond = threading.Condition()
+
+    @classmethod
+    def from_mib(cls, mib: int | None) -> FrameBudget:
+        """A budget of ``mib`` MiB (``source.queue_budget_mib``); ``None`` = :func:`auto_budget_mib`."""
+        return cls((auto_budget_mib() if mib is None else mib) * _MIB)
+
+    def acquire(self, nbytes: int, give_up: Callable[[], bool]) -> bool:
+        """Take ``nbytes``, waiting while they do not fit; ``False`` (nothing taken) once ``give_up()``."""
+        with self._cond:
+            while (
+                self.limit_bytes is not None
+                and self.held_bytes > 0
+                and self.held_bytes + nbytes > self.limit_bytes
+            ):
+                if give_up():
+                    return False
+                self._cond.wait(0.1)
+            self._take(nbytes)
+        return True
+
+    def charge(self, nbytes: int) -> None:
+        """Take ``nbytes`` without waiting (a live frame), even beyond the limit."""
+        with self._cond:
+            self._take(nbytes)
+
+    def release(self, nbytes: int) -> None:
+        """Give back ``nbytes`` (a frame left its queue) and wake waiting readers."""
+        if not nbytes:
+            return
+        with self._cond:
+            self.held_bytes -= nbytes
+            self._cond.notify_all()
+
+    def _take(self, nbytes: int) -> None:
+        self.held_bytes += nbytes
+        self.peak_bytes = max(self.peak_bytes, self.held_bytes)
 
 
 class SourceReader:
     """Owns one source and the thread that reads it into a bounded queue.
 
-    The reader thread calls ``source.open()`` then iterates ``source.frames()``; it always ends by
-    queueing one :class:`~engine.types.EndOfStream` (carrying the exception if the source failed),
-    and always calls ``source.close()``. ``stop()`` may be called from any thread; the thread then
-    ends within the source's read timeout.
+    The reader thread calls ``source.open()`` then iterates ``source.queued_frames()``; it always
+    ends by queueing one :class:`~engine.types.EndOfStream` (carrying the exception if the source
+    failed), and always calls ``source.close()``. ``stop()`` may be called from any thread; the
+    thread then ends within the source's read timeout. The queue policy follows ``source.live`` as
+    it reads after ``open()``. Consumers take items with :meth:`take_nowait`, which gives their
+    bytes back to the budget and converts a deferred frame.
+
+    Args:
+        source: The unopened source.
+        queue_size: Frames queued for a file source (blocking), and for a live one unless
+            ``live_queue_size`` is given.
+        notify: Set whenever an item is queued (shared by all readers of a batcher).
+        live_queue_size: Frames queued for a live source (drop-oldest); 1 = the newest only.
+        budget: The run's shared :class:`FrameBudget`; ``None`` = an unbounded one of its own.
 
     Attributes:
         frames_in: Frames read from the source.
         dropped: Frames dropped by the live drop-oldest policy.
         state: ``"connecting"``, ``"live"`` (frames flowing), ``"ended"`` or ``"failed"``.
+        live: The queue policy in use: ``source.live`` as read after ``open()``.
     """
 
-    def __init__(self, source: Source, queue_size: int, notify: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        source: Source,
+        queue_size: int,
+        notify: threading.Event | None = None,
+        *,
+        live_queue_size: int | None = None,
+        budget: FrameBudget | None = None,
+    ) -> None:
         self.source = source
-        self.queue: queue.Queue[Item] = queue.Queue(maxsize=queue_size)
+        self.live = source.live
+        self.file_queue_size = queue_size
+        self.live_queue_size = live_queue_size or queue_size
+        self.queue: queue.Queue[Queued] = queue.Queue(maxsize=self._queue_size())
+        self.budget = budget or FrameBudget(None)
         self.notify = notify or threading.Event()
         self.frames_in = 0
         self.dropped = 0
@@ -75,26 +195,49 @@ class SourceReader:
         """Whether the reader thread is still running."""
         return self._thread.is_alive()
 
-    def _put(self, item: Item, drop_oldest: bool, until_abandoned: bool = False) -> bool:
-        """Queue ``item``, dropping the oldest frame or blocking.
+    def take_nowait(self) -> Item:
+        """The oldest queued item, its bytes given back to the budget, a deferred frame converted.
+
+        Raises:
+            queue.Empty: nothing is queued.
+        """
+        item = self.queue.get_nowait()
+        self.budget.release(queued_bytes(item))
+        return item.resolve() if isinstance(item, DeferredFrame) else item
+
+    def _queue_size(self) -> int:
+        return self.live_queue_size if self.live else self.file_queue_size
+
+    def _put(self, item: Queued, drop_oldest: bool, until_abandoned: bool = False) -> bool:
+        """Queue ``item``, dropping the oldest frame or blocking (for room in the queue and the budget).
 
         Blocking gives up (returns False) when ``stop()`` is called or, with ``until_abandoned``,
         only when ``abandon()`` is called (the consumer is gone).
         """
+
+        def give_up() -> bool:
+            return self._abandoned.is_set() or (self._stop.is_set() and not until_abandoned)
+
+        nbytes = queued_bytes(item)
         if drop_oldest:
+            self.budget.charge(nbytes)
             while True:
                 try:
                     self.queue.put_nowait(item)
                     break
                 except queue.Full:
                     try:
-                        self.queue.get_nowait()  # the oldest frame makes room for the newest
+                        old = self.queue.get_nowait()  # the oldest frame makes room for the newest
                     except queue.Empty:
                         continue
+                    self.budget.release(queued_bytes(old))
                     self.dropped += 1
         else:
+            if not self.budget.acquire(nbytes, give_up):
+                return False
             while True:
-                if self._abandoned.is_set() or (self._stop.is_set() and not until_abandoned):
+                if give_up():
+                    self.budget.release(nbytes)
                     return False
                 try:
                     self.queue.put(item, timeout=0.1)
@@ -108,12 +251,14 @@ class SourceReader:
         error: BaseException | None = None
         try:
             self.source.open()
+            self.live = self.source.live  # a source may decide at open (mode auto)
+            self.queue.maxsize = self._queue_size()  # nothing was queued yet (Queue reads it per put)
             self.state = "live"
-            for frame in self.source.frames():
+            for frame in self.source.queued_frames():
                 if self._stop.is_set():
                     break
                 self.frames_in += 1
-                if not self._put(frame, drop_oldest=self.source.live):
+                if not self._put(frame, drop_oldest=self.live):
                     break
         except SourceError as exc:
             error = exc
@@ -141,8 +286,11 @@ class Batcher:
     """Groups queued items from all readers into batches (DESIGN §2).
 
     Fairness: each round takes at most one item per source, starting from a rotating source, so a
-    fast source cannot starve a slow one. A batch closes when it holds ``max_batch`` frames or
-    ``max_wait_ms`` after its first item. Called from the single inference thread only.
+    fast source cannot starve a slow one. A live source gives a batch at most one frame (a newer
+    one arriving meanwhile waits for the next batch, replacing older ones), so the model never
+    works on a frame that is already stale. A batch closes when it holds ``max_batch`` frames, when
+    every source is live and gave it a frame, or ``max_wait_ms`` after its first item. Called from
+    the single inference thread only.
     """
 
     def __init__(
@@ -160,28 +308,35 @@ class Batcher:
         self.clock = clock
         self._start = 0
 
-    def _take_round(self, batch: list[Item]) -> bool:
+    def _take_round(self, batch: list[Item], live_done: set[str]) -> bool:
+        """One item from each reader that has one; ``live_done``: live sources with a frame in ``batch``."""
         took = False
         n = len(self.readers)
         for k in range(n):
             if len(batch) >= self.max_batch:
                 break
             reader = self.readers[(self._start + k) % n]
+            if reader.source_id in live_done:
+                continue
             try:
-                batch.append(reader.queue.get_nowait())
-                took = True
+                item = reader.take_nowait()
             except queue.Empty:
                 continue
+            batch.append(item)
+            took = True
+            if reader.live and isinstance(item, Frame):
+                live_done.add(reader.source_id)
         self._start = (self._start + 1) % max(n, 1)
         return took
 
     def next_batch(self, timeout_s: float) -> list[Item]:
         """Return up to ``max_batch`` items; an empty list when nothing arrived within ``timeout_s``."""
         batch: list[Item] = []
+        live_done: set[str] = set()
         deadline = self.clock() + timeout_s
         while not batch:
             self.notify.clear()
-            while self._take_round(batch):
+            while self._take_round(batch, live_done):
                 pass
             if batch:
                 break
@@ -190,9 +345,9 @@ class Batcher:
                 return batch
             self.notify.wait(remaining)
         close_at = self.clock() + self.max_wait_s
-        while len(batch) < self.max_batch:
+        while len(batch) < self.max_batch and len(live_done) < len(self.readers):  # else nothing can join
             self.notify.clear()
-            if self._take_round(batch):
+            if self._take_round(batch, live_done):
                 continue
             remaining = close_at - self.clock()
             if remaining <= 0:

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from engine.batching import Batcher, SourceReader
+from engine.batching import Batcher, FrameBudget, SourceReader
 from engine.clock import Clock, SystemClock
 from engine.config import Config
 from engine.frames import FrameEncoder
@@ -116,11 +116,14 @@ class Pipeline:
         self.clock = clock or SystemClock()
         self.publisher = publisher or Publisher(config.publisher, now_ns=self.clock.time_ns)
         self._notify = threading.Event()
+        self.frame_budget = FrameBudget.from_mib(config.source.queue_budget_mib)  # shared by every queue
         self.readers = [
             SourceReader(
                 s,
-                config.source.live_queue_size if s.live else config.source.file_queue_size,
+                config.source.file_queue_size,
                 self._notify,
+                live_queue_size=config.source.live_queue_size,
+                budget=self.frame_budget,
             )
             for s in sources
         ]

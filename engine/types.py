@@ -8,6 +8,7 @@ Pattern: supervision ``KeyPoints`` (``supervision/key_points/core.py``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -175,6 +176,31 @@ class Frame:
     def width(self) -> int:
         """Frame width in pixels."""
         return int(self.image.shape[1])
+
+
+@dataclass(frozen=True)
+class DeferredFrame:
+    """A decoded frame whose BGR image is made only when the engine takes it from the source's queue.
+
+    A live source queues these instead of :class:`Frame` (:meth:`engine.sources.Source.queued_frames`):
+    most live frames are replaced by a newer one before the batcher takes them, and converting
+    those (YUV -> BGR, a full-frame copy) would be wasted work. The source stamps ``frame_index``,
+    ``pts_s`` and ``capture_time_ns`` when it decodes the frame; only the image conversion waits.
+
+    Attributes:
+        source_id: The source that decoded the frame.
+        nbytes: Bytes the pending frame holds (its decoded picture planes), counted against the
+            run's queue budget (``source.queue_budget_mib``).
+        make: Builds the finished :class:`Frame` (converts the picture); called by :meth:`resolve`.
+    """
+
+    source_id: str
+    nbytes: int
+    make: Callable[[], Frame] = field(repr=False)
+
+    def resolve(self) -> Frame:
+        """The finished frame (``image`` ``uint8 [H, W, 3]`` BGR), converted now on the calling thread."""
+        return self.make()
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ Reconnect pattern: DeepStream ``nvurisrcbin`` ``rtsp-reconnect-interval`` / ``rt
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from abc import abstractmethod
@@ -36,7 +37,7 @@ import numpy as np
 from engine.config import SOURCE_ID_RE, SourceConfig
 from engine.errors import ConfigError, SourceError
 from engine.sources import Source
-from engine.types import Frame
+from engine.types import DeferredFrame, Frame
 from stream.decode import decode_packet, frame_time_s, is_stall, select_video_stream, stream_fps
 from stream.reconnect import ReconnectPolicy
 from stream.redact import error_reason, redact_text
@@ -84,7 +85,12 @@ class PyAVSource(Source):
         source_id: Name of the source (``[A-Za-z0-9_.-]+``).
         config: Reader options (timeouts, RTSP transport, reconnect).
         policy: Backoff and attempt limit of reconnects (from ``config``; replace it before ``open()``).
-        live: ``False`` for files, ``True`` for URLs and cameras.
+        live: ``False`` for files, ``True`` for URLs and cameras; ``config.mode`` ``live`` / ``file``
+            forces it, and in mode ``auto`` a source whose input turns out finite at its first open
+            (:meth:`_is_finite`: an HTTP file or HLS playlist of known duration) becomes a file:
+            every frame in order, frames without PTS timed by the frame rate. A finite network
+            source reconnects after a failure, skips the frames it already delivered, and fails
+            after ``config.max_same_failures`` failures in a row with the same message.
         total_frames: ``stream.frames`` from the container after ``open()`` (files), ``None`` when unknown.
         corrupt: Packets skipped because the demuxer or decoder refused them.
         fps: Nominal frame rate of the video stream in frames per second after ``open()`` (its
@@ -99,6 +105,8 @@ class PyAVSource(Source):
     """
 
     live = False
+    #: A network input: reconnects after a failure also when read as a file (mode ``file``).
+    remote = False
 
     def __init__(self, spec: str, source_id: str, config: SourceConfig) -> None:
         if not isinstance(spec, str) or not spec:
@@ -110,6 +118,10 @@ class PyAVSource(Source):
         self.spec = spec
         self.source_id = source_id
         self.config = config
+        self.live = {"live": True, "file": False}.get(config.mode, type(self).live)
+        self._defer = False  # queue live frames unconverted (queued_frames)
+        self._same_failures: tuple[str, int] = ("", 0)  # (normalised message, times in a row)
+        self._resume_skip = 0  # frames of a reopened file-mode input delivered before its failure
         self.policy = ReconnectPolicy.from_config(config)
         self.total_frames: int | None = None
         self.corrupt = 0
@@ -149,8 +161,8 @@ class PyAVSource(Source):
 
     @property
     def reconnect_enabled(self) -> bool:
-        """Whether drops are followed by reconnects: live sources with ``config.reconnect``."""
-        return bool(self.live and self.config.reconnect)
+        """Whether drops are followed by reconnects: live or network sources with ``config.reconnect``."""
+        return bool((self.live or self.remote) and self.config.reconnect)
 
     @property
     def stall_after_s(self) -> float:
@@ -227,6 +239,9 @@ class PyAVSource(Source):
         """
         container = self._open_container()
         stream = select_video_stream(container, self.label)
+        if self.config.mode == "auto" and self.live and self._next_index == 0 and self._is_finite(container):
+            self.live = False  # a finite input is read as a file: every frame, in order
+            _LOG.info("%s: finite (duration %.1f s): read as a file", self.label, container.duration / 1e6)
         total = None if self.live else (int(stream.frames) or None)
         fps = stream_fps(stream)  # also the timeline's frame interval: the two cannot disagree
         with self._state_lock:
@@ -271,6 +286,7 @@ class PyAVSource(Source):
             if not self.reconnect_enabled:
                 self._state = "ended"
                 raise
+            self._count_failure(exc)
             _LOG.warning("%s; retrying (reconnect on)", exc)
         self._reconnect()
 
@@ -304,13 +320,36 @@ class PyAVSource(Source):
                     return False
             except SourceError as exc:
                 self.last_error = str(exc)
+                self._count_failure(exc)
                 _LOG.warning("%s (reconnect attempt %d)", exc, self._attempts_in_row)
                 continue
             self.reconnects += 1
-            self.timeline.mark_break()
+            if self.live:
+                self.timeline.mark_break()
+            else:  # the same file again: skip what was delivered, the timeline goes on unbroken
+                self._resume_skip = self._next_index
             _LOG.info("%s: reconnected (attempt %d, %d reconnects so far)",
                       self.label, self._attempts_in_row, self.reconnects)
             return True
+
+    def _count_failure(self, exc: SourceError) -> None:
+        """Count a failure of a finite input; the ``config.max_same_failures``-th same one in a row ends it.
+
+        Failures are the same when their messages differ in numbers at most. Live inputs (which may
+        come back) are not counted: their reconnects are bounded by ``reconnect_max_attempts``.
+
+        Raises:
+            SourceError: the failure's message, with how often it happened, once the limit is reached.
+        """
+        if self.live:
+            return
+        key = re.sub(r"\d+(?:\.\d+)?", "#", str(exc))
+        count = self._same_failures[1] + 1 if self._same_failures[0] == key else 1
+        self._same_failures = (key, count)
+        if count >= self.config.max_same_failures:
+            self._state = "ended"
+            msg = f"{exc} ({count} times in a row; giving up)"
+            raise self._error(msg) from exc
 
     # -- decode loop ---------------------------------------------------------------------------
 
@@ -336,8 +375,12 @@ class PyAVSource(Source):
             except (av.error.FFmpegError, OSError) as exc:  # closing must not mask the real error
                 _LOG.debug("closing %s failed: %s", self.label, error_reason(exc))
 
-    def _decode(self, packet: Any, stream: Any) -> list[tuple[float | None, np.ndarray]]:
-        """Decode one packet (``None`` = flush) into ``(raw_pts_s, bgr image)``; refused = corrupt."""
+    def _decode(self, packet: Any, stream: Any) -> list[tuple[float | None, Any]]:
+        """Decode one packet (``None`` = flush) into ``(raw_pts_s, image)``; refused = corrupt.
+
+        The image is BGR (:meth:`_to_bgr`), or the ``av.VideoFrame`` itself while live frames are
+        deferred (:meth:`queued_frames`).
+        """
         try:
             video_frames = decode_packet(packet, stream)
         except av.error.FFmpegError as exc:
@@ -345,10 +388,18 @@ class PyAVSource(Source):
             pts = None if packet is None else packet.pts
             _LOG.debug("%s: skipped undecodable packet (pts=%s): %s", self.label, pts, error_reason(exc))
             return []
-        return [(frame_time_s(vf, stream), vf.to_ndarray(format="bgr24")) for vf in video_frames]
+        return [(frame_time_s(vf, stream), vf if self._defer else self._to_bgr(vf)) for vf in video_frames]
 
-    def _make_frame(self, raw_s: float | None, image: np.ndarray) -> Frame:
-        """Stamp a decoded image: next ``frame_index``, monotonic ``pts_s``, state ``live``."""
+    def _to_bgr(self, video_frame: Any) -> np.ndarray:
+        """The picture of an ``av.VideoFrame`` as ``uint8 [H, W, 3]`` BGR."""
+        image: np.ndarray = video_frame.to_ndarray(format="bgr24")
+        return image
+
+    def _make_frame(self, raw_s: float | None, image: Any) -> Frame | DeferredFrame:
+        """Stamp a decoded image: next ``frame_index``, monotonic ``pts_s``, state ``live``.
+
+        An ``av.VideoFrame`` (deferred) gives a :class:`DeferredFrame` converted by :meth:`_to_bgr`.
+        """
         if raw_s is not None:
             pts_s, is_break = self.timeline.update(raw_s)
         else:
@@ -356,17 +407,23 @@ class PyAVSource(Source):
         if is_break and self._next_index:
             _LOG.info("%s: timeline break at frame %d (raw pts %s s, published %.3f s)",
                       self.label, self._next_index, raw_s, pts_s)
-        frame = Frame(
-            self.source_id, self._next_index, pts_s, time.time_ns(), image,
-            raw_pts_s=raw_s, timeline_break=is_break,
-        )
+        stamp = (self.source_id, self._next_index, pts_s, time.time_ns())
+        frame: Frame | DeferredFrame
+        if isinstance(image, np.ndarray):
+            frame = Frame(*stamp, image, raw_pts_s=raw_s, timeline_break=is_break)
+        else:
+            frame = DeferredFrame(
+                self.source_id, sum(plane.buffer_size for plane in image.planes),
+                lambda: Frame(*stamp, self._to_bgr(image), raw_pts_s=raw_s, timeline_break=is_break),
+            )
         self._next_index += 1
         self._last_frame_mono = time.monotonic()
         self._backoff = None  # frames flow again: the next drop starts the backoff afresh
+        self._same_failures = ("", 0)
         self._state = "live"
         return frame
 
-    def _connection_frames(self, container: Any, stream: Any) -> Iterator[Frame]:
+    def _connection_frames(self, container: Any, stream: Any) -> Iterator[Frame | DeferredFrame]:
         """Yield the frames of one open container; return at its end (files) or when closed.
 
         Raises:
@@ -423,8 +480,11 @@ class PyAVSource(Source):
             finally:
                 self._leave()
             for raw_s, image in batch:
-                yield self._make_frame(raw_s, image)
                 produced += 1
+                if self._resume_skip:  # a reopened file-mode input: delivered before its failure
+                    self._resume_skip -= 1
+                    continue
+                yield self._make_frame(raw_s, image)
             if ended:
                 break
         if not self.live and self.total_frames and produced + 1 < self.total_frames and not self._is_closed():
@@ -460,8 +520,22 @@ class PyAVSource(Source):
             SourceError: ``open()`` was not called; a read failed or timed out; more than
                 ``MAX_CONSECUTIVE_DEMUX_ERRORS`` demux errors in a row; the input ended without one
                 decodable frame although packets were refused; a live input ended -- each only
-                when reconnect is off; with it on: ``policy.max_attempts`` reconnects in a row failed.
+                when reconnect is off; with it on: ``policy.max_attempts`` reconnects in a row failed,
+                or a finite input failed ``config.max_same_failures`` times in a row the same way.
         """
+        for item in self._frames():
+            yield item if isinstance(item, Frame) else item.resolve()
+
+    def queued_frames(self) -> Iterator[Frame | DeferredFrame]:
+        """:meth:`frames` for the engine's queue: a live source's frames come deferred (converted when taken).
+
+        Whether the source is live is known after ``open()``, when the engine calls this.
+        """
+        self._defer = self.live
+        return self._frames()
+
+    def _frames(self) -> Iterator[Frame | DeferredFrame]:
+        """The loop of :meth:`frames` and :meth:`queued_frames`."""
         with self._state_lock:
             container, stream, closed = self._container, self._stream, self._closed
         if closed:
@@ -480,6 +554,7 @@ class PyAVSource(Source):
                         return
                     if not self.reconnect_enabled:
                         raise
+                    self._count_failure(exc)
                     _LOG.warning("%s; reconnecting", exc)
                 self._release()
                 if not self._reconnect():
