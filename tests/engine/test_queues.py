@@ -1,0 +1,125 @@
+"""Memory and latency of the source queues: the run's frame budget, and live = newest frame (issue 12)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from engine.batching import Batcher, FrameBudget, SourceReader
+from engine.config import load_config
+from engine.testing import FakeKeypointModel, ListSource
+from engine.types import DeferredFrame, EndOfStream, Frame
+from tests.helpers import by_kind, run_pipeline
+
+
+def test_frame_budget_bounds_the_frames_all_queues_hold_and_loses_nothing() -> None:
+    """20 file sources with queues of 8: the queues together hold at most what the budget allows."""
+    size = (50, 100)  # 15_000 bytes per BGR frame
+    frame_bytes = size[0] * size[1] * 3
+    budget = FrameBudget(3 * frame_bytes)
+    notify = threading.Event()
+    readers = [
+        SourceReader(ListSource(f"s{i}", n_frames=30, size=size), 8, notify, budget=budget) for i in range(20)
+    ]
+    for reader in readers:
+        reader.start()
+    batcher = Batcher(readers, max_batch=4, max_wait_ms=1, notify=notify)
+    seen: list[Frame | EndOfStream] = []
+    most_held = 0
+    while sum(isinstance(i, EndOfStream) for i in seen) < len(readers):
+        # counted from the queues themselves, not from the budget's own bookkeeping
+        held = 0
+        for r in readers:
+            with r.queue.mutex:
+                held += sum(item.image.nbytes for item in r.queue.queue if isinstance(item, Frame))
+        most_held = max(most_held, held)
+        seen.extend(batcher.next_batch(5.0))
+    assert most_held <= 3 * frame_bytes, most_held  # without a budget: up to 20 * 8 frames
+    for i in range(20):
+        frames = [f for f in seen if isinstance(f, Frame) and f.source_id == f"s{i}"]
+        assert [f.frame_index for f in frames] == list(range(30))  # lossless, in order
+        assert [int(f.image[0, 0, 0]) for f in frames] == list(range(30))
+    assert budget.held_bytes == 0
+
+
+def test_a_frame_larger_than_the_budget_still_passes_alone() -> None:
+    budget = FrameBudget(10)
+    reader = SourceReader(ListSource("big", n_frames=3, size=(20, 20)), 4, budget=budget)
+    reader.start()
+    batcher = Batcher([reader], max_batch=1, max_wait_ms=0, notify=reader.notify)
+    items: list[Frame | EndOfStream] = []
+    while not items or not isinstance(items[-1], EndOfStream):
+        items.extend(batcher.next_batch(5.0))
+    assert [f.frame_index for f in items if isinstance(f, Frame)] == [0, 1, 2]
+    assert budget.peak_bytes == 20 * 20 * 3  # one frame at a time
+
+
+def test_a_live_source_gives_the_model_one_frame_per_call_its_newest(tmp_path) -> None:
+    """Default config: a camera faster than the model; every model call gets one frame, the newest."""
+    source = ListSource("cam", n_frames=100, live=True, delay_s=0.01)
+    model = FakeKeypointModel(delay_s=0.05)
+    captured: dict[int, float] = {}
+    frames_of = source.frames
+
+    def stamped():  # when each frame left the camera, independently of the engine's stamps
+        for frame in frames_of():
+            captured[frame.frame_index] = frame.capture_time_ns
+            yield frame
+
+    source.frames = stamped  # type: ignore[method-assign]
+    calls: list[int] = []
+    infer = model.infer
+
+    def record(images: list[np.ndarray]):
+        calls.append(max(captured))  # the newest frame captured when the model starts
+        return infer(images)
+
+    model.infer = record  # type: ignore[method-assign]
+    pipeline, messages, error = run_pipeline([source], model, tmp_path, ["shots.enabled=false"])
+    assert error is None
+    assert model.calls and set(model.calls) == {1}, model.calls  # a queue of 2 gave the model pairs
+    poses = by_kind(messages, "pose", "cam")
+    eos = by_kind(messages, "eos", "cam")[0]
+    assert len(poses) + eos.dropped == 100 and eos.dropped > 0
+    # the processed frame was (nearly always) the newest one when the model started on it
+    behind = [newest - pose.frame_index for pose, newest in zip(poses, calls, strict=True)]
+    assert np.median(behind) == 0 and max(behind) <= 3, behind
+
+
+def test_live_frames_wait_unconverted_and_only_taken_ones_are_converted() -> None:
+    converted: list[int] = []
+
+    finished = threading.Event()
+
+    class Deferring(ListSource):
+        def queued_frames(self):
+            for frame in self.frames():
+                def make(frame: Frame = frame) -> Frame:
+                    converted.append(frame.frame_index)
+                    return frame
+
+                yield DeferredFrame(self.source_id, frame.image.nbytes, make)
+            finished.set()  # the last frame is queued
+
+    budget = FrameBudget(None)
+    reader = SourceReader(Deferring("cam", n_frames=50, live=True), 1, budget=budget)
+    reader.start()
+    assert finished.wait(5.0)  # nobody took anything: 49 frames were replaced by newer ones
+    assert budget.held_bytes == 48 * 64 * 3
+    item = reader.take_nowait()
+    assert isinstance(item, Frame) and item.frame_index == 49
+    assert converted == [49]
+    reader.join(5.0)  # its end marker found room
+    assert isinstance(reader.take_nowait(), EndOfStream)
+    assert reader.dropped == 49 and budget.held_bytes == 0
+
+
+def test_queue_budget_default_is_sized_for_the_machine() -> None:
+    import os
+
+    total_mib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // (1 << 20)
+    config = load_config()
+    assert config.source.queue_budget_mib is None and config.source.live_queue_size == 1
+    budget = FrameBudget.from_mib(config.source.queue_budget_mib)
+    assert budget.limit_bytes == min(2048, max(256, total_mib // 16)) << 20
