@@ -6,10 +6,12 @@ oldest queued frame instead, so the newest frame wins and latency cannot grow. D
 A live source hands each batch at most one frame, its newest; its frames wait in the queue
 unconverted (:class:`~engine.types.DeferredFrame`) and are made BGR only when taken.
 
-Memory: the decoded frames that all queues of a run hold together are bounded by one
-:class:`FrameBudget` (``source.queue_budget_mib``): a file reader waits for room before it queues,
-so any number of sources holds at most the budget (plus one frame per live source, see
-:meth:`FrameBudget.charge`).
+Memory: the decoded frames that all queues of a run hold together, and the decoders of its open
+sources (``Source.decoder_bytes``), are bounded by one :class:`FrameBudget`
+(``source.queue_budget_mib``): a file reader waits for room before it starts decoding and before
+it queues a frame, so any number of file sources holds about the budget; more file sources than
+fit take turns (each still delivers every frame). Live sources never wait (see
+:meth:`FrameBudget.charge`): each adds its decoder and one frame.
 """
 
 from __future__ import annotations
@@ -63,11 +65,13 @@ def queued_bytes(item: Queued) -> int:
 class FrameBudget:
     """Bytes of decoded frames that the queues of all readers of one run may hold together.
 
-    A file reader :meth:`acquire` s a frame's bytes before queueing it and waits while they would
-    not fit; a live reader :meth:`charge` s them without waiting (it holds one frame, and waiting
-    would stall its decoder behind the stream). The batcher :meth:`release` s them when it takes
-    the frame. A frame larger than the whole budget is let through when nothing else is held, so
-    a small budget slows the run but never deadlocks it. Thread-safe.
+    A file reader :meth:`acquire` s its decoder's bytes before it decodes, and a frame's bytes
+    before queueing it, and waits while they would not fit; a live reader :meth:`charge` s them
+    without waiting (it holds one frame, and waiting would stall its decoder behind the stream). The
+    batcher :meth:`release` s a frame's bytes when it takes the frame, the reader its decoder's when
+    the source ends. Bytes larger than the whole budget are let through when nothing else is held,
+    and a reader's frame when its own queue is empty (``alone``), so a small budget slows the run
+    but never deadlocks it. Thread-safe.
 
     Args:
         limit_bytes: The budget in bytes; ``None`` = unbounded.
@@ -88,13 +92,18 @@ class FrameBudget:
         """A budget of ``mib`` MiB (``source.queue_budget_mib``); ``None`` = :func:`auto_budget_mib`."""
         return cls((auto_budget_mib() if mib is None else mib) * _MIB)
 
-    def acquire(self, nbytes: int, give_up: Callable[[], bool]) -> bool:
-        """Take ``nbytes``, waiting while they do not fit; ``False`` (nothing taken) once ``give_up()``."""
+    def acquire(self, nbytes: int, give_up: Callable[[], bool], alone: Callable[[], bool] = lambda: False) -> bool:
+        """Take ``nbytes``, waiting while they do not fit; ``False`` (nothing taken) once ``give_up()``.
+
+        ``alone()`` true lets them through at once (the caller holds no frame in its queue).
+        """
         with self._cond:
             while (
                 self.limit_bytes is not None
+                and nbytes > 0
                 and self.held_bytes > 0
                 and self.held_bytes + nbytes > self.limit_bytes
+                and not alone()
             ):
                 if give_up():
                     return False
@@ -160,6 +169,7 @@ class SourceReader:
         self.live_queue_size = live_queue_size or queue_size
         self.queue: queue.Queue[Queued] = queue.Queue(maxsize=self._queue_size())
         self.budget = budget or FrameBudget(None)
+        self._decoder_bytes = 0  # the source's decoder_bytes while it holds them in the budget
         self.notify = notify or threading.Event()
         self.frames_in = 0
         self.dropped = 0
@@ -233,7 +243,10 @@ class SourceReader:
                     self.budget.release(queued_bytes(old))
                     self.dropped += 1
         else:
-            if not self.budget.acquire(nbytes, give_up):
+            # a reader whose decoder holds budget may always queue one frame: with the budget full of
+            # decoders and no frame queued anywhere, nothing would ever be released
+            alone = self.queue.empty if self._decoder_bytes else (lambda: False)
+            if not self.budget.acquire(nbytes, give_up, alone=alone):
                 return False
             while True:
                 if give_up():
@@ -253,6 +266,11 @@ class SourceReader:
             self.source.open()
             self.live = self.source.live  # a source may decide at open (mode auto)
             self.queue.maxsize = self._queue_size()  # nothing was queued yet (Queue reads it per put)
+            if self.live:
+                self.budget.charge(self.source.decoder_bytes)
+            elif not self.budget.acquire(self.source.decoder_bytes, self._stop.is_set):  # a turn to decode
+                return
+            self._decoder_bytes = self.source.decoder_bytes
             self.state = "live"
             for frame in self.source.queued_frames():
                 if self._stop.is_set():
@@ -268,6 +286,8 @@ class SourceReader:
         finally:
             self.state = "failed" if error is not None else "ended"
             self.source.close()
+            self.budget.release(self._decoder_bytes)
+            self._decoder_bytes = 0
             eos = EndOfStream(
                 source_id=self.source_id,
                 frames=self.frames_in,

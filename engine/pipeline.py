@@ -130,7 +130,10 @@ class Pipeline:
         # loaded once here: every source's shot analyzer shares it (a bad file fails before anything opens)
         classifier = ShotClassifier.load(config.shots.classifier or None) if config.shots.enabled else None
         self._states = {r.source_id: SourceState(r.source, r, config, classifier) for r in self.readers}
-        self._results: queue.Queue[PoseResult | EndOfStream | _Failure] = queue.Queue(maxsize=64)
+        # results hold their frames' images too: a few batches, not a fixed count (4K frames are 24 MiB)
+        self._results: queue.Queue[PoseResult | EndOfStream | _Failure] = queue.Queue(
+            maxsize=2 * config.batch.max_batch
+        )
         self._stop = threading.Event()
         self._stop_deadline: float | None = None
         self._failure: _Failure | None = None

@@ -48,6 +48,9 @@ class Source(ABC):
             ``"reconnecting"`` or ``"ended"``; ``None`` (the default) leaves the state to the
             reader thread's view (PyAV sources keep their own).
         reconnects: Successful reopenings of a live source (0 for sources that never reconnect).
+        decoder_bytes: Bytes the open source holds while decoding (its decoder's reference
+            pictures), an estimate known after ``open()``; counted in the run's queue budget
+            (``source.queue_budget_mib``) while the source runs. 0 = nothing worth counting.
     """
 
     source_id: str
@@ -56,6 +59,7 @@ class Source(ABC):
     corrupt: int = 0
     fps: float | None = None
     reconnects: int = 0
+    decoder_bytes: int = 0
 
     @property
     def state(self) -> str | None:
