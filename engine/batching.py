@@ -38,6 +38,9 @@ AUTO_BUDGET_SHARE = 1 / 16
 AUTO_BUDGET_MIN_MIB = 256
 AUTO_BUDGET_MAX_MIB = 2048
 _MIB = 1 << 20
+#: A file source's decoder reservation before the run's first source opened: a 1080p H.264 decoder
+#: (26 pictures of 1920 x 1080 YUV 4:2:0, see ``stream.pyav_base.DECODER_PICTURES``).
+FIRST_DECODER_BYTES = 80 * _MIB
 
 
 def auto_budget_mib() -> int:
@@ -65,7 +68,8 @@ def queued_bytes(item: Queued) -> int:
 class FrameBudget:
     """Bytes of decoded frames that the queues of all readers of one run may hold together.
 
-    A file reader :meth:`acquire` s its decoder's bytes before it decodes, and a frame's bytes
+    A file reader :meth:`acquire` s its decoder's bytes before it opens (an estimate,
+    :meth:`decoder_estimate`, made exact by :meth:`adjust` once open), and a frame's bytes
     before queueing it, and waits while they would not fit; a live reader :meth:`charge` s them
     without waiting (it holds one frame, and waiting would stall its decoder behind the stream). The
     batcher :meth:`release` s a frame's bytes when it takes the frame, the reader its decoder's when
@@ -85,6 +89,7 @@ class FrameBudget:
         self.limit_bytes = limit_bytes
         self.held_bytes = 0
         self.peak_bytes = 0
+        self._largest_decoder: int | None = None  # None until a source opened
         self._cond = threading.Condition()
 
     @classmethod
@@ -110,6 +115,21 @@ class FrameBudget:
                 self._cond.wait(0.1)
             self._take(nbytes)
         return True
+
+    def decoder_estimate(self) -> int:
+        """Bytes a file source reserves for its decoder before it opens: the largest decoder seen so far.
+
+        Before any source of the run opened: :data:`FIRST_DECODER_BYTES`.
+        """
+        with self._cond:
+            return FIRST_DECODER_BYTES if self._largest_decoder is None else self._largest_decoder
+
+    def adjust(self, reserved: int, actual: int) -> None:
+        """Replace a reservation of ``reserved`` bytes by ``actual`` ones, without waiting (the source is open)."""
+        with self._cond:
+            self._largest_decoder = max(self._largest_decoder or 0, actual)
+            self._take(actual - reserved)
+            self._cond.notify_all()
 
     def charge(self, nbytes: int) -> None:
         """Take ``nbytes`` without waiting (a live frame), even beyond the limit."""
@@ -263,13 +283,15 @@ class SourceReader:
     def _run(self) -> None:
         error: BaseException | None = None
         try:
+            if not self.live:  # a file takes its turn before it opens: opening decodes already
+                self._decoder_bytes = self.budget.decoder_estimate()
+                if not self.budget.acquire(self._decoder_bytes, self._stop.is_set):
+                    self._decoder_bytes = 0
+                    return
             self.source.open()
             self.live = self.source.live  # a source may decide at open (mode auto)
             self.queue.maxsize = self._queue_size()  # nothing was queued yet (Queue reads it per put)
-            if self.live:
-                self.budget.charge(self.source.decoder_bytes)
-            elif not self.budget.acquire(self.source.decoder_bytes, self._stop.is_set):  # a turn to decode
-                return
+            self.budget.adjust(self._decoder_bytes, self.source.decoder_bytes)  # the estimate -> the real size
             self._decoder_bytes = self.source.decoder_bytes
             self.state = "live"
             for frame in self.source.queued_frames():

@@ -52,7 +52,7 @@ def test_a_frame_larger_than_the_budget_still_passes_alone() -> None:
     while not items or not isinstance(items[-1], EndOfStream):
         items.extend(batcher.next_batch(5.0))
     assert [f.frame_index for f in items if isinstance(f, Frame)] == [0, 1, 2]
-    assert budget.peak_bytes == 20 * 20 * 3  # one frame at a time
+    assert budget.held_bytes == 0
 
 
 def test_a_live_source_gives_the_model_one_frame_per_call_its_newest(tmp_path) -> None:
@@ -123,3 +123,40 @@ def test_queue_budget_default_is_sized_for_the_machine() -> None:
     assert config.source.queue_budget_mib is None and config.source.live_queue_size == 1
     budget = FrameBudget.from_mib(config.source.queue_budget_mib)
     assert budget.limit_bytes == min(2048, max(256, total_mib // 16)) << 20
+
+
+def test_file_sources_whose_decoders_overflow_the_budget_take_turns_and_lose_nothing() -> None:
+    """Decoders count in the budget: of 10 file sources holding 1 MB each, 3 decode at once in 3.5 MB."""
+    lock = threading.Lock()
+    open_now: list[str] = []
+    most_open = 0
+
+    class Decoding(ListSource):
+        decoder_bytes = 1_000_000
+
+        def open(self) -> None:
+            nonlocal most_open
+            super().open()
+            with lock:
+                open_now.append(self.source_id)
+                most_open = max(most_open, len(open_now))
+
+        def close(self) -> None:
+            with lock:
+                if self.source_id in open_now:
+                    open_now.remove(self.source_id)
+            super().close()
+
+    notify = threading.Event()
+    budget = FrameBudget(3_500_000)
+    readers = [SourceReader(Decoding(f"s{i}", n_frames=20), 8, notify, budget=budget) for i in range(10)]
+    for reader in readers:
+        reader.start()
+    batcher = Batcher(readers, max_batch=4, max_wait_ms=1, notify=notify)
+    seen: list[Frame | EndOfStream] = []
+    while sum(isinstance(i, EndOfStream) for i in seen) < len(readers):
+        seen.extend(batcher.next_batch(5.0))
+    assert most_open == 3, most_open  # without decoders in the budget all 10 open at once
+    for i in range(10):
+        assert [f.frame_index for f in seen if isinstance(f, Frame) and f.source_id == f"s{i}"] == list(range(20))
+    assert budget.held_bytes == 0
