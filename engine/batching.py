@@ -16,8 +16,10 @@ fit take turns (each still delivers every frame). Live sources never wait (see
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import platform
 import queue
 import threading
 import time
@@ -54,6 +56,30 @@ def auto_budget_mib() -> int:
     except (AttributeError, OSError, ValueError):
         return AUTO_BUDGET_MIN_MIB
     return int(min(AUTO_BUDGET_MAX_MIB, max(AUTO_BUDGET_MIN_MIB, total_mib * AUTO_BUDGET_SHARE)))
+
+
+#: glibc ``mallopt`` parameter ``M_MMAP_THRESHOLD`` (``malloc.h``), and the value set by
+#: :func:`fix_mmap_threshold`: glibc's default start value, 128 KiB.
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 128 * 1024
+
+
+def fix_mmap_threshold() -> bool:
+    """Pin glibc's mmap threshold, so freed frames go back to the OS; ``True`` when set (glibc only).
+
+    glibc raises its threshold to the size of each large block freed (up to 32 MiB), after which
+    decoded pictures and frames (MBs each, freed constantly) come from the per-thread heaps,
+    which keep their high-water mark: 100 file sources peaked at 3.2 GB instead of 1.8 GB. A
+    fixed threshold (``mallopt(M_MMAP_THRESHOLD, 128 KiB)``) turns that adjustment off
+    (glibc ``mallopt(3)``).
+    """
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):
+        return False
 
 
 def queued_bytes(item: Queued) -> int:

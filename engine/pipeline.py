@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from engine.batching import Batcher, FrameBudget, SourceReader
+from engine.batching import Batcher, FrameBudget, SourceReader, fix_mmap_threshold
 from engine.clock import Clock, SystemClock
 from engine.config import Config
 from engine.frames import FrameEncoder
@@ -117,6 +117,7 @@ class Pipeline:
         self.publisher = publisher or Publisher(config.publisher, now_ns=self.clock.time_ns)
         self._notify = threading.Event()
         self.frame_budget = FrameBudget.from_mib(config.source.queue_budget_mib)  # shared by every queue
+        fix_mmap_threshold()  # freed frames go back to the OS, so the budget bounds the RSS
         self.readers = [
             SourceReader(
                 s,
