@@ -36,15 +36,37 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _CutFirst(_Quiet):
+    """Sends only the first half of the first response (the connection drops), then whole files."""
+
+    requests = 0
+
+    def copyfile(self, source, outputfile) -> None:  # type: ignore[no-untyped-def]
+        type(self).requests += 1
+        data = source.read()
+        outputfile.write(data[: len(data) // 2] if type(self).requests == 1 else data)
+
+
 @pytest.fixture
 def http_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """``(folder, base URL)``: a folder served over HTTP on 127.0.0.1 for the test's duration."""
-    handler = functools.partial(_Quiet, directory=str(tmp_path))
+    yield from _serve(tmp_path, _Quiet)
+
+
+@pytest.fixture
+def cut_http_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """Like ``http_dir``, but the first response breaks off halfway."""
+    _CutFirst.requests = 0
+    yield from _serve(tmp_path, _CutFirst)
+
+
+def _serve(folder: Path, handler_class: type[_Quiet]) -> Iterator[tuple[Path, str]]:
+    handler = functools.partial(handler_class, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
@@ -52,8 +74,11 @@ def http_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 
 
 def _write(path: Path, fmt: str | None = None, options: dict[str, str] | None = None, noise: bool = False,
-           n: int = N_FRAMES, size: tuple[int, int] = SIZE) -> Path:
-    """``n`` frames of gray level ``gray_level(i, n)`` (or random noise), H.264 (MPEG-4 without it), 25 fps."""
+           n: int = N_FRAMES, size: tuple[int, int] = SIZE, grain: int = 0) -> Path:
+    """``n`` frames of gray level ``gray_level(i, n)`` (or random noise), H.264 (MPEG-4 without it), 25 fps.
+
+    ``grain``: random noise of at most this amplitude on the gray (bigger files, same mean).
+    """
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     rng = np.random.default_rng(0)
     with av.open(str(path), "w", format=fmt, options=options or {}) as container:
@@ -65,7 +90,8 @@ def _write(path: Path, fmt: str | None = None, options: dict[str, str] | None = 
             if noise:
                 image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
             else:
-                image = np.full((*size, 3), gray_level(i, n), np.uint8)
+                level = gray_level(i, n) + rng.integers(-grain, grain + 1, (*size, 1))
+                image = np.clip(level, 0, 255).astype(np.uint8).repeat(3, axis=2)
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
@@ -158,3 +184,19 @@ def test_a_finite_http_file_failing_the_same_way_fails_after_max_same_failures(
     assert eos.reason == "error" and eos.frames == 0
     assert "3 times in a row" in eos.error and "late_index.mp4" in eos.error, eos.error
     assert source.reconnect_attempts == 2  # the first failure and two reopened ones
+
+
+def test_a_finite_http_file_cut_off_resumes_where_it_broke_without_repeating_frames(
+    cut_http_dir: tuple[Path, str],
+) -> None:
+    folder, base = cut_http_dir
+    _write(folder / "clip.mp4", options={"movflags": "faststart"}, size=(120, 160), grain=20)
+    config = SourceConfig(reconnect_initial_s=0.01, reconnect_max_s=0.02)
+    (source,) = build_sources([f"clip={base}/clip.mp4"], config)
+    items = _read_slowly(SourceReader(source, 2, live_queue_size=1))
+    frames = [i for i in items if isinstance(i, Frame)]
+    assert items[-1].error is None and source.reconnects == 1 and _CutFirst.requests == 2
+    assert [f.frame_index for f in frames] == list(range(N_FRAMES))
+    levels = [float(f.image.mean()) for f in frames]
+    assert np.allclose(levels, [gray_level(i, N_FRAMES) for i in range(N_FRAMES)], atol=4), levels
+    assert not any(f.timeline_break for f in frames)  # the same file, read on: no break
