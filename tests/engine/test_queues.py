@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import platform
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from engine.batching import Batcher, FrameBudget, SourceReader
 from engine.config import load_config
@@ -160,3 +165,31 @@ def test_file_sources_whose_decoders_overflow_the_budget_take_turns_and_lose_not
     for i in range(10):
         assert [f.frame_index for f in seen if isinstance(f, Frame) and f.source_id == f"s{i}"] == list(range(20))
     assert budget.held_bytes == 0
+
+
+_FREED_FRAMES = """
+import sys, numpy as np
+from engine.batching import fix_mmap_threshold
+if sys.argv[1] == "fix":
+    assert fix_mmap_threshold()
+def rss_mib(): return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) // 1024
+a = np.ones(8 << 20, np.uint8); del a  # glibc's dynamic threshold rises to 8 MiB
+before = rss_mib()
+frames, kept = [], []
+for _ in range(30):
+    frames.append(np.ones(6 << 20, np.uint8))  # a 1080x1920 BGR frame
+    kept.append(np.ones(200_000, np.uint8))  # outlives it: the heap cannot be trimmed below it
+del frames
+print(rss_mib() - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_freed_frames_go_back_to_the_os_with_the_pinned_mmap_threshold() -> None:
+    def grown_mib(mode: str) -> int:
+        done = subprocess.run([sys.executable, "-c", _FREED_FRAMES, mode], capture_output=True, text=True,
+                              check=True, cwd=Path(__file__).resolve().parents[2])
+        return int(done.stdout)
+
+    assert grown_mib("default") > 120  # 180 MiB of frames freed, still resident
+    assert grown_mib("fix") < 40
