@@ -17,6 +17,7 @@ fit take turns (each still delivers every frame). Live sources never wait (see
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import logging
 import os
 import platform
@@ -80,6 +81,20 @@ def fix_mmap_threshold() -> bool:
         return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
     except (OSError, AttributeError):
         return False
+
+
+def _has_break(item: Queued) -> bool:
+    """Whether a queued frame starts a new timeline (``timeline_break``)."""
+    return isinstance(item, (Frame, DeferredFrame)) and item.timeline_break
+
+
+def _with_break(item: Queued) -> Queued:
+    """``item`` flagged ``timeline_break`` (a frame; an end marker unchanged)."""
+    if isinstance(item, Frame) and not item.timeline_break:
+        return dataclasses.replace(item, timeline_break=True)
+    if isinstance(item, DeferredFrame) and not item.timeline_break:
+        return dataclasses.replace(item, timeline_break=True)
+    return item
 
 
 def queued_bytes(item: Queued) -> int:
@@ -288,6 +303,8 @@ class SourceReader:
                         continue
                     self.budget.release(queued_bytes(old))
                     self.dropped += 1
+                    if _has_break(old):  # the frame that replaces it starts the new timeline instead
+                        item = _with_break(item)
         else:
             # a reader whose decoder holds budget may always queue one frame: with the budget full of
             # decoders and no frame queued anywhere, nothing would ever be released

@@ -9,7 +9,7 @@ Pattern: supervision ``KeyPoints`` (``supervision/key_points/core.py``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeAlias
 
 import numpy as np
@@ -192,15 +192,21 @@ class DeferredFrame:
         nbytes: Bytes the pending frame holds (its decoded picture planes), counted against the
             run's queue budget (``source.queue_budget_mib``).
         make: Builds the finished :class:`Frame` (converts the picture); called by :meth:`resolve`.
+        timeline_break: The finished frame's ``timeline_break``: its own, or set by the queue when
+            it replaced a dropped frame that had one (the break must not be lost with the frame).
     """
 
     source_id: str
     nbytes: int
     make: Callable[[], Frame] = field(repr=False)
+    timeline_break: bool = False
 
     def resolve(self) -> Frame:
         """The finished frame (``image`` ``uint8 [H, W, 3]`` BGR), converted now on the calling thread."""
-        return self.make()
+        frame = self.make()
+        if self.timeline_break and not frame.timeline_break:
+            frame = replace(frame, timeline_break=True)
+        return frame
 
 
 @dataclass(frozen=True)

@@ -424,6 +424,7 @@ class PyAVSource(Source):
             frame = DeferredFrame(
                 self.source_id, sum(plane.buffer_size for plane in image.planes),
                 lambda: Frame(*stamp, self._to_bgr(image), raw_pts_s=raw_s, timeline_break=is_break),
+                timeline_break=is_break,
             )
         self._next_index += 1
         self._last_frame_mono = time.monotonic()

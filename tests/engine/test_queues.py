@@ -193,3 +193,22 @@ def test_freed_frames_go_back_to_the_os_with_the_pinned_mmap_threshold() -> None
 
     assert grown_mib("default") > 120  # 180 MiB of frames freed, still resident
     assert grown_mib("fix") < 40
+
+
+@pytest.mark.parametrize("deferred", [False, True])
+def test_a_timeline_break_survives_the_drop_of_its_frame(deferred: bool) -> None:
+    """Frame 5 starts a new timeline (a reconnect); it is dropped, the newest frame carries its break."""
+    finished = threading.Event()
+
+    class Camera(ListSource):
+        def queued_frames(self):
+            for frame in self.frames():
+                yield DeferredFrame(self.source_id, 1, lambda f=frame: f, frame.timeline_break) if deferred else frame
+            finished.set()
+
+    reader = SourceReader(Camera("cam", n_frames=20, live=True, break_at=(5,)), 1)
+    reader.start()
+    assert finished.wait(5.0)
+    frame = reader.take_nowait()
+    assert isinstance(frame, Frame) and frame.frame_index == 19
+    assert frame.timeline_break  # without it the rolling windows would run across the break
