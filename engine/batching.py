@@ -37,9 +37,9 @@ Item = Frame | EndOfStream
 Queued = Frame | DeferredFrame | EndOfStream
 
 #: ``source.queue_budget_mib`` auto: this share of the machine's memory, within the bounds below.
-AUTO_BUDGET_SHARE = 1 / 16
+AUTO_BUDGET_SHARE = 1 / 32
 AUTO_BUDGET_MIN_MIB = 256
-AUTO_BUDGET_MAX_MIB = 2048
+AUTO_BUDGET_MAX_MIB = 1024
 _MIB = 1 << 20
 #: A file source's decoder reservation before the run's first source opened: a 1080p H.264 decoder
 #: (26 pictures of 1920 x 1080 YUV 4:2:0, see ``stream.pyav_base.DECODER_PICTURES``).
@@ -47,7 +47,7 @@ FIRST_DECODER_BYTES = 80 * _MIB
 
 
 def auto_budget_mib() -> int:
-    """The default queue budget: 1/16 of physical memory, at least 256 and at most 2048 MiB.
+    """The default queue budget: 1/32 of physical memory, at least 256 and at most 1024 MiB.
 
     Physical memory is ``os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")``; where the
     platform does not say, the minimum.

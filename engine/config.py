@@ -43,7 +43,7 @@ class SourceConfig(_Strict):
     )
     queue_budget_mib: int | None = Field(
         None, ge=1,
-        description="MiB of decoded frames all source queues hold together; None = 1/16 of RAM, 256..2048",
+        description="MiB of decoded frames all source queues hold together; None = 1/32 of RAM, 256..1024",
     )
     mode: Literal["auto", "live", "file"] = Field(
         "auto", description="auto | live | file: how sources are read (per source: ID:MODE=SPEC)"

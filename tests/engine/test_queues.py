@@ -127,7 +127,7 @@ def test_queue_budget_default_is_sized_for_the_machine() -> None:
     config = load_config()
     assert config.source.queue_budget_mib is None and config.source.live_queue_size == 1
     budget = FrameBudget.from_mib(config.source.queue_budget_mib)
-    assert budget.limit_bytes == min(2048, max(256, total_mib // 16)) << 20
+    assert budget.limit_bytes == min(1024, max(256, total_mib // 32)) << 20
 
 
 def test_file_sources_whose_decoders_overflow_the_budget_take_turns_and_lose_nothing() -> None:
