@@ -112,23 +112,26 @@ class FrameBudget:
     A file reader :meth:`acquire` s its decoder's bytes before it opens (an estimate,
     :meth:`decoder_estimate`, made exact by :meth:`adjust` once open), and a frame's bytes
     before queueing it, and waits while they would not fit; a live reader :meth:`charge` s them
-    without waiting (it holds one frame, and waiting would stall its decoder behind the stream). The
-    batcher :meth:`release` s a frame's bytes when it takes the frame, the reader its decoder's when
-    the source ends. Bytes larger than the whole budget are let through when nothing else is held,
-    and a reader's frame when its own queue is empty (``alone``), so a small budget slows the run
-    but never deadlocks it. Thread-safe.
+    without waiting, apart (``live_bytes``: it holds one frame, waiting would stall its decoder
+    behind the stream, and live sources never keep file sources from their turn). The batcher
+    :meth:`release` s a frame's bytes when it takes the frame, the reader its decoder's when the
+    source ends. Bytes larger than the whole budget are let through when nothing else is held, and
+    a reader's frame when its own queue is empty (``alone``), so a small budget slows the run but
+    never deadlocks it. Thread-safe.
 
     Args:
         limit_bytes: The budget in bytes; ``None`` = unbounded.
 
     Attributes:
-        held_bytes: Bytes held now.
-        peak_bytes: Most bytes held at once so far.
+        held_bytes: Bytes held now by file sources (bounded by ``limit_bytes``).
+        live_bytes: Bytes held now by live sources (outside the limit).
+        peak_bytes: Most ``held_bytes`` at once so far.
     """
 
     def __init__(self, limit_bytes: int | None) -> None:
         self.limit_bytes = limit_bytes
         self.held_bytes = 0
+        self.live_bytes = 0
         self.peak_bytes = 0
         self._largest_decoder: int | None = None  # None until a source opened
         self._cond = threading.Condition()
@@ -165,24 +168,31 @@ class FrameBudget:
         with self._cond:
             return FIRST_DECODER_BYTES if self._largest_decoder is None else self._largest_decoder
 
-    def adjust(self, reserved: int, actual: int) -> None:
-        """Replace a reservation of ``reserved`` bytes by ``actual`` ones, without waiting (the source is open)."""
+    def adjust(self, reserved: int, actual: int, live: bool) -> None:
+        """Replace a reservation of ``reserved`` bytes by ``actual`` ones (``live``: charged), without waiting."""
         with self._cond:
             self._largest_decoder = max(self._largest_decoder or 0, actual)
-            self._take(actual - reserved)
+            self._take(-reserved)
+            if live:
+                self.live_bytes += actual
+            else:
+                self._take(actual)
             self._cond.notify_all()
 
     def charge(self, nbytes: int) -> None:
-        """Take ``nbytes`` without waiting (a live frame), even beyond the limit."""
+        """Take ``nbytes`` for a live source, without waiting and outside the limit."""
         with self._cond:
-            self._take(nbytes)
+            self.live_bytes += nbytes
 
-    def release(self, nbytes: int) -> None:
-        """Give back ``nbytes`` (a frame left its queue) and wake waiting readers."""
+    def release(self, nbytes: int, live: bool = False) -> None:
+        """Give back ``nbytes`` (a frame left its queue, a source ended; ``live``: charged) and wake waiting readers."""
         if not nbytes:
             return
         with self._cond:
-            self.held_bytes -= nbytes
+            if live:
+                self.live_bytes -= nbytes
+            else:
+                self.held_bytes -= nbytes
             self._cond.notify_all()
 
     def _take(self, nbytes: int) -> None:
@@ -273,7 +283,7 @@ class SourceReader:
             queue.Empty: nothing is queued.
         """
         item = self.queue.get_nowait()
-        self.budget.release(queued_bytes(item))
+        self.budget.release(queued_bytes(item), live=self.live)
         return item.resolve() if isinstance(item, DeferredFrame) else item
 
     def _queue_size(self) -> int:
@@ -301,7 +311,7 @@ class SourceReader:
                         old = self.queue.get_nowait()  # the oldest frame makes room for the newest
                     except queue.Empty:
                         continue
-                    self.budget.release(queued_bytes(old))
+                    self.budget.release(queued_bytes(old), live=True)
                     self.dropped += 1
                     if _has_break(old):  # the frame that replaces it starts the new timeline instead
                         item = _with_break(item)
@@ -334,7 +344,7 @@ class SourceReader:
             self.source.open()
             self.live = self.source.live  # a source may decide at open (mode auto)
             self.queue.maxsize = self._queue_size()  # nothing was queued yet (Queue reads it per put)
-            self.budget.adjust(self._decoder_bytes, self.source.decoder_bytes)  # the estimate -> the real size
+            self.budget.adjust(self._decoder_bytes, self.source.decoder_bytes, self.live)  # estimate -> real size
             self._decoder_bytes = self.source.decoder_bytes
             self.state = "live"
             for frame in self.source.queued_frames():
@@ -351,7 +361,7 @@ class SourceReader:
         finally:
             self.state = "failed" if error is not None else "ended"
             self.source.close()
-            self.budget.release(self._decoder_bytes)
+            self.budget.release(self._decoder_bytes, live=self.live)
             self._decoder_bytes = 0
             eos = EndOfStream(
                 source_id=self.source_id,

@@ -111,13 +111,13 @@ def test_live_frames_wait_unconverted_and_only_taken_ones_are_converted() -> Non
     reader = SourceReader(Deferring("cam", n_frames=50, live=True), 1, budget=budget)
     reader.start()
     assert finished.wait(5.0)  # nobody took anything: 49 frames were replaced by newer ones
-    assert budget.held_bytes == 48 * 64 * 3
+    assert budget.live_bytes == 48 * 64 * 3 and budget.held_bytes == 0  # live frames never hold files back
     item = reader.take_nowait()
     assert isinstance(item, Frame) and item.frame_index == 49
     assert converted == [49]
     reader.join(5.0)  # its end marker found room
     assert isinstance(reader.take_nowait(), EndOfStream)
-    assert reader.dropped == 49 and budget.held_bytes == 0
+    assert reader.dropped == 49 and budget.live_bytes == 0
 
 
 def test_queue_budget_default_is_sized_for_the_machine() -> None:
@@ -212,3 +212,32 @@ def test_a_timeline_break_survives_the_drop_of_its_frame(deferred: bool) -> None
     frame = reader.take_nowait()
     assert isinstance(frame, Frame) and frame.frame_index == 19
     assert frame.timeline_break  # without it the rolling windows would run across the break
+
+
+def test_live_sources_beyond_the_budget_never_keep_a_file_source_from_its_turn() -> None:
+    class Camera(ListSource):
+        decoder_bytes = 10_000  # alone more than the whole budget
+
+    class Clip(ListSource):
+        decoder_bytes = 500
+
+    notify = threading.Event()
+    budget = FrameBudget(1_000)
+    camera = SourceReader(Camera("cam", n_frames=100_000, live=True, delay_s=0.01), 1, notify, budget=budget)
+    clip = SourceReader(Clip("clip", n_frames=10), 2, notify, budget=budget)
+    camera.start()
+    while camera.frames_in == 0:  # the camera runs (its decoder charged) before the clip starts
+        notify.wait(1.0)
+    clip.start()
+    batcher = Batcher([camera, clip], max_batch=2, max_wait_ms=1, notify=notify)
+    seen: list[Frame | EndOfStream] = []
+    try:
+        while not any(isinstance(i, EndOfStream) and i.source_id == "clip" for i in seen):
+            seen.extend(batcher.next_batch(5.0))
+        assert camera.is_alive()  # the clip ended while the camera still ran
+        assert [f.frame_index for f in seen if isinstance(f, Frame) and f.source_id == "clip"] == list(range(10))
+    finally:
+        camera.stop()
+        while not any(isinstance(i, EndOfStream) and i.source_id == "cam" for i in seen):
+            seen.extend(batcher.next_batch(5.0))
+    assert budget.held_bytes == 0 and budget.live_bytes == 0
