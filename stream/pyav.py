@@ -58,6 +58,10 @@ class FileSource(PyAVSource):
         """
         return FALLBACK_CLAIM if spec else 0
 
+    def _is_finite(self, container: Any) -> bool:
+        """A file ends at its end, also when read as live (mode ``live``: not paced, the newest frame wins)."""
+        return True
+
     def _open_container(self) -> Any:
         """Open the file.
 

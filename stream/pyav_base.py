@@ -510,7 +510,10 @@ class PyAVSource(Source):
             raise SourceError(msg)
 
     def _is_finite(self, container: Any) -> bool:
-        """Whether reaching the end of ``container`` ends the source for good (no reconnect)."""
+        """Whether reaching the end of ``container`` ends the source for good (no reconnect).
+
+        In mode ``auto`` such a live input is read as a file (see :attr:`live`).
+        """
         return False
 
     def frames(self) -> Iterator[Frame]:

@@ -200,3 +200,13 @@ def test_a_finite_http_file_cut_off_resumes_where_it_broke_without_repeating_fra
     levels = [float(f.image.mean()) for f in frames]
     assert np.allclose(levels, [gray_level(i, N_FRAMES) for i in range(N_FRAMES)], atol=4), levels
     assert not any(f.timeline_break for f in frames)  # the same file, read on: no break
+
+
+def test_mode_live_reads_a_local_file_once_keeping_the_newest_frame(tmp_path: Path) -> None:
+    _write(tmp_path / "clip.mp4")
+    (source,) = build_sources([f"clip:live={tmp_path / 'clip.mp4'}"], SourceConfig(reconnect_initial_s=0.01))
+    reader = SourceReader(source, 8, live_queue_size=1)
+    items = _read_slowly(reader, first_after=lambda: reader.frames_in == N_FRAMES)
+    assert reader.live is True and source.reconnects == 0  # ends at its end, not replayed
+    assert [f.frame_index for f in items if isinstance(f, Frame)] == [N_FRAMES - 1]
+    assert isinstance(items[-1], EndOfStream) and items[-1].error is None
