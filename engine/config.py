@@ -38,7 +38,19 @@ class SourceConfig(_Strict):
     """Reader-thread and PyAV options shared by every source."""
 
     file_queue_size: int = Field(8, ge=1, description="frames buffered per file source (blocking, lossless)")
-    live_queue_size: int = Field(2, ge=1, description="frames buffered per live source (drop-oldest)")
+    live_queue_size: int = Field(
+        1, ge=1, description="frames buffered per live source (drop-oldest); 1 = the model gets the newest only"
+    )
+    queue_budget_mib: int | None = Field(
+        None, ge=1,
+        description="MiB of decoded frames all source queues hold together; None = 1/32 of RAM, 256..1024",
+    )
+    mode: Literal["auto", "live", "file"] = Field(
+        "auto", description="auto | live | file: how sources are read (per source: ID:MODE=SPEC)"
+    )
+    max_same_failures: int = Field(
+        5, ge=1, description="a finite network source failing the same way this many times in a row fails"
+    )
     open_timeout_s: float = Field(10.0, gt=0, description="PyAV open timeout for URLs / devices")
     read_timeout_s: float = Field(5.0, gt=0, description="PyAV read timeout for URLs / devices")
     stall_after_s: float = Field(

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from engine.batching import Batcher, SourceReader
+from engine.batching import Batcher, FrameBudget, SourceReader, fix_mmap_threshold
 from engine.clock import Clock, SystemClock
 from engine.config import Config
 from engine.frames import FrameEncoder
@@ -116,18 +116,25 @@ class Pipeline:
         self.clock = clock or SystemClock()
         self.publisher = publisher or Publisher(config.publisher, now_ns=self.clock.time_ns)
         self._notify = threading.Event()
+        self.frame_budget = FrameBudget.from_mib(config.source.queue_budget_mib)  # shared by every queue
+        fix_mmap_threshold()  # freed frames go back to the OS, so the budget bounds the RSS
         self.readers = [
             SourceReader(
                 s,
-                config.source.live_queue_size if s.live else config.source.file_queue_size,
+                config.source.file_queue_size,
                 self._notify,
+                live_queue_size=config.source.live_queue_size,
+                budget=self.frame_budget,
             )
             for s in sources
         ]
         # loaded once here: every source's shot analyzer shares it (a bad file fails before anything opens)
         classifier = ShotClassifier.load(config.shots.classifier or None) if config.shots.enabled else None
         self._states = {r.source_id: SourceState(r.source, r, config, classifier) for r in self.readers}
-        self._results: queue.Queue[PoseResult | EndOfStream | _Failure] = queue.Queue(maxsize=64)
+        # results hold their frames' images too: a few batches, not a fixed count (4K frames are 24 MiB)
+        self._results: queue.Queue[PoseResult | EndOfStream | _Failure] = queue.Queue(
+            maxsize=2 * config.batch.max_batch
+        )
         self._stop = threading.Event()
         self._stop_deadline: float | None = None
         self._failure: _Failure | None = None

@@ -17,11 +17,13 @@ from typing import Any
 from engine.config import SOURCE_ID_RE, SourceConfig
 from engine.errors import ConfigError, PluginError
 from engine.plugins import SOURCES, load, names
-from engine.types import Frame
+from engine.types import DeferredFrame, Frame
 
 #: A URL scheme (RFC 3986 ``scheme "://"``): such a spec is never read as ``ID=SPEC``, whatever its ``=``.
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_ID_PREFIX_RE = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
+_ID_PREFIX_RE = re.compile(r"^([A-Za-z0-9_.-]+)(?::([A-Za-z]+))?=(.+)$")
+#: Values of ``source.mode`` and of ``MODE`` in ``ID:MODE=SPEC``.
+SOURCE_MODES = ("auto", "live", "file")
 
 
 class Source(ABC):
@@ -35,8 +37,10 @@ class Source(ABC):
 
     Attributes:
         source_id: Name used in topics (``pose/<source_id>/``), ``[A-Za-z0-9_.-]+``.
-        live: ``True`` for cameras and streams (drop-oldest queue, latency bounded); ``False`` for
-            files (blocking queue, every frame processed exactly once, in order).
+        live: ``True`` for cameras and streams (one-frame drop-oldest queue: the newest frame wins,
+            latency bounded); ``False`` for files (blocking queue, every frame processed exactly
+            once, in order). The engine reads it after ``open()``, so a source may decide it there
+            (``config.mode`` ``auto``: an HTTP file of known duration is read as a file).
         total_frames: Frame count when known in advance (files), else ``None``; for progress bars.
         corrupt: Damaged frames or packets: skipped because they could not be decoded, or flagged
             damaged by the demuxer.
@@ -48,6 +52,9 @@ class Source(ABC):
             ``"reconnecting"`` or ``"ended"``; ``None`` (the default) leaves the state to the
             reader thread's view (PyAV sources keep their own).
         reconnects: Successful reopenings of a live source (0 for sources that never reconnect).
+        decoder_bytes: Bytes the open source holds while decoding (its decoder's reference
+            pictures), an estimate known after ``open()``; counted in the run's queue budget
+            (``source.queue_budget_mib``) while the source runs. 0 = nothing worth counting.
     """
 
     source_id: str
@@ -58,6 +65,7 @@ class Source(ABC):
     truncated: bool = False
     fps: float | None = None
     reconnects: int = 0
+    decoder_bytes: int = 0
 
     @property
     def state(self) -> str | None:
@@ -117,6 +125,15 @@ class Source(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the input; safe to call twice and from another thread."""
+
+    def queued_frames(self) -> Iterator[Frame | DeferredFrame]:
+        """What the engine's reader thread queues: :meth:`frames` unless the source defers images.
+
+        A source may yield :class:`~engine.types.DeferredFrame` here (the built-in live sources
+        do) so that a frame is converted to BGR only if the batcher takes it; the reader calls
+        this once, after ``open()``, instead of :meth:`frames`. Same rules as :meth:`frames`.
+        """
+        return self.frames()
 
 
 def load_source_class(name: str) -> type[Source]:
@@ -209,15 +226,17 @@ def _refuse_malformed_id(raw: str) -> None:
 def build_sources(specs: list[str], config: SourceConfig) -> list[Source]:
     """Turn command-line / config specs into unopened sources with unique ids.
 
-    A spec may carry its id as ``ID=SPEC`` (``cam1=rtsp://...``); a spec starting with a URL scheme
-    (``name://``) never does. The plugin for each spec is the one that claims it most specifically
+    A spec may carry its id as ``ID=SPEC`` (``cam1=rtsp://...``), and its mode as ``ID:MODE=SPEC``
+    (``clip:file=http://host/clip.mp4``; ``auto``, ``live`` or ``file``; default ``source.mode``): the
+    source gets ``config`` with that ``mode`` (:attr:`SourceConfig.mode`). A spec starting with a
+    URL scheme (``name://``) never does. The plugin for each spec is the one that claims it most specifically
     (:func:`source_plugin`). Without an explicit id, the id is the file stem (plugin ``file``), the
     device name (``webcam``), ``default`` (``default``), or ``streamN`` (any other plugin, N the
     spec's position). Repeated derived ids get ``_2``, ``_3`` ...
 
     Raises:
-        ConfigError: an explicit id that is not ``[A-Za-z0-9_.-]+``, or given twice; ``ID=`` with
-            nothing after it; a spec with ``=`` whose prefix is no valid id and that names no file;
+        ConfigError: an explicit id that is not ``[A-Za-z0-9_.-]+``, or given twice; a ``MODE``
+            other than ``auto``, ``live``, ``file``; ``ID=`` with nothing after it; a spec with ``=`` whose prefix is no valid id and that names no file;
             a spec that no plugin claims, or that two plugins claim equally.
         PluginError: no source plugin is installed, or one cannot be imported or answers badly.
     """
@@ -225,8 +244,12 @@ def build_sources(specs: list[str], config: SourceConfig) -> list[Source]:
     seen: dict[str, int] = {}
     for index, raw in enumerate(specs or ["default"]):
         match = _ID_PREFIX_RE.match(raw)
+        mode = None
         if match and not _URL_RE.match(raw):
-            source_id, spec = match.group(1), match.group(2)
+            source_id, mode, spec = match.group(1), match.group(2), match.group(3)
+            if mode is not None and mode not in SOURCE_MODES:
+                msg = f"source {raw!r}: unknown mode {mode!r} in ID:MODE=SPEC (expected {', '.join(SOURCE_MODES)})"
+                raise ConfigError(msg)
         else:
             source_id, spec = None, raw
             _refuse_malformed_id(raw)
@@ -245,5 +268,6 @@ def build_sources(specs: list[str], config: SourceConfig) -> list[Source]:
             source_id = f"{source_id}_{seen[source_id]}"
         else:
             seen[source_id] = 1
-        sources.append(cls.from_spec(spec, source_id, config))
+        own = config if mode is None else config.model_copy(update={"mode": mode})
+        sources.append(cls.from_spec(spec, source_id, own))
     return sources

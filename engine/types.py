@@ -8,7 +8,8 @@ Pattern: supervision ``KeyPoints`` (``supervision/key_points/core.py``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import TypeAlias
 
 import numpy as np
@@ -175,6 +176,37 @@ class Frame:
     def width(self) -> int:
         """Frame width in pixels."""
         return int(self.image.shape[1])
+
+
+@dataclass(frozen=True)
+class DeferredFrame:
+    """A decoded frame whose BGR image is made only when the engine takes it from the source's queue.
+
+    A live source queues these instead of :class:`Frame` (:meth:`engine.sources.Source.queued_frames`):
+    most live frames are replaced by a newer one before the batcher takes them, and converting
+    those (YUV -> BGR, a full-frame copy) would be wasted work. The source stamps ``frame_index``,
+    ``pts_s`` and ``capture_time_ns`` when it decodes the frame; only the image conversion waits.
+
+    Attributes:
+        source_id: The source that decoded the frame.
+        nbytes: Bytes the pending frame holds (its decoded picture planes), counted against the
+            run's queue budget (``source.queue_budget_mib``).
+        make: Builds the finished :class:`Frame` (converts the picture); called by :meth:`resolve`.
+        timeline_break: The finished frame's ``timeline_break``: its own, or set by the queue when
+            it replaced a dropped frame that had one (the break must not be lost with the frame).
+    """
+
+    source_id: str
+    nbytes: int
+    make: Callable[[], Frame] = field(repr=False)
+    timeline_break: bool = False
+
+    def resolve(self) -> Frame:
+        """The finished frame (``image`` ``uint8 [H, W, 3]`` BGR), converted now on the calling thread."""
+        frame = self.make()
+        if self.timeline_break and not frame.timeline_break:
+            frame = replace(frame, timeline_break=True)
+        return frame
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,10 @@ class FileSource(PyAVSource):
         """
         return FALLBACK_CLAIM if spec else 0
 
+    def _is_finite(self, container: Any) -> bool:
+        """A file ends at its end, also when read as live (mode ``live``: not paced, the newest frame wins)."""
+        return True
+
     def _open_container(self) -> Any:
         """Open the file.
 
@@ -91,16 +95,20 @@ class FileSource(PyAVSource):
 
 
 class _LiveSource(PyAVSource):
-    """Live PyAV input: frames without PTS are timed by the wall clock."""
+    """Live PyAV input: frames without PTS are timed by the wall clock (by the frame rate when read as a file)."""
 
     live = True
 
     def _missing_pts_step_s(self) -> float:
         """Wall-clock seconds since the previous frame (at least ``MIN_WALL_STEP_S``)."""
+        if not self.live:
+            return super()._missing_pts_step_s()
         return max(MIN_WALL_STEP_S, time.monotonic() - self._last_frame_mono)
 
     def _first_missing_pts_s(self) -> float:
         """Wall-clock seconds since ``open()``."""
+        if not self.live:
+            return super()._first_missing_pts_s()
         return time.monotonic() - self._opened_at_s
 
 
@@ -114,6 +122,8 @@ class UrlSource(_LiveSource):
     :class:`SourceError`. Every message and log line shows the URL through :func:`redact_url`, and
     FFmpeg's error texts (which may repeat the URL) are masked too.
     """
+
+    remote = True
 
     @classmethod
     def claims(cls, spec: str) -> int:

@@ -24,6 +24,7 @@ Reconnect pattern: DeepStream ``nvurisrcbin`` ``rtsp-reconnect-interval`` / ``rt
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from abc import abstractmethod
@@ -37,7 +38,7 @@ import numpy as np
 from engine.config import SOURCE_ID_RE, SourceConfig
 from engine.errors import ConfigError, SourceError, safe_text
 from engine.sources import Source
-from engine.types import Frame
+from engine.types import DeferredFrame, Frame
 from stream.decode import (
     PtsCorrection,
     decode_packet,
@@ -59,6 +60,10 @@ __all__ = ["SOURCE_STATES", "PyAVSource", "SourceRefusedError"]
 
 _LOG = logging.getLogger(__name__)
 
+#: Pictures an open video decoder holds, for :attr:`PyAVSource.decoder_bytes`: H.264's largest
+#: decoded picture buffer (16 references) plus FFmpeg's frame threads; measured: 80 MiB of RSS per
+#: open 1080x1920 H.264 decoder (3.1 MiB pictures) with 3 frame threads.
+DECODER_PICTURES = 26
 #: Demux errors in a row (``InvalidDataError``) tolerated before the source gives up.
 MAX_CONSECUTIVE_DEMUX_ERRORS = 32
 #: Values of :attr:`PyAVSource.state`, in lifecycle order.
@@ -104,7 +109,12 @@ class PyAVSource(Source):
         source_id: Name of the source (``[A-Za-z0-9_.-]+``).
         config: Reader options (timeouts, RTSP transport, reconnect).
         policy: Backoff and attempt limit of reconnects (from ``config``; replace it before ``open()``).
-        live: ``False`` for files, ``True`` for URLs and cameras.
+        live: ``False`` for files, ``True`` for URLs and cameras; ``config.mode`` ``live`` / ``file``
+            forces it, and in mode ``auto`` a source whose input turns out finite at its first open
+            (:meth:`_is_finite`: an HTTP file or HLS playlist of known duration) becomes a file:
+            every frame in order, frames without PTS timed by the frame rate. A finite network
+            source reconnects after a failure, skips the frames it already delivered, and fails
+            after ``config.max_same_failures`` failures in a row with the same message.
         total_frames: ``stream.frames`` from the container after ``open()`` (files), ``None`` when unknown.
         corrupt: Damaged packets: refused by the demuxer or decoder (skipped), or flagged corrupt by
             the demuxer (a partial last packet, an MPEG-TS continuity error), each counted once.
@@ -130,6 +140,8 @@ class PyAVSource(Source):
     """
 
     live = False
+    #: A network input: reconnects after a failure also when read as a file (mode ``file``).
+    remote = False
 
     def __init__(self, spec: str, source_id: str, config: SourceConfig) -> None:
         if not isinstance(spec, str) or not spec:
@@ -141,6 +153,10 @@ class PyAVSource(Source):
         self.spec = spec
         self.source_id = source_id
         self.config = config
+        self.live = {"live": True, "file": False}.get(config.mode, type(self).live)
+        self._defer = False  # queue live frames unconverted (queued_frames)
+        self._same_failures: tuple[str, int] = ("", 0)  # (normalised message, times in a row)
+        self._resume_skip = 0  # frames of a reopened file-mode input delivered before its failure
         self.policy = ReconnectPolicy.from_config(config)
         self.total_frames: int | None = None
         self.corrupt = 0
@@ -196,8 +212,13 @@ class PyAVSource(Source):
 
     @property
     def reconnect_enabled(self) -> bool:
-        """Whether drops are followed by reconnects: live sources with ``config.reconnect``."""
-        return bool(self.live and self.config.reconnect)
+        """Whether drops are followed by reconnects: live or network sources with ``config.reconnect``."""
+        return bool((self.live or self.remote) and self.config.reconnect)
+
+    @property
+    def decoder_bytes(self) -> int:  # type: ignore[override]
+        """Bytes the decoder holds, estimated: :data:`DECODER_PICTURES` YUV 4:2:0 pictures of the coded size."""
+        return DECODER_PICTURES * self.width * self.height * 3 // 2
 
     @property
     def stall_after_s(self) -> float:
@@ -295,6 +316,9 @@ class PyAVSource(Source):
         except SourceError:
             container.close()
             raise
+        if self.config.mode == "auto" and self.live and self._next_index == 0 and self._is_finite(container):
+            self.live = False  # a finite input is read as a file: every frame, in order
+            _LOG.info("%s: finite (duration %.1f s): read as a file", self.label, container.duration / 1e6)
         total = None if self.live else (int(stream.frames) or None)
         fps, rate_field = stream_rate(stream, container)  # also the timeline's interval: they cannot disagree
         choice = stream_choice(container, stream)
@@ -349,6 +373,7 @@ class PyAVSource(Source):
                 self._state = "ended"
                 raise
             self._count_refusal(exc)
+            self._count_failure(exc)
             _LOG.warning("%s; retrying (reconnect on)", exc)
         self._reconnect()
 
@@ -412,14 +437,37 @@ class PyAVSource(Source):
             except SourceError as exc:
                 self.last_error = str(exc)
                 self._count_refusal(exc)
+                self._count_failure(exc)
                 _LOG.warning("%s (reconnect attempt %d)", exc, self._attempts_in_row)
                 continue
             self.reconnects += 1
-            self.timeline.mark_break()
-            self._break_announced = True
+            if self.live:
+                self.timeline.mark_break()
+                self._break_announced = True
+            else:  # the same file again: skip what was delivered, the timeline goes on unbroken
+                self._resume_skip = self._next_index
             _LOG.info("%s: reconnected (attempt %d, %d reconnects so far)",
                       self.label, self._attempts_in_row, self.reconnects)
             return True
+
+    def _count_failure(self, exc: SourceError) -> None:
+        """Count a failure of a finite input; the ``config.max_same_failures``-th same one in a row ends it.
+
+        Failures are the same when their messages differ in numbers at most. Live inputs (which may
+        come back) are not counted: their reconnects are bounded by ``reconnect_max_attempts``.
+
+        Raises:
+            SourceError: the failure's message, with how often it happened, once the limit is reached.
+        """
+        if self.live:
+            return
+        key = re.sub(r"\d+(?:\.\d+)?", "#", str(exc))
+        count = self._same_failures[1] + 1 if self._same_failures[0] == key else 1
+        self._same_failures = (key, count)
+        if count >= self.config.max_same_failures:
+            self._state = "ended"
+            msg = f"{exc} ({count} times in a row; giving up)"
+            raise self._error(msg) from exc
 
     # -- decode loop ---------------------------------------------------------------------------
 
@@ -445,8 +493,11 @@ class PyAVSource(Source):
             except (av.error.FFmpegError, OSError) as exc:  # closing must not mask the real error
                 _LOG.debug("closing %s failed: %s", self.label, error_reason(exc))
 
-    def _decode(self, packet: Any, stream: Any) -> list[tuple[float | None, np.ndarray]]:
-        """Decode one packet (``None`` = flush) into ``(raw_pts_s, bgr image)`` in display orientation.
+    def _decode(self, packet: Any, stream: Any) -> list[tuple[float | None, Any]]:
+        """Decode one packet (``None`` = flush) into ``(raw_pts_s, image)`` in display orientation.
+
+        The image is BGR (:meth:`_to_bgr`), or the ``av.VideoFrame`` itself while live frames are
+        deferred (:meth:`queued_frames`; turned upright when converted).
 
         A packet the demuxer flags corrupt or the decoder refuses counts once in ``corrupt``; a frame
         delivered with concealed errors counts in ``concealed``.
@@ -474,7 +525,7 @@ class PyAVSource(Source):
                 self._orient(vf)
             self._check_size(int(getattr(vf, "width", 0)), int(getattr(vf, "height", 0)), decoded=True)
             raw_s = frame_time_s(vf, stream, self._pts_correction)
-            out.append((raw_s, self.orientation.apply(vf.to_ndarray(format="bgr24"))))
+            out.append((raw_s, vf if self._defer else self._to_bgr(vf)))
         return out
 
     def _log_damage(self, kind: str, fmt: str, *args: object) -> None:
@@ -499,8 +550,16 @@ class PyAVSource(Source):
         if width and height:
             self.width, self.height = orientation.display_size(width, height)
 
-    def _make_frame(self, raw_s: float | None, image: np.ndarray) -> Frame:
-        """Stamp a decoded image: next ``frame_index``, monotonic ``pts_s``, state ``live``."""
+    def _to_bgr(self, video_frame: Any) -> np.ndarray:
+        """The picture of an ``av.VideoFrame`` as ``uint8 [H, W, 3]`` BGR, turned upright (:attr:`orientation`)."""
+        image: np.ndarray = self.orientation.apply(video_frame.to_ndarray(format="bgr24"))
+        return image
+
+    def _make_frame(self, raw_s: float | None, image: Any) -> Frame | DeferredFrame:
+        """Stamp a decoded image: next ``frame_index``, monotonic ``pts_s``, state ``live``.
+
+        An ``av.VideoFrame`` (deferred) gives a :class:`DeferredFrame` converted by :meth:`_to_bgr`.
+        """
         if raw_s is not None:
             pts_s, is_break = self.timeline.update(raw_s)
         else:
@@ -515,17 +574,24 @@ class PyAVSource(Source):
             timing = "by the wall clock" if self.live else f"at {self.fps or FALLBACK_FPS:g} fps ({self.rate_field})"
             _LOG.warning("%s: frame %d has no PTS: frames without one are timed %s", self.label, self._next_index,
                          timing)
-        frame = Frame(
-            self.source_id, self._next_index, pts_s, time.time_ns(), image,
-            raw_pts_s=raw_s, timeline_break=is_break,
-        )
+        stamp = (self.source_id, self._next_index, pts_s, time.time_ns())
+        frame: Frame | DeferredFrame
+        if isinstance(image, np.ndarray):
+            frame = Frame(*stamp, image, raw_pts_s=raw_s, timeline_break=is_break)
+        else:
+            frame = DeferredFrame(
+                self.source_id, sum(plane.buffer_size for plane in image.planes),
+                lambda: Frame(*stamp, self._to_bgr(image), raw_pts_s=raw_s, timeline_break=is_break),
+                timeline_break=is_break,
+            )
         self._next_index += 1
         self._last_frame_mono = time.monotonic()
         self._backoff = None  # frames flow again: the next drop starts the backoff afresh
+        self._same_failures = ("", 0)
         self._state = "live"
         return frame
 
-    def _connection_frames(self, container: Any, stream: Any) -> Iterator[Frame]:
+    def _connection_frames(self, container: Any, stream: Any) -> Iterator[Frame | DeferredFrame]:
         """Yield the frames of one open container; return at its end (files) or when closed.
 
         Raises:
@@ -585,8 +651,11 @@ class PyAVSource(Source):
             finally:
                 self._leave()
             for raw_s, image in batch:
-                yield self._make_frame(raw_s, image)
                 produced += 1
+                if self._resume_skip:  # a reopened file-mode input: delivered before its failure
+                    self._resume_skip -= 1
+                    continue
+                yield self._make_frame(raw_s, image)
             if ended:
                 break
         short = bool(self.total_frames and produced + 1 < self.total_frames)
@@ -605,7 +674,10 @@ class PyAVSource(Source):
             raise SourceError(msg)
 
     def _is_finite(self, container: Any) -> bool:
-        """Whether reaching the end of ``container`` ends the source for good (no reconnect)."""
+        """Whether reaching the end of ``container`` ends the source for good (no reconnect).
+
+        In mode ``auto`` such a live input is read as a file (see :attr:`live`).
+        """
         return False
 
     def frames(self) -> Iterator[Frame]:
@@ -625,8 +697,22 @@ class PyAVSource(Source):
             SourceError: ``open()`` was not called; a read failed or timed out; more than
                 ``MAX_CONSECUTIVE_DEMUX_ERRORS`` demux errors in a row; the input ended without one
                 decodable frame although packets were refused; a live input ended -- each only
-                when reconnect is off; with it on: ``policy.max_attempts`` reconnects in a row failed.
+                when reconnect is off; with it on: ``policy.max_attempts`` reconnects in a row failed,
+                or a finite input failed ``config.max_same_failures`` times in a row the same way.
         """
+        for item in self._frames():
+            yield item if isinstance(item, Frame) else item.resolve()
+
+    def queued_frames(self) -> Iterator[Frame | DeferredFrame]:
+        """:meth:`frames` for the engine's queue: a live source's frames come deferred (converted when taken).
+
+        Whether the source is live is known after ``open()``, when the engine calls this.
+        """
+        self._defer = self.live
+        return self._frames()
+
+    def _frames(self) -> Iterator[Frame | DeferredFrame]:
+        """The loop of :meth:`frames` and :meth:`queued_frames`."""
         with self._state_lock:
             container, stream, closed = self._container, self._stream, self._closed
         if closed:
@@ -645,6 +731,7 @@ class PyAVSource(Source):
                         return
                     if not self.reconnect_enabled:
                         raise
+                    self._count_failure(exc)
                     _LOG.warning("%s; reconnecting", exc)
                 self._release()
                 if not self._reconnect():

@@ -63,6 +63,7 @@ class SourceRunner:
         self.frames: list[tuple[float, Frame]] = []  # (monotonic time received, frame)
         self.states: list[tuple[float, str]] = []
         self.error: BaseException | None = None
+        self.live_sampled = threading.Event()  # set once the sampler has recorded "live"
         self._done = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._sampler = threading.Thread(target=self._sample, daemon=True)
@@ -82,6 +83,8 @@ class SourceRunner:
             state = self.source.state
             if not self.states or self.states[-1][1] != state:
                 self.states.append((time.monotonic(), state))
+            if state == "live":
+                self.live_sampled.set()
             time.sleep(0.01)
 
     def start(self) -> SourceRunner:
@@ -669,6 +672,9 @@ def test_rtsp_outage_reconnects_and_resumes(rtsp_server: RtspServer, outage: str
         runner.wait_for("first frames", lambda: len(runner.frames) >= 15, 20.0)
         assert source.state == "live"
         assert (source.width, source.height) == (320, 240)
+        # the sampler thread must have recorded "live" before the outage (asserted below); on a
+        # loaded machine it may not have run yet when the frames are in
+        assert runner.live_sampled.wait(10.0), f"state 'live' never sampled; states {runner.states}"
 
         t_kill = time.monotonic()
         if outage == "server":
