@@ -327,6 +327,10 @@ class PublisherConfig(_Strict):
         if not re.fullmatch(r"(tcp|ipc|inproc|ws|wss)://.+", value):
             msg = f"must be a ZeroMQ endpoint like 'tcp://127.0.0.1:5556', got {value!r}"
             raise ValueError(msg)
+        port = re.fullmatch(r"(?:tcp|ws|wss)://.+:(\d+)(?:/.*)?", value)
+        if port is not None and int(port.group(1)) > 65535:  # ZeroMQ would bind a random port instead
+            msg = f"port must be 0-65535 or * (any free port), got {port.group(1)} in {value!r}"
+            raise ValueError(msg)
         return value
 
     @model_validator(mode="after")
@@ -457,6 +461,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         except OSError as exc:
             msg = f"cannot read config file {p}: {exc.strerror or exc}"
             raise ConfigError(msg) from exc
+        except UnicodeDecodeError as exc:
+            msg = f"config file {p} is not UTF-8 text: byte {exc.object[exc.start]:#04x} at offset {exc.start}"
+            raise ConfigError(msg) from None
         except yaml.YAMLError as exc:
             msg = f"config file {p} is not valid YAML: {' '.join(str(exc).split())}"
             raise ConfigError(msg) from exc
