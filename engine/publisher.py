@@ -48,7 +48,9 @@ class Publisher:
     to ``config.linger_ms`` for room at every subscriber of their topic (``XPUB_NODROP`` with a send
     timeout, for that message only), so a subscriber that was merely slow still learns how the run
     ended; after the timeout the marker is sent like any other message (dropped for the subscriber
-    that is still full, counted in :attr:`markers_dropped`). Each ``eos/`` carries ``last_seq``: the
+    that is still full, counted in :attr:`markers_dropped`). ZeroMQ leaves a subscriber that already
+    lost a message out of that wait until it reads again, so it may lose the markers as well (it then
+    knows its run is truncated: no ``eos/``). Each ``eos/`` carries ``last_seq``: the
     ``seq`` of the last message of each kind published for its source, so a subscriber can tell
     a complete run (every ``seq`` up to ``last_seq`` received) from a truncated one.
 
