@@ -400,6 +400,7 @@ def test_a_failing_sink_still_gets_the_run_summary(cli, fake_model):
     ("sinks", "shared"),
     [
         (["csv:a.csv", "jsonl:./a.csv"], "a.csv"),  # two kinds of sink, one file written differently
+        (["jsonl:dup.jsonl", "jsonl:./dup.jsonl"], "dup.jsonl"),  # one kind, one file spelt two ways (issue 12)
         (["csv:a.csv", "csv:path=a_shots.csv"], "a_shots.csv"),  # the first one's derived shots file
         (["video:out", "report:out_dir=./out"], "out"),  # two folders that are one
     ],
