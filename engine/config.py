@@ -301,7 +301,9 @@ class PublisherConfig(_Strict):
 
     endpoint: str = Field("tcp://127.0.0.1:5556", description="XPUB bind address")
     sndhwm: int = Field(100_000, ge=1, description="messages queued per subscriber before PUB drops")
-    linger_ms: int = Field(1000, ge=0, description="time to flush queued messages at close, ms")
+    linger_ms: int = Field(
+        1000, ge=0, description="time to flush queued messages at close; longest wait of eos/ for a full subscriber, ms"
+    )
     health_period_s: float = Field(1.0, gt=0, description="period of health/ messages, seconds")
     wait_subscribers_s: float = Field(5.0, ge=0, description="wait for subscribers before starting, s")
     min_subscribers: int = Field(0, ge=0, description="external subscriptions to wait for before starting")
