@@ -55,7 +55,8 @@ class SinkRunner:
     of a stream sets the expectation (joining late is not a gap); a ``seq`` going back (publisher
     restart) resets it. An ``eos/`` whose ``last_seq`` is beyond the last ``seq`` received of a kind
     the sink subscribes to counts the difference in :attr:`missing_at_end`, and so does an ``eos/``
-    that never came for a source the final ``health/`` lists (one each); :attr:`lost` adds both up.
+    that never came for a source the final ``health/`` lists and the runner had messages of (one
+    each); :attr:`lost` adds both up.
 
     Topics: the sink receives only messages whose topic starts with one of ``topics``. The runner
     itself also needs ``health/`` (with ``stop_on_engine_stop``) and ``eos/`` (with
@@ -202,7 +203,8 @@ class SinkRunner:
                 if self.expected_sources and self.expected_sources <= self.eos_sources:
                     reason = "eos from every expected source"
             elif isinstance(message, Health) and message.engine_state == "stopped":
-                never = [sid for sid in message.sources if sid not in self.eos_sources and self._gets("eos", sid)]
+                seen = {source_id for _, source_id in self._next_seq}  # a source it never heard of: joined late
+                never = [sid for sid in message.sources if sid in seen - self.eos_sources and self._gets("eos", sid)]
                 self.missing_at_end += len(never)
                 if self.stop_on_engine_stop:
                     reason = "engine stopped"

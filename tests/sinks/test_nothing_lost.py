@@ -79,13 +79,15 @@ def test_eos_last_seq_counts_each_kind_of_the_source_only():
 
 def test_runner_counts_a_lost_tail_and_a_missing_eos():
     runner = SinkRunner(JsonlSink(path="-"), "tcp://127.0.0.1:1")
-    poses: list = [make_pose("a", frame_index=i, seq=i) for i in range(10)]
+    poses: list = [make_pose("a", frame_index=i, seq=i) for i in range(10)] + [make_pose("b")]
     eos = EndOfStream(source_id="a", frames=15, dropped=0, corrupt=0, error=None, reason="end",
                       last_seq={"pose": 14, "sim": 3})  # sim never reached this runner: nothing to compare
-    final = make_health(engine_state="stopped", sources={"a": make_source_health(), "b": make_source_health()})
+    sources = {"a": make_source_health(), "b": make_source_health(), "late": make_source_health(state="ended")}
+    final = make_health(engine_state="stopped", sources=sources)
     runner._track([*poses, eos, final])
     assert runner.missing == 0  # no gap inside what arrived
-    assert runner.missing_at_end == 5 + 1  # pose seq 10..14, and b's eos never came
+    # pose seq 10..14, and b's eos never came; "late" ended before this runner heard of it: not counted
+    assert runner.missing_at_end == 5 + 1
     assert runner.lost == 6
 
 
@@ -148,3 +150,33 @@ def test_a_stdout_reader_that_never_reads_makes_the_run_exit_1(tmp_path, fake_mo
     unwritten, meant = int(match.group(1)), int(match.group(2))
     assert meant > 600 * 2  # at least a pose and a sim per frame, and health
     assert meant - unwritten <= len(stdout.splitlines())  # what it counts as written did reach the pipe
+
+
+def test_shortfall_names_drops_and_skipped_batches():
+    from tests.helpers import RecordingSink
+
+    published = {("pose", "cam1"): 10, ("health", ""): 1, ("frame", "cam1"): 4}  # frames: not asked for
+    dropped = SinkRunner(RecordingSink(), "tcp://127.0.0.1:1")
+    dropped._write([make_pose(frame_index=i, seq=i) for i in (0, 1, 2, 6, 7, 8, 9)])  # 3..5 lost on the way
+    dropped._write([make_health(engine_state="stopped", sources={"cam1": make_source_health()})])
+    assert dropped.shortfall(published) == (
+        "3 of 11 messages not written (dropped: the sink fell behind the publisher's queue (publisher.sndhwm))"
+    )
+
+    class Failing(RecordingSink):
+        def write_batch(self, messages: list) -> None:
+            if any(m.frame_index == 3 for m in messages):
+                raise OSError("disk full")
+            super().write_batch(messages)
+
+    skipping = SinkRunner(Failing(), "tcp://127.0.0.1:1", on_error="skip")
+    for i in range(10):
+        skipping._write([make_pose(frame_index=i, seq=i)])
+    skipping._write([make_health(engine_state="stopped")])
+    assert skipping.shortfall(published) == "1 of 11 messages not written (1 batches raised (sink_error_policy skip))"
+    complete = SinkRunner(RecordingSink(), "tcp://127.0.0.1:1")
+    complete._write([make_pose(frame_index=i, seq=i) for i in range(10)] + [make_health(engine_state="stopped")])
+    assert complete.shortfall(published) is None
+    assert complete.shortfall(published, abandoned_after_s=2.0) == (
+        "0 of 11 messages not written (abandoned after sink_close_timeout_s = 2 s, still writing)"
+    )
