@@ -251,7 +251,7 @@ class SinkRunner:
         if abandoned_after_s is not None:
             why = f"abandoned after sink_close_timeout_s = {abandoned_after_s:g} s, still writing"
         elif self.errors:
-            why = f"{self.errors} batches raised (sink_error_policy skip)"
+            why = f"{self.errors} batch{'es' if self.errors != 1 else ''} raised (sink_error_policy skip)"
         elif self.lost:
             why = "dropped: the sink fell behind the publisher's queue (publisher.sndhwm)"
         else:

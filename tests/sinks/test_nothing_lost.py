@@ -173,7 +173,7 @@ def test_shortfall_names_drops_and_skipped_batches():
     for i in range(10):
         skipping._write([make_pose(frame_index=i, seq=i)])
     skipping._write([make_health(engine_state="stopped")])
-    assert skipping.shortfall(published) == "1 of 11 messages not written (1 batches raised (sink_error_policy skip))"
+    assert skipping.shortfall(published) == "1 of 11 messages not written (1 batch raised (sink_error_policy skip))"
     complete = SinkRunner(RecordingSink(), "tcp://127.0.0.1:1")
     complete._write([make_pose(frame_index=i, seq=i) for i in range(10)] + [make_health(engine_state="stopped")])
     assert complete.shortfall(published) is None
