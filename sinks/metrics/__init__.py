@@ -77,7 +77,9 @@ class _HealthCollector(Collector):
         info = InfoMetricFamily("batsight_engine", "model class and torch device", labels=["model", "device"])
         info.add_metric([health.model, health.device], {})
         yield info
-        state = GaugeMetricFamily("batsight_source_state", "1 for the source's current state", labels=["source", "state"])
+        state = GaugeMetricFamily(
+            "batsight_source_state", "1 for the source's current state", labels=["source", "state"]
+        )
         for source_id, src in health.sources.items():
             for name in get_args(SourceState):
                 state.add_metric([source_id, name], float(src.state == name))

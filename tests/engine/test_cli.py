@@ -453,7 +453,8 @@ def test_weights_that_are_no_local_file_are_refused_without_a_download(cli, monk
     import ultralytics
 
     def no_yolo(*args: object, **kwargs: object) -> None:
-        raise AssertionError("Ultralytics must not be asked for weights that are not a local file")
+        msg = "Ultralytics must not be asked for weights that are not a local file"
+        raise AssertionError(msg)
 
     monkeypatch.setattr(ultralytics, "YOLO", no_yolo)
     result = cli("run", "--set", "model.weights=yolo11s-pose.pt", *ANY)  # a name Ultralytics would download

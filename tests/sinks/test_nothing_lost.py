@@ -1,5 +1,7 @@
-"""Nothing lost silently (issue 12 item 6): end markers reach a slow subscriber, ``eos/`` says how
-much was published, and a sink that did not write everything makes the run (or ``batsight sink``) exit 1.
+"""Nothing lost silently (issue 12 item 6).
+
+End markers reach a slow subscriber, ``eos/`` says how much was published, and a sink that did not
+write everything makes the run (or ``batsight sink``) exit 1.
 """
 
 from __future__ import annotations
@@ -166,7 +168,8 @@ def test_shortfall_names_drops_and_skipped_batches():
     class Failing(RecordingSink):
         def write_batch(self, messages: list) -> None:
             if any(m.frame_index == 3 for m in messages):
-                raise OSError("disk full")
+                msg = "disk full"
+                raise OSError(msg)
             super().write_batch(messages)
 
     skipping = SinkRunner(Failing(), "tcp://127.0.0.1:1", on_error="skip")
