@@ -359,14 +359,19 @@ class Message:
             arrays: ``name -> ndarray`` as described by the header.
 
         Raises:
-            WireFormatError: a missing or unexpected field or array, or one of the wrong type.
+            WireFormatError: a missing or unexpected field or array, or one of the wrong type. A
+                header field declared with a default (added to the schema later, e.g. ``eos/``
+                ``last_seq``) may be missing: data written before it (jsonl of earlier runs) gets the default.
         """
         schema = _schema(cls)
+        defaulted = {f.name for f in fields(cls) if f.default is not MISSING or f.default_factory is not MISSING}
         expected = {"v", "kind", "arrays", *_ENVELOPE}
         kwargs: dict[str, Any] = {key: header.get(key) for key in _ENVELOPE if key in header}
         for f in schema:
             if f.role == "header":
                 expected.add(f.name)
+                if f.name not in header and f.name in defaulted:
+                    continue
                 if f.name not in header:
                     msg = f"{cls.KIND} header is missing field {f.name}"
                     raise WireFormatError(msg)
