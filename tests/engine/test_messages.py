@@ -175,7 +175,7 @@ def test_fit_and_shot_share_one_statistics_group() -> None:
 
 
 def test_an_eos_written_before_last_seq_existed_still_reads() -> None:
-    """jsonl files of earlier runs have eos/ lines without ``last_seq`` (issue 12): it reads as ``{}``."""
+    """Files of earlier runs have eos/ lines without ``last_seq`` (issue 12): it reads as ``{}``."""
     old_line = {"v": 1, "kind": "eos", "source_id": "cam1", "seq": 0, "frame_index": None, "pts_s": None,
                 "capture_time_ns": None, "publish_time_ns": 1, "frames": 3, "dropped": 0, "corrupt": 0,
                 "error": None, "reason": "end", "topic": "eos/cam1/"}
