@@ -44,7 +44,9 @@ class SinkRunner:
       ``drain_timeout_s``);
     * an ``eos`` message has arrived for every id in ``expected_sources`` (``None`` or empty: never),
       and then the engine's final ``health/`` (or :data:`EOS_GRACE_S` passed);
-    * a ``health`` message has ``engine_state == "stopped"`` (unless ``stop_on_engine_stop`` is off).
+    * a ``health`` message has ``engine_state == "stopped"`` (unless ``stop_on_engine_stop`` is off);
+    * with ``stop_on_engine_stop``, the publisher's connection closed and everything it sent was
+      read, but no final ``health/`` came (:attr:`truncated`).
 
     Threading: :meth:`connect` is called on the engine's thread before the engine publishes (so the
     publisher can wait for the subscription); :meth:`run` is then called once, on the sink's thread,
@@ -96,6 +98,9 @@ class SinkRunner:
         eos_sources: Source ids whose ``eos`` has arrived.
         missing_at_end: Messages missing at the end of a source per its ``eos/`` ``last_seq`` (or its
             ``eos/`` itself, missing per the final ``health/``).
+        truncated: With ``stop_on_engine_stop``, the publisher's connection closed before its final
+            ``health/`` came (:meth:`Subscriber.publisher_gone`): the runner stops, and what it missed
+            at the end cannot be counted.
         stop_reason: Why :meth:`run` returned (``None`` while running or when it raised).
     """
 
@@ -151,6 +156,7 @@ class SinkRunner:
         self.missing = 0
         self.eos_sources: set[str] = set()
         self.missing_at_end = 0
+        self.truncated = False
         self.stop_reason: str | None = None
         self.opened = threading.Event()
         if on_error not in SINK_ERROR_POLICIES:
@@ -362,6 +368,9 @@ class SinkRunner:
                     eos_deadline = time.monotonic() + EOS_GRACE_S
             if eos_deadline is not None and time.monotonic() > eos_deadline:
                 return "eos from every expected source"
+            if not batch and self.stop_on_engine_stop and self._subscriber.publisher_gone():
+                self.truncated = True
+                return "the publisher went away before its final health/"
         deadline = time.monotonic() + self._drain_timeout_s
         while time.monotonic() < deadline:
             batch = self._next_batch(0)

@@ -63,7 +63,8 @@ def serve(
     Raises:
         SinkError: bad endpoint, raised by the sink, or (after the sink closed) the sink missed
             messages: ``seq`` gaps, a tail missing per an ``eos/`` ``last_seq``, or an ``eos/``
-            missing per the final ``health/`` (:attr:`SinkRunner.lost`); one line with the counts.
+            missing per the final ``health/`` (:attr:`SinkRunner.lost`), or the publisher went away
+            before its final ``health/`` (:attr:`SinkRunner.truncated`); one line with the counts.
     """
     runner = SinkRunner(sink, endpoint, topics, stop_on_engine_stop=exit_on_stop, curve=curve)
     stop_event = threading.Event()
@@ -84,6 +85,12 @@ def serve(
     finally:
         for restored, handler in previous.items():
             signal.signal(restored, handler)
+    if runner.truncated:
+        msg = (
+            f"sink {name}: the publisher went away before the engine's final health/, so the run is truncated "
+            f"(it wrote {runner.received} messages; {runner.lost} more known lost)"
+        )
+        raise SinkError(msg)
     if runner.lost:
         msg = (
             f"sink {name}: {runner.lost} messages lost ({runner.missing} in seq gaps, "

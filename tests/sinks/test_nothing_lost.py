@@ -183,3 +183,34 @@ def test_shortfall_names_drops_and_skipped_batches():
     assert complete.shortfall(published, abandoned_after_s=2.0) == (
         "0 of 11 messages not written (abandoned after sink_close_timeout_s = 2 s, still writing)"
     )
+
+
+def test_standalone_sink_whose_engine_went_away_without_its_end_exits_with_one_line(tmp_path):
+    """A subscriber paused past the engine's linger loses the tail, eos/ and the final health/: it says so."""
+    publisher = Publisher(PublisherConfig(endpoint=ANY_PORT, linger_ms=1000))
+    publisher.open()
+    errors: list[BaseException] = []
+    out = tmp_path / "out.jsonl"
+
+    def run() -> None:
+        try:
+            serve(JsonlSink(path=str(out)), publisher.endpoint)
+        except SinkError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        assert publisher.wait_for_subscribers(1, timeout_s=30)[1] >= 1
+        for i in range(3):
+            publisher.publish(make_pose(frame_index=i))
+    finally:
+        publisher.close()  # no eos/, no final health/: as if they were dropped at a full queue
+    thread.join(60)
+    assert not thread.is_alive()  # it did not wait forever for an end that will never come
+    (error,) = errors
+    assert str(error) == (
+        "sink jsonl: the publisher went away before the engine's final health/, so the run is truncated "
+        "(it wrote 3 messages; 0 more known lost)"
+    )
+    assert len(out.read_text().splitlines()) == 3  # what arrived is kept
