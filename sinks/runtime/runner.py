@@ -45,8 +45,8 @@ class SinkRunner:
     * an ``eos`` message has arrived for every id in ``expected_sources`` (``None`` or empty: never),
       and then the engine's final ``health/`` (or :data:`EOS_GRACE_S` passed);
     * a ``health`` message has ``engine_state == "stopped"`` (unless ``stop_on_engine_stop`` is off);
-    * with ``stop_on_engine_stop``, the publisher's connection closed and everything it sent was
-      read, but no final ``health/`` came (:attr:`truncated`).
+    * with ``stop_on_engine_stop``, after at least one message, the publisher's connection closed
+      and everything it sent was read, but no final ``health/`` came (:attr:`truncated`).
 
     Threading: :meth:`connect` is called on the engine's thread before the engine publishes (so the
     publisher can wait for the subscription); :meth:`run` is then called once, on the sink's thread,
@@ -368,7 +368,9 @@ class SinkRunner:
                     eos_deadline = time.monotonic() + EOS_GRACE_S
             if eos_deadline is not None and time.monotonic() > eos_deadline:
                 return "eos from every expected source"
-            if not batch and self.stop_on_engine_stop and self._subscriber.publisher_gone():
+            # after a message only: a connection that never delivered one (a CURVE key the publisher
+            # refuses, a publisher not started yet) is not a run that ended early
+            if not batch and self.stop_on_engine_stop and self._next_seq and self._subscriber.publisher_gone():
                 self.truncated = True
                 return "the publisher went away before its final health/"
         deadline = time.monotonic() + self._drain_timeout_s
