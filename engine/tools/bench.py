@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from engine.config import Config, SourceConfig
-from engine.errors import ConfigError
+from engine.errors import ConfigError, ModelError
 from engine.messages import Message
 from engine.models.base import KeypointModel, load_model_class
 from engine.publisher import Publisher
@@ -147,7 +147,10 @@ def ultralytics_fps(model: KeypointModel, config: Config, images: list[np.ndarra
     from ultralytics import YOLO
 
     weights = getattr(model, "weights_path", None) or resolve_weights(config.model.weights, config.model.weights_dir)
-    yolo = YOLO(str(weights or config.model.weights), task="pose")
+    if weights is None:  # never let Ultralytics download by name (README, Models)
+        msg = f"cannot load YOLO weights {config.model.weights!r} for the Ultralytics loop: no such local file"
+        raise ModelError(msg)
+    yolo = YOLO(str(weights), task="pose")
     kwargs = {"imgsz": config.model.imgsz, "device": model.device, "verbose": False, **precision_kwargs(model.half)}
 
     def loop(frames: list[np.ndarray]) -> None:

@@ -53,8 +53,11 @@ def make_out_dir(out_dir: Path) -> None:
     """Create the report folder ``out_dir`` with its parents (nothing when it exists).
 
     Raises:
-        SinkError: the folder cannot be created.
+        SinkError: the folder cannot be created, or ``out_dir`` exists and is not a folder.
     """
+    if out_dir.exists() and not out_dir.is_dir():  # mkdir(exist_ok=True) would say only "File exists"
+        msg = f"cannot create report folder {str(out_dir)!r}: it exists and is not a folder"
+        raise SinkError(msg)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

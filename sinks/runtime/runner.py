@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import zmq
 
 from engine.errors import SinkError
-from engine.messages import AnyMessage, Health
+from engine.messages import AnyMessage, EndOfStream, Health
+from engine.schema import topic_for
 from engine.security import ClientCurve
 from engine.wire import READY_TOPIC_PREFIX
 from sinks.base import Sink
@@ -43,7 +44,9 @@ class SinkRunner:
       ``drain_timeout_s``);
     * an ``eos`` message has arrived for every id in ``expected_sources`` (``None`` or empty: never),
       and then the engine's final ``health/`` (or :data:`EOS_GRACE_S` passed);
-    * a ``health`` message has ``engine_state == "stopped"`` (unless ``stop_on_engine_stop`` is off).
+    * a ``health`` message has ``engine_state == "stopped"`` (unless ``stop_on_engine_stop`` is off);
+    * with ``stop_on_engine_stop``, after at least one message, the publisher's connection closed
+      and everything it sent was read, but no final ``health/`` came (:attr:`truncated`).
 
     Threading: :meth:`connect` is called on the engine's thread before the engine publishes (so the
     publisher can wait for the subscription); :meth:`run` is then called once, on the sink's thread,
@@ -52,7 +55,10 @@ class SinkRunner:
     Gaps: the runner remembers the next ``seq`` per ``(kind, source_id)``; a jump counts one gap in
     :attr:`gaps` and the skipped messages in :attr:`missing`, and is logged at INFO. The first message
     of a stream sets the expectation (joining late is not a gap); a ``seq`` going back (publisher
-    restart) resets it.
+    restart) resets it. An ``eos/`` whose ``last_seq`` is beyond the last ``seq`` received of a kind
+    the sink subscribes to counts the difference in :attr:`missing_at_end`, and so does an ``eos/``
+    that never came for a source the final ``health/`` lists and the runner had messages of (one
+    each); :attr:`lost` adds both up.
 
     Topics: the sink receives only messages whose topic starts with one of ``topics``. The runner
     itself also needs ``health/`` (with ``stop_on_engine_stop``) and ``eos/`` (with
@@ -90,6 +96,11 @@ class SinkRunner:
         gaps: ``seq`` jumps seen.
         missing: Messages skipped by those jumps.
         eos_sources: Source ids whose ``eos`` has arrived.
+        missing_at_end: Messages missing at the end of a source per its ``eos/`` ``last_seq`` (or its
+            ``eos/`` itself, missing per the final ``health/``).
+        truncated: With ``stop_on_engine_stop``, the publisher's connection closed before its final
+            ``health/`` came (:meth:`Subscriber.publisher_gone`): the runner stops, and what it missed
+            at the end cannot be counted.
         stop_reason: Why :meth:`run` returned (``None`` while running or when it raised).
     """
 
@@ -144,6 +155,8 @@ class SinkRunner:
         self.gaps = 0
         self.missing = 0
         self.eos_sources: set[str] = set()
+        self.missing_at_end = 0
+        self.truncated = False
         self.stop_reason: str | None = None
         self.opened = threading.Event()
         if on_error not in SINK_ERROR_POLICIES:
@@ -191,17 +204,65 @@ class SinkRunner:
                 else:
                     logger.info("seq restarted on %s: expected %d, got %d", message.topic, expected, message.seq)
             self._next_seq[key] = message.seq + 1
-            if message.kind == "eos":
-                self.eos_sources.add(message.source_id)
+            if isinstance(message, EndOfStream):
+                self._check_tail(message)
                 if self.expected_sources and self.expected_sources <= self.eos_sources:
                     reason = "eos from every expected source"
-            elif (
-                isinstance(message, Health)
-                and self.stop_on_engine_stop
-                and message.engine_state == "stopped"
-            ):
-                reason = "engine stopped"
+            elif isinstance(message, Health) and message.engine_state == "stopped":
+                seen = {source_id for _, source_id in self._next_seq}  # a source it never heard of: joined late
+                never = [sid for sid in message.sources if sid in seen - self.eos_sources and self._gets("eos", sid)]
+                self.missing_at_end += len(never)
+                if self.stop_on_engine_stop:
+                    reason = "engine stopped"
         return reason
+
+    def _gets(self, kind: str, source_id: str) -> bool:
+        """Whether messages of ``kind`` from ``source_id`` reach this runner (its topics or control topics)."""
+        topic = topic_for(kind, source_id).decode("ascii")
+        if kind == "frame" and not self._frames_explicit:
+            return False
+        return topic.startswith(self.topics + self.control_topics)
+
+    def _check_tail(self, eos: EndOfStream) -> None:
+        """Count what ``eos.last_seq`` says was published after the last ``seq`` received (kinds it gets)."""
+        self.eos_sources.add(eos.source_id)
+        for kind, last in eos.last_seq.items():
+            expected = self._next_seq.get((kind, eos.source_id))
+            if expected is not None and last >= expected and self._gets(kind, eos.source_id):
+                self.missing_at_end += last + 1 - expected
+                logger.info("%s/%s: %d messages missing at the end", kind, eos.source_id, last + 1 - expected)
+
+    @property
+    def lost(self) -> int:
+        """Messages this runner knows it missed: :attr:`missing` (``seq`` gaps) plus :attr:`missing_at_end`."""
+        return self.missing + self.missing_at_end
+
+    def shortfall(self, published: Mapping[tuple[str, str], int], abandoned_after_s: float | None = None) -> str | None:
+        """One line saying how many of the messages meant for the sink it did not write, or ``None``.
+
+        Args:
+            published: Messages the publisher sent per ``(kind, source_id)``
+                (:attr:`engine.publisher.Publisher.published`), all after this runner subscribed.
+            abandoned_after_s: The runner's thread was given up after this many seconds (still
+                blocked in the sink), or ``None``.
+        """
+        meant = sum(
+            count
+            for (kind, source_id), count in published.items()
+            if self._gets(kind, source_id) and topic_for(kind, source_id).decode("ascii").startswith(self.topics)
+        )
+        unwritten = meant - self.received
+        if unwritten <= 0 and abandoned_after_s is None:
+            return None
+        if abandoned_after_s is not None:
+            why = f"abandoned after sink_close_timeout_s = {abandoned_after_s:g} s, still writing"
+        elif self.errors:
+            why = f"{self.errors} batch{'es' if self.errors != 1 else ''} raised (sink_error_policy skip)"
+        elif self.lost:
+            why = "dropped: the sink fell behind the publisher's queue (publisher.sndhwm)"
+        else:
+            why = f"stopped early: {self.stop_reason}"
+        return f"{unwritten} of {meant} messages not written ({why})"
 
     def _next_batch(self, timeout_ms: int) -> list[AnyMessage]:
         first = self._subscriber.recv(timeout_ms)
@@ -307,6 +368,11 @@ class SinkRunner:
                     eos_deadline = time.monotonic() + EOS_GRACE_S
             if eos_deadline is not None and time.monotonic() > eos_deadline:
                 return "eos from every expected source"
+            # after a message only: a connection that never delivered one (a CURVE key the publisher
+            # refuses, a publisher not started yet) is not a run that ended early
+            if not batch and self.stop_on_engine_stop and self._next_seq and self._subscriber.publisher_gone():
+                self.truncated = True
+                return "the publisher went away before its final health/"
         deadline = time.monotonic() + self._drain_timeout_s
         while time.monotonic() < deadline:
             batch = self._next_batch(0)

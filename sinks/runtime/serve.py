@@ -61,7 +61,10 @@ def serve(
         Exit status 0.
 
     Raises:
-        SinkError: bad endpoint, or raised by the sink.
+        SinkError: bad endpoint, raised by the sink, or (after the sink closed) the sink missed
+            messages: ``seq`` gaps, a tail missing per an ``eos/`` ``last_seq``, or an ``eos/``
+            missing per the final ``health/`` (:attr:`SinkRunner.lost`), or the publisher went away
+            before its final ``health/`` (:attr:`SinkRunner.truncated`); one line with the counts.
     """
     runner = SinkRunner(sink, endpoint, topics, stop_on_engine_stop=exit_on_stop, curve=curve)
     stop_event = threading.Event()
@@ -82,6 +85,18 @@ def serve(
     finally:
         for restored, handler in previous.items():
             signal.signal(restored, handler)
+    if runner.truncated:
+        msg = (
+            f"sink {name}: the publisher went away before the engine's final health/, so the run is truncated "
+            f"(it wrote {runner.received} messages; {runner.lost} more known lost)"
+        )
+        raise SinkError(msg)
+    if runner.lost:
+        msg = (
+            f"sink {name}: {runner.lost} messages lost ({runner.missing} in seq gaps, "
+            f"{runner.missing_at_end} at the end of a source); it wrote {runner.received}"
+        )
+        raise SinkError(msg)
     return 0
 
 

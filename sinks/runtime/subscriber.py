@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from types import TracebackType
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from engine.errors import SinkError, WireFormatError
 from engine.messages import AnyMessage
@@ -55,6 +56,9 @@ class Subscriber:
     Attributes:
         malformed: Messages skipped because they failed :func:`engine.wire.decode_message`.
         received: Messages decoded and returned.
+        connected: A TCP / IPC connection to the publisher is up (the socket's monitor events, read
+            by :meth:`publisher_gone`; never set for ``inproc://``).
+        disconnects: Connections to the publisher that closed.
     """
 
     def __init__(
@@ -84,6 +88,9 @@ class Subscriber:
         self._curve = curve
         self.malformed = 0
         self.received = 0
+        self._monitor: zmq.Socket | None = None
+        self.connected = False
+        self.disconnects = 0
 
     @property
     def is_open(self) -> bool:
@@ -107,25 +114,44 @@ class Subscriber:
         if context is None:
             context = zmq.Context()
         socket = context.socket(zmq.SUB)
+        monitor: zmq.Socket | None = None
         try:
             socket.setsockopt(zmq.LINGER, 0)
             socket.setsockopt(zmq.RCVHWM, self._rcvhwm)
             socket.setsockopt(zmq.MAXMSGSIZE, self._max_message_bytes)
             if self._curve is not None:
                 self._curve.apply(socket)
+            monitor = socket.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
             socket.connect(self.endpoint)
             for topic in self.topics:
                 socket.setsockopt(zmq.SUBSCRIBE, topic.encode("latin-1" if topic.startswith("\x00") else "utf-8"))
         except zmq.ZMQError as exc:
+            if monitor is not None:
+                socket.disable_monitor()
+                monitor.close(linger=0)
             socket.close(linger=0)
             if owns:
                 context.term()
             msg = f"cannot connect subscriber to {self.endpoint!r}: {exc.strerror}"
             raise SinkError(msg) from exc
-        self._socket = socket
+        self._socket, self._monitor = socket, monitor
         if owns:
             self._context = context
             self._owns_context = True
+
+    def publisher_gone(self) -> bool:
+        """Whether the connection to the publisher was up and has closed since (the engine went away).
+
+        Reads the socket's monitor events without waiting. ZeroMQ reads everything the publisher
+        sent before it sees the connection close, so once :meth:`recv` returns ``None`` after this
+        is true, nothing more is coming from that publisher (unless it comes back: ZeroMQ reconnects).
+        """
+        monitor = self._monitor
+        while monitor is not None and monitor.poll(0):
+            event = recv_monitor_message(monitor)["event"]
+            self.connected = event == zmq.EVENT_CONNECTED
+            self.disconnects += event == zmq.EVENT_DISCONNECTED
+        return self.disconnects > 0 and not self.connected
 
     def recv(self, timeout_ms: int) -> AnyMessage | None:
         """Next decoded message, or ``None`` when none arrives within ``timeout_ms``.
@@ -166,6 +192,10 @@ class Subscriber:
     def close(self) -> None:
         """Close the socket without lingering, and an owned context. Idempotent."""
         socket, self._socket = self._socket, None
+        monitor, self._monitor = self._monitor, None
+        if socket is not None and monitor is not None:
+            socket.disable_monitor()
+            monitor.close(linger=0)
         if socket is not None:
             socket.close(linger=0)
         if self._owns_context and self._context is not None:

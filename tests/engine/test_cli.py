@@ -400,6 +400,7 @@ def test_a_failing_sink_still_gets_the_run_summary(cli, fake_model):
     ("sinks", "shared"),
     [
         (["csv:a.csv", "jsonl:./a.csv"], "a.csv"),  # two kinds of sink, one file written differently
+        (["jsonl:dup.jsonl", "jsonl:./dup.jsonl"], "dup.jsonl"),  # one kind, one file spelt two ways (issue 12)
         (["csv:a.csv", "csv:path=a_shots.csv"], "a_shots.csv"),  # the first one's derived shots file
         (["video:out", "report:out_dir=./out"], "out"),  # two folders that are one
     ],
@@ -421,3 +422,50 @@ def test_a_sink_that_draws_on_video_warns_when_frames_are_off(cli, fake_model, t
     warnings = [line for line in result.stderr.splitlines() if "publisher.frames is off" in line]
     assert len(warnings) == 1 and f"video:{out}" in warnings[0]
     assert not list(out.glob("*.mp4"))  # what the warning announced: no frames, no video
+
+
+# --- issue 12: errors that were tracebacks or wrong --------------------------------------------
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line_exit_2(cli, tmp_path):
+    head = b"model:\n  imgsz: 320  # caf"
+    (tmp_path / "latin1.yaml").write_bytes(head + "\xe9\n".encode("latin-1"))
+    result = cli("run", "--config", "latin1.yaml", *ANY)
+    assert result.returncode == 2, result.stderr
+    _one_error_line(result.stderr, f"config file latin1.yaml is not UTF-8 text: byte 0xe9 at offset {len(head)}")
+
+
+@pytest.mark.parametrize("endpoint", ["tcp://127.0.0.1:99999", "tcp://localhost:65536"])
+def test_a_publisher_port_out_of_range_is_refused(cli, endpoint):
+    result = cli("run", "--set", f"publisher.endpoint={endpoint}")
+    assert result.returncode == 2, result.stderr
+    _one_error_line(result.stderr, "publisher.endpoint: port must be 0-65535 or *")
+
+
+def test_a_video_given_as_weights_is_a_clear_error(cli, tmp_path):
+    _blank_video(tmp_path / "clip.mp4", n=2)
+    result = cli("run", "clip.mp4", "--set", "model.weights=clip.mp4", *ANY)
+    assert result.returncode == 1, result.stderr
+    _one_error_line(result.stderr, "cannot load YOLO weights 'clip.mp4': expected a model file (.pt, ")
+
+
+def test_weights_that_are_no_local_file_are_refused_without_a_download(cli, monkeypatch):
+    import ultralytics
+
+    def no_yolo(*args: object, **kwargs: object) -> None:
+        msg = "Ultralytics must not be asked for weights that are not a local file"
+        raise AssertionError(msg)
+
+    monkeypatch.setattr(ultralytics, "YOLO", no_yolo)
+    result = cli("run", "--set", "model.weights=yolo11s-pose.pt", *ANY)  # a name Ultralytics would download
+    assert result.returncode == 1, result.stderr
+    _one_error_line(result.stderr, "no such local file")
+    assert "never downloads" in result.stderr
+
+
+def test_a_report_folder_that_is_a_file_says_so(cli, fake_model, tmp_path):
+    (tmp_path / "taken").write_text("x")
+    result = cli("run", "--sink", "report:taken", *ANY, *FAKE)
+    assert result.returncode == 1, result.stderr
+    _one_error_line(result.stderr, "cannot create report folder 'taken': it exists and is not a folder")
+    assert "File exists" not in result.stderr

@@ -142,7 +142,7 @@ def test_decoding_refuses_missing_and_unexpected_fields() -> None:
         wire.decode_message(parts)
     parts = wire.encode(
         "eos", "cam1", 0,
-        {"frames": 1, "dropped": 0, "corrupt": 0, "error": None, "reason": "end", "concealed": 0, "extra": 1},
+        {"frames": 1, "dropped": 0, "corrupt": 0, "error": None, "reason": "end", "concealed": 0, "last_seq": {}, "extra": 1},
     )
     with pytest.raises(WireFormatError, match="eos header has unexpected fields: extra"):
         wire.decode_message(parts)
@@ -170,5 +170,14 @@ def test_fit_and_shot_share_one_statistics_group() -> None:
     assert names_shot[i:i + len(stats)] == tuple(stats)
     # every kind-specific header of sim is listed and no envelope key is repeated
     assert set(messages.header_names(Similarity)).isdisjoint({"seq", "pts_s", "frame_index"})
-    assert set(messages.header_names(EndOfStream)) == {"frames", "dropped", "corrupt", "error", "reason", "concealed"}
+    assert set(messages.header_names(EndOfStream)) == {"frames", "dropped", "corrupt", "error", "reason", "concealed", "last_seq"}
     assert Pose.KIND == "pose" and make_pose().topic == "pose/cam1/"
+
+
+def test_an_eos_written_before_last_seq_existed_still_reads() -> None:
+    """Files of earlier runs have eos/ lines without ``last_seq`` (issue 12): it reads as ``{}``."""
+    old_line = {"v": 1, "kind": "eos", "source_id": "cam1", "seq": 0, "frame_index": None, "pts_s": None,
+                "capture_time_ns": None, "publish_time_ns": 1, "frames": 3, "dropped": 0, "corrupt": 0,
+                "error": None, "reason": "end", "topic": "eos/cam1/"}
+    eos = messages.from_json_dict(old_line)
+    assert isinstance(eos, EndOfStream) and eos.frames == 3 and eos.last_seq == {}

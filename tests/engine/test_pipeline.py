@@ -333,6 +333,11 @@ def test_sink_error_policies(tmp_path, policy):
         lines = (tmp_path / "out.jsonl").read_text().splitlines()
         assert 0 < len(lines) < len(messages)  # only the skipped batch is missing
         assert '"kind":"eos"' in lines[-2] or '"kind":"eos"' in lines[-1]
+        # the run reports it (exit 1): the independent subscriber's count is what the sink was meant to write
+        unwritten = len(messages) - len(lines)
+        assert thread.runner.shortfall(pipeline.publisher.published) == (
+            f"{unwritten} of {len(messages)} messages not written (1 batch raised (sink_error_policy skip))"
+        )
 
 
 def test_health_rates_use_a_window_not_the_time_since_the_last_call():
