@@ -9,6 +9,8 @@ process. ``batsight report FILE.jsonl ... --out DIR`` draws the thesis figures f
 ``batsight classify PATH... [--layout mediapipe33|coco17] [--aspect W:H]`` classifies keypoint
 sequences (``.npy``) with the ``shot/`` topic's model, one JSON object per line
 (:mod:`engine.shots.classify`).
+``batsight cluster [SOURCE ...] [--config FILE] ...`` runs the same config on a Ray cluster, the
+sources split over worker actors behind one publisher endpoint (:mod:`engine.cluster`).
 Errors are one line on stderr (``--debug`` shows the traceback); exit status 0 success,
 1 runtime failure, 2 bad usage / config, 130 interrupted (a second SIGINT / SIGTERM, or the first
 one while the model is still loading).
@@ -364,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.shots.classify import add_classify_parser
 
     add_classify_parser(sub, common)
+    from engine.cluster.cli import add_cluster_parser
+
+    add_cluster_parser(sub, common)
     return parser
 
 

@@ -43,3 +43,7 @@ class PublishError(BatsightError, OSError):
 
 class SinkOptionError(ConfigError, SinkError):
     """A sink option is unknown, missing or invalid (a configuration error, refused before start)."""
+
+
+class ClusterError(BatsightError, RuntimeError):
+    """``batsight cluster`` cannot reach its Ray cluster, or Ray is not installed."""

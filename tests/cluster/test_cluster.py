@@ -1,0 +1,142 @@
+"""``batsight cluster`` on a real local Ray cluster: a head node without CPUs (the driver) and two
+worker nodes with their own resources, all on 127.0.0.1 (``ray.cluster_utils.Cluster``).
+
+Workers load the ``test_fake`` model (tests/helpers.py) through the ``PYTHONPATH`` the raylets
+inherit, so no test spends CPU on YOLO. The module's tests share one cluster (about 8 s to start);
+the node test removes a node, so it runs last.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from engine.cluster.driver import ClusterRun  # noqa: E402
+from engine.config import load_config  # noqa: E402
+from engine.messages import EndOfStream, Health, Pose  # noqa: E402
+from tests.helpers import ANY_PORT, REPO_ROOT, Collector, by_kind, free_endpoint, wait_until, write_video  # noqa: E402
+
+N_FRAMES = 120
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(fake_model_site: Path) -> Iterator[Cluster]:
+    """Head (0 CPUs: no worker there) + 2 nodes of 2 CPUs, each with its own `net_a` / `net_b` label."""
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(fake_model_site), str(REPO_ROOT), saved) if p)
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "include_dashboard": False,
+        # a killed node is noticed in about 1 s (default 15 s)
+        "_system_config": {"health_check_initial_delay_ms": 0, "health_check_period_ms": 300,
+                           "health_check_failure_threshold": 3},
+    })
+    try:
+        cluster.add_node(num_cpus=2, resources={"net_a": 1})
+        cluster.add_node(num_cpus=2, resources={"net_b": 1})
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, logging_level="WARNING")
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Four 120-frame synthetic clips (64x48, 25 fps)."""
+    folder = tmp_path_factory.mktemp("clips")
+    return [write_video(folder / f"net{i}.mp4", "h264", N_FRAMES) for i in range(4)]
+
+
+def _overrides(clips: list[Path], address: str, endpoint: str = ANY_PORT) -> list[str]:
+    """4 sources, 2 per worker, the fake model at about 25 frames per second per source."""
+    return [
+        f"sources={[f'net{i}={p}' for i, p in enumerate(clips)]}", f"publisher.endpoint={endpoint}",
+        "model.name=test_fake", "model.fake_delay_s=0.04", "batch.max_batch=2", "shots.enabled=false",
+        f"cluster.address={address}", "cluster.sources_per_worker=2", "publisher.health_period_s=0.2",
+        "cluster.worker_start_timeout_s=60",
+    ]
+
+
+def _poses(messages, source_id: str) -> list[int]:
+    return [m.frame_index for m in by_kind(messages, "pose", source_id)]
+
+
+def test_sigint_stops_every_worker_and_every_source_sends_eos(ray_cluster, clips, fake_model, cli) -> None:
+    endpoint = free_endpoint()
+    collector = Collector(endpoint)
+
+    def interrupt_once_every_source_published() -> None:
+        wait_until(lambda: all(any(isinstance(m, Pose) and m.source_id == f"net{i}" for m in list(collector.messages))
+                               for i in range(4)), 90, "a pose/ of every source")
+        os.kill(os.getpid(), signal.SIGINT)
+
+    killer = threading.Thread(target=interrupt_once_every_source_published, daemon=True)
+    killer.start()
+    result = cli("cluster", "--set", "sinks=[]", *[a for kv in _overrides(clips, ray_cluster.address, endpoint)
+                                                     for a in ("--set", kv)])
+    killer.join(5)
+    messages = collector.join()
+    assert result.returncode == 0, result.stderr
+    for i in range(4):
+        eos = by_kind(messages, "eos", f"net{i}")
+        assert [e.reason for e in eos] == ["stopped"]
+        frames = _poses(messages, f"net{i}")
+        assert 0 < len(frames) < N_FRAMES and frames == list(range(len(frames)))  # stopped early, no gap
+        assert eos[0].frames == len(frames)
+    final = messages[-1]
+    assert isinstance(final, Health) and final.engine_state == "stopped"
+
+
+def test_killed_worker_then_killed_node_every_frame_arrives_once_in_order(ray_cluster, clips, fake_model) -> None:
+    run = ClusterRun(load_config(None, _overrides(clips, ray_cluster.address)))
+    run.open()
+    collector = Collector(run.forwarder.endpoint)
+    run.start(sink_subscriptions=0)
+    try:
+        def poses_of(worker) -> int:
+            return sum(p.poses for sid, p in run.forwarder.progress().items() if sid in worker.sources)
+
+        def step_until(condition, what: str) -> None:
+            wait_until(lambda: run.join(timeout_s=0.05) or condition(), 90, what)
+
+        w0, w1 = run.workers
+        step_until(lambda: w0.phase == "running" and w1.phase == "running" and poses_of(w0) >= 20, "worker0 running")
+        nodes_at_start = {w0.node, w1.node}
+        ray.kill(w0.actor, no_restart=False)  # the process dies; Ray restarts the actor
+        step_until(lambda: w0.deaths == 1 and w0.phase == "running" and poses_of(w0) >= 50, "worker0 restarted")
+        victim = next(n for n in ray_cluster.worker_nodes if n.node_id == w1.node)
+        ray_cluster.remove_node(victim, allow_graceful=False)  # the node of worker1 dies, with its actor
+        step_until(lambda: w1.deaths == 1, "worker1 restarted")
+        wait_until(lambda: run.join(timeout_s=0.2), 90, "the end of every source")
+    finally:
+        run.close()
+    messages = collector.join()
+    assert len(nodes_at_start) == 2  # the two workers started on two nodes
+    assert w1.node != victim.node_id  # worker1 moved to the remaining node
+    for i in range(4):
+        sid = f"net{i}"
+        poses = by_kind(messages, "pose", sid)
+        assert [m.frame_index for m in poses] == list(range(N_FRAMES)), sid
+        assert [m.seq for m in poses] == list(range(N_FRAMES))  # seq continues across the restarts
+        eos = by_kind(messages, "eos", sid)
+        assert [(e.reason, e.frames, e.error) for e in eos] == [("end", N_FRAMES, None)]
+    healths = [m for m in messages if isinstance(m, Health)]
+    assert {h.sources["net0"].worker for h in healths} == {"worker0"}
+    assert {h.sources["net3"].worker for h in healths} == {"worker1"}
+    assert nodes_at_start <= {h.sources["net2"].node for h in healths}  # worker1's node, before and after
+    assert healths[-1].engine_state == "stopped" and [m.kind for m in messages[-1:]] == ["health"]
+    assert not any(isinstance(m, EndOfStream) and m.reason != "end" for m in messages)
+    assert run.summary().restarts == 2
