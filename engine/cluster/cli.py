@@ -24,7 +24,7 @@ def add_cluster_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     cluster.add_argument("sources", nargs="*", metavar="SOURCE", help="file, rtsp://..., /dev/videoN, ID=SPEC")
     cluster.add_argument("--config", "-c", help="YAML config file (see configs/default.yaml, section cluster)")
     cluster.add_argument("--set", "-s", action="append", metavar="KEY=VALUE", help="override a config key")
-    cluster.add_argument("--sink", action="append", metavar="NAME[:ARG]", help="sink on the driver, e.g. jsonl:out.jsonl")
+    cluster.add_argument("--sink", action="append", metavar="NAME[:ARG]", help="sink on the driver: jsonl:out.jsonl")
     cluster.set_defaults(func=cmd_cluster)
 
 

@@ -81,6 +81,7 @@ def worker_publisher(config: PublisherConfig, endpoint: str, driver_key: bytes |
     update: dict[str, Any] = {"endpoint": endpoint, "min_subscribers": 0}
     public = None
     if not is_loopback_endpoint(endpoint) and driver_key is not None:
+        key_dir.mkdir(parents=True, exist_ok=True)
         public_file, secret_file = zmq.auth.create_certificates(str(key_dir), "worker")
         public, _ = zmq.auth.load_certificate(public_file)
         update.update(curve_secret_key_file=secret_file,
@@ -182,7 +183,8 @@ class ClusterWorker:
         Args:
             plan: ``source_id -> last frame_index already published`` (``None``: from the start;
                 live sources always start afresh).
-            node_ip, node_id: The Ray node this incarnation runs on (the driver's wrapper passes them).
+            node_ip: IP address of the Ray node this incarnation runs on.
+            node_id: Ray node id of that node (shown in ``health/``).
 
         Returns:
             ``{"endpoint", "curve_public", "node_id", "pid", "live": {source_id: bool}}``.

@@ -1,7 +1,7 @@
-"""``batsight cluster`` on a real local Ray cluster: a head node without CPUs (the driver) and two
-worker nodes with their own resources, all on 127.0.0.1 (``ray.cluster_utils.Cluster``).
+"""``batsight cluster`` on a real local Ray cluster (``ray.cluster_utils.Cluster``).
 
-Workers load the ``test_fake`` model (tests/helpers.py) through the ``PYTHONPATH`` the raylets
+A head node without CPUs (the driver's) and two worker nodes with their own resources, all on this
+machine. Workers load the ``test_fake`` model (tests/helpers.py) through the ``PYTHONPATH`` the raylets
 inherit, so no test spends CPU on YOLO. The module's tests share one cluster (about 8 s to start);
 the node test removes a node, so it runs last.
 """
