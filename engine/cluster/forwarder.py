@@ -126,6 +126,7 @@ class Forwarder:
         self._now_ns = now_ns
         self._tracks = {sid: _Track(worker) for sid, worker in sources.items()}
         self._links: dict[str, _Link] = {}
+        self._links_version = 0  # changes with every attach and detach
         self._models: dict[str, tuple[str, str]] = {}  # worker -> (model, device) of its last health/
         self._subscriptions: Counter[bytes] = Counter()
         self._context: zmq.Context | None = None
@@ -268,6 +269,7 @@ class Forwarder:
                 if count > 0 and topic.startswith(_FRAME_PREFIX):
                     socket.send(_SUBSCRIBE + topic)
             self._links[worker] = _Link(worker, node, socket)
+            self._links_version += 1
             for sid in sources:
                 track = self._tracks[sid]
                 track.worker, track.node, track.pose_offset = worker, node, track.poses
@@ -280,6 +282,7 @@ class Forwarder:
             link = self._links.pop(worker, None)
             if link is None:
                 return
+            self._links_version += 1
             quiet_until = time.monotonic() + _DRAIN_QUIET_S
             while time.monotonic() < quiet_until:
                 if link.socket.poll(int(_DRAIN_QUIET_S * 1000), zmq.POLLIN):
@@ -317,15 +320,16 @@ class Forwarder:
     # ------------------------------------------------------------------------------- relay thread
     def _loop(self) -> None:
         xpub = self._require_open()
-        poller_period_s = self._config.health_period_s
+        health_period_s = self._config.health_period_s
         next_health = time.monotonic()
+        poller, polled, links = zmq.Poller(), -1, []
         while not self._stop.is_set():
             self._run_calls()
-            poller = zmq.Poller()
-            poller.register(xpub, zmq.POLLIN)
-            links = list(self._links.values())
-            for link in links:
-                poller.register(link.socket, zmq.POLLIN)
+            if polled != self._links_version:  # a worker attached or detached: poll the current sockets
+                poller, polled, links = zmq.Poller(), self._links_version, list(self._links.values())
+                poller.register(xpub, zmq.POLLIN)
+                for link in links:
+                    poller.register(link.socket, zmq.POLLIN)
             ready = dict(poller.poll(_POLL_MS))
             if xpub in ready:
                 self._pass_subscriptions()
@@ -334,7 +338,7 @@ class Forwarder:
                     self._relay_burst(link)
             if time.monotonic() >= next_health:
                 self._publish(self._merged_health("running"))
-                next_health = time.monotonic() + max(0.1, poller_period_s)
+                next_health = time.monotonic() + max(0.1, health_period_s)
         self._run_calls()
 
     def _run_calls(self) -> None:
