@@ -99,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             forwarded.append(rate)
             per_message.append(relay_s)
             if got != args.messages or got_fwd != args.messages:
-                sys.stderr.write(f"bench_forwarder: lost messages (direct {got}, forwarded {got_fwd} of {args.messages})\n")
+                lost = f"direct {got}, forwarded {got_fwd} of {args.messages}"
+                sys.stderr.write(f"bench_forwarder: lost messages ({lost})\n")
     finally:
         context.term()
     sys.stdout.write(
