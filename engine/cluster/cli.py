@@ -8,6 +8,7 @@ to the forwarder's endpoint like any other subscriber.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from typing import Any
@@ -56,6 +57,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     from engine.cli import _install_signal_handlers, _sink_from_spec
     from engine.cluster.driver import ClusterRun
 
+    logging.getLogger("engine.cluster").setLevel(logging.DEBUG if args.debug else logging.INFO)  # workers, restarts
     config = load_config(args.config, list(args.set or []))
     if args.sources:
         config = config.model_copy(update={"sources": list(args.sources)})

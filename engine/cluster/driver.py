@@ -22,13 +22,14 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import zmq
 
 from engine.cluster.forwarder import Forwarder
 from engine.cluster.worker import ClusterWorker
-from engine.config import Config
+from engine.config import SOURCE_ID_RE, Config
 from engine.errors import ClusterError
 from engine.security import ClientCurve
 from engine.sources import build_sources
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 _WAIT_S = 0.2
 #: Grace after stop() for workers to send their sources' eos/, on top of source.read_timeout_s.
 _STOP_GRACE_S = 10.0
+#: Wait before asking an actor Ray is restarting to open again, seconds.
+_RETRY_OPEN_S = 0.5
 
 
 class RayClusterWorker(ClusterWorker):
@@ -61,6 +64,7 @@ class _Worker:
     ref: Any = None
     deadline_s: float = math.inf
     deaths: int = 0
+    retry_at_s: float | None = None  # when to ask a restarting actor again
     node: str | None = None
     plan: dict[str, int | None] = field(default_factory=dict)
     live: dict[str, bool] = field(default_factory=dict)
@@ -86,6 +90,25 @@ class ClusterSummary:
 def partition(source_ids: list[str], per_worker: int) -> list[list[str]]:
     """Consecutive groups of at most ``per_worker`` source ids, in config order."""
     return [source_ids[i:i + per_worker] for i in range(0, len(source_ids), per_worker)]
+
+
+def absolute_file_specs(specs: list[str], cwd: Path | None = None) -> list[str]:
+    """``specs`` with each relative path of an existing file made absolute (``ID=`` kept).
+
+    Workers do not share the driver's working directory, so ``clips/a.mp4`` becomes
+    ``/abs/clips/a.mp4``; the file must then exist at that path on every node. URLs, devices and
+    names that are no file here are left as they are.
+    """
+    base = cwd or Path.cwd()
+    out = []
+    for raw in specs:
+        prefix, sep, rest = raw.partition("=")
+        spec = rest if sep and SOURCE_ID_RE.match(prefix) and not (base / raw).exists() else raw
+        path = Path(spec)
+        if "://" not in spec and not path.is_absolute() and (base / path).is_file():
+            raw = raw[: len(raw) - len(spec)] + str((base / path).resolve())
+        out.append(raw)
+    return out
 
 
 def connect_ray(address: str) -> bool:
@@ -130,6 +153,7 @@ class ClusterRun:
     """
 
     def __init__(self, config: Config) -> None:
+        config = config.model_copy(update={"sources": absolute_file_specs(list(config.sources))})
         self.config = config
         ids = [s.source_id for s in build_sources(list(config.sources), config.source)]
         self.groups = partition(ids, config.cluster.sources_per_worker)
@@ -196,13 +220,17 @@ class ClusterRun:
 
         deadline = math.inf if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            pending = {w.ref: w for w in self.workers if w.phase != "done"}
-            if not pending:
+            pending = {w.ref: w for w in self.workers if w.phase != "done" and w.ref is not None}
+            if all(w.phase == "done" for w in self.workers):
                 if self._t_end is None:
                     self._t_end = time.monotonic()
                 return True
             wait_s = max(0.0, min(_WAIT_S, deadline - time.monotonic()))
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=wait_s)
+            if not pending:  # only actors between two attempts to open them
+                time.sleep(wait_s)
+                ready = []
+            else:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=wait_s)
             for ref in ready:
                 self._on_ready(pending[ref], ref)
             self._check_deadlines()
@@ -211,12 +239,16 @@ class ClusterRun:
 
     def _on_ready(self, worker: _Worker, ref: Any) -> None:
         import ray
-        from ray.exceptions import RayActorError, RayTaskError
+        from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
         try:
             result = ray.get(ref)
         except RayActorError as exc:
-            self._died(worker, exc)
+            if worker.phase == "opening" and isinstance(exc, ActorUnavailableError):
+                # Ray is still restarting the actor and refuses calls until then: ask again shortly
+                worker.ref, worker.retry_at_s = None, time.monotonic() + _RETRY_OPEN_S
+            else:
+                self._died(worker, exc)
         except RayTaskError as exc:
             cause = getattr(exc, "cause", None) or exc
             self._fail(worker, " ".join(str(cause).split()))
@@ -248,12 +280,16 @@ class ClusterRun:
         progress = self.forwarder.progress()
         return [sid for sid in worker.sources if not progress[sid].ended]
 
+    def _give_up(self, worker: _Worker, reason: str, error: str | None) -> None:
+        """End ``worker``'s unfinished sources with ``eos/`` ``reason`` from the driver; the worker is done."""
+        self.forwarder.detach(worker.name)
+        worker.phase, worker.ref, worker.retry_at_s = "done", None, None
+        for sid in self._remaining(worker):
+            self.forwarder.end_source(sid, reason, error)
+
     def _fail(self, worker: _Worker, error: str) -> None:
         """End ``worker``'s unfinished sources with ``error`` (the worker itself is given up)."""
-        self.forwarder.detach(worker.name)
-        worker.phase = "done"
-        for sid in self._remaining(worker):
-            self.forwarder.end_source(sid, "error", error)
+        self._give_up(worker, "error", error)
         log.error("%s failed: %s", worker.name, error)
 
     def _died(self, worker: _Worker, exc: BaseException) -> None:
@@ -265,16 +301,15 @@ class ClusterRun:
         if not remaining:
             worker.phase = "done"
         elif self._stopping:
-            worker.phase = "done"
-            for sid in remaining:
-                self.forwarder.end_source(sid, "stopped", None)
+            self._give_up(worker, "stopped", None)
         elif max_restarts != -1 and worker.deaths > max_restarts:
             self._fail(worker, f"{worker.name} died {worker.deaths} times (cluster.max_restarts={max_restarts})")
         else:
             progress = self.forwarder.progress()
             plan = {sid: None if worker.live.get(sid, False) else progress[sid].last_pose_index for sid in remaining}
             log.warning("%s died (%s); restarting it for %s", worker.name, type(exc).__name__,
-                        ", ".join(f"{sid} after frame {after}" for sid, after in plan.items()))
+                        ", ".join(f"{sid} after frame {after}" if after is not None else f"{sid} from its start"
+                                  for sid, after in plan.items()))
             self._open(worker, plan)
 
     def _check_deadlines(self) -> None:
@@ -284,16 +319,19 @@ class ClusterRun:
         for worker in self.workers:
             if worker.phase == "done":
                 continue
+            if worker.retry_at_s is not None and self._stopping:
+                self._give_up(worker, "stopped", None)
+                continue
+            if worker.retry_at_s is not None and now >= worker.retry_at_s:
+                worker.retry_at_s = None
+                worker.ref = worker.actor.open_here.remote(worker.plan)
             if worker.phase == "opening" and now > worker.deadline_s:
                 ray.kill(worker.actor, no_restart=True)
                 limit = self.config.cluster.worker_start_timeout_s
                 self._fail(worker, f"{worker.name} was not ready within cluster.worker_start_timeout_s={limit}")
             elif now > self._stop_deadline_s:
                 ray.kill(worker.actor, no_restart=True)
-                self.forwarder.detach(worker.name)
-                worker.phase = "done"
-                for sid in self._remaining(worker):
-                    self.forwarder.end_source(sid, "timeout", None)
+                self._give_up(worker, "timeout", None)
 
     def stop(self) -> None:
         """End early: every worker stops its sources, which send ``eos/`` (bounded, then ``timeout``)."""
