@@ -368,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_classify_parser(sub, common)
     from engine.cluster.cli import add_cluster_parser
 
-    add_cluster_parser(sub, common)
+    add_cluster_parser(sub, common, _sink_from_spec, _install_signal_handlers)
     return parser
 
 

@@ -11,13 +11,26 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from engine.config import load_config
 
 
-def add_cluster_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Add the ``cluster`` subcommand to the ``batsight`` parser's subparsers ``sub``."""
+def add_cluster_parser(
+    sub: Any, common: argparse.ArgumentParser, sink_from_spec: Callable[[str], Any],
+    install_signal_handlers: Callable[[dict[str, Any]], None],
+) -> None:
+    """Add the ``cluster`` subcommand to the ``batsight`` parser's subparsers ``sub``.
+
+    Args:
+        sub: The subparsers of the ``batsight`` parser.
+        common: The parent parser with the options every subcommand takes (``--debug``).
+        sink_from_spec: ``batsight run``'s way from ``NAME[:ARG]`` to a sink plugin.
+        install_signal_handlers: ``batsight run``'s SIGINT / SIGTERM handlers (first: ``stop["fn"]()``;
+            second: exit 130).
+    """
     cluster = sub.add_parser(
         "cluster", parents=[common],
         help="run the pipeline on a Ray cluster: sources split over workers, one publisher endpoint",
@@ -26,7 +39,9 @@ def add_cluster_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     cluster.add_argument("--config", "-c", help="YAML config file (see configs/default.yaml, section cluster)")
     cluster.add_argument("--set", "-s", action="append", metavar="KEY=VALUE", help="override a config key")
     cluster.add_argument("--sink", action="append", metavar="NAME[:ARG]", help="sink on the driver: jsonl:out.jsonl")
-    cluster.set_defaults(func=cmd_cluster)
+    cluster.set_defaults(func=partial(
+        cmd_cluster, sink_from_spec=sink_from_spec, install_signal_handlers=install_signal_handlers
+    ))
 
 
 def _start_sinks(run: Any, specs: list[str], sinks: list[Any], config: Any) -> list[Any]:
@@ -52,9 +67,16 @@ def _print_summary(summary: Any, out: Any) -> None:
     out.flush()
 
 
-def cmd_cluster(args: argparse.Namespace) -> int:
-    """Run ``batsight cluster``; exit status 0, or 1 when a source or sink failed."""
-    from engine.cli import _install_signal_handlers, _sink_from_spec
+def cmd_cluster(
+    args: argparse.Namespace, sink_from_spec: Callable[[str], Any],
+    install_signal_handlers: Callable[[dict[str, Any]], None],
+) -> int:
+    """Run ``batsight cluster`` (see :func:`add_cluster_parser`); exit status 0, or 1 when a source or sink failed.
+
+    Raises:
+        ConfigError: bad config or sink spec (before Ray is reached).
+        ClusterError: Ray missing or unreachable. PublishError: ``publisher.endpoint`` cannot be bound.
+    """
     from engine.cluster.driver import ClusterRun
 
     logging.getLogger("engine.cluster").setLevel(logging.DEBUG if args.debug else logging.INFO)  # workers, restarts
@@ -62,9 +84,9 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if args.sources:
         config = config.model_copy(update={"sources": list(args.sources)})
     specs = list(args.sink) if args.sink is not None else list(config.sinks)
-    sinks = [_sink_from_spec(spec) for spec in specs]  # a bad sink spec is refused before Ray starts
+    sinks = [sink_from_spec(spec) for spec in specs]  # a bad sink spec is refused before Ray starts
     stop: dict[str, Any] = {"fn": None}
-    _install_signal_handlers(stop)
+    install_signal_handlers(stop)
     run = ClusterRun(config)
     threads: list[Any] = []
     try:

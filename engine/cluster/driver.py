@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,22 @@ def absolute_file_specs(specs: list[str], cwd: Path | None = None) -> list[str]:
     return out
 
 
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse a ``HOST:PORT`` / ``ray://HOST:PORT`` that takes no TCP connection (Ray would retry for minutes).
+
+    Raises:
+        ClusterError: nothing accepts a connection there within ``timeout_s``.
+    """
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as exc:
+        msg = f"cannot connect to the Ray cluster at cluster.address={address!r}: {exc}"
+        raise ClusterError(msg) from None
+
+
 def connect_ray(address: str) -> bool:
     """Connect to (or, for ``local``, start) the Ray cluster; ``False`` when already connected.
 
@@ -124,6 +141,7 @@ def connect_ray(address: str) -> bool:
         raise ClusterError(msg) from None
     if ray.is_initialized():
         return False
+    _check_reachable(address)
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING}
     if address == "local":
         kwargs["include_dashboard"] = False

@@ -175,7 +175,8 @@ class ClusterWorker:
         self.driver_key = driver_key
         self._pipeline: Any = None
         self._stopped = False
-        self._key_dir = Path(tempfile.mkdtemp(prefix=f"batsight-{name}-"))
+        # the link's CURVE certificates (off the loopback only); removed with the actor's process
+        self._key_dir: tempfile.TemporaryDirectory[str] | None = None
 
     def open(self, plan: dict[str, int | None], node_ip: str, node_id: str) -> dict[str, Any]:
         """Build the sources of ``plan``, the model and the pipeline; bind the publisher.
@@ -200,9 +201,11 @@ class ClusterWorker:
         for sid, after in plan.items():
             source = built[sid]
             sources.append(ResumedSource(source, after) if after is not None and not source.live else source)
-        publisher, public = worker_publisher(
-            self.config.publisher, link_endpoint(node_ip, self.driver_ip), self.driver_key, self._key_dir
-        )
+        endpoint = link_endpoint(node_ip, self.driver_ip)
+        if self._key_dir is None and not is_loopback_endpoint(endpoint):
+            self._key_dir = tempfile.TemporaryDirectory(prefix=f"batsight-{self.name}-")
+        key_dir = Path(self._key_dir.name if self._key_dir is not None else tempfile.gettempdir())
+        publisher, public = worker_publisher(self.config.publisher, endpoint, self.driver_key, key_dir)
         config = self.config.model_copy(update={"publisher": publisher, "sinks": []})
         model = load_model_class(config.model.name).from_config(config.model)
         model.build()

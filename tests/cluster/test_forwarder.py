@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from engine.cluster.driver import partition
+from engine.cluster.driver import absolute_file_specs, partition
 from engine.cluster.forwarder import Forwarder
 from engine.cluster.worker import ResumedSource, link_endpoint, worker_publisher
 from engine.config import PublisherConfig, load_config
@@ -25,7 +25,7 @@ from engine.security import ClientCurve
 from engine.testing import ListSource, make_eos, make_health, make_pose, make_source_health
 from engine.wire import encode_message
 from sinks.runtime import Subscriber
-from tests.helpers import ANY_PORT, Collector, by_kind, wait_until
+from tests.helpers import ANY_PORT, Collector, by_kind, free_endpoint, wait_until
 
 
 class FakeWorker:
@@ -192,3 +192,28 @@ def test_bad_cluster_settings_are_refused_with_their_key(override: str, fragment
 def test_good_cluster_settings() -> None:
     config = load_config(None, ["cluster.address=ray://head:10001", "cluster.resources={nets: 1}"])
     assert config.cluster.address == "ray://head:10001" and config.cluster.resources == {"nets": 1.0}
+
+
+def test_relative_file_paths_become_absolute_for_the_workers(tmp_path: Path) -> None:
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "a.mp4").write_bytes(b"")
+    specs = ["clips/a.mp4", "net=clips/a.mp4", "rtsp://cam/x", "clips/missing.mp4", "default"]
+    assert absolute_file_specs(specs, tmp_path) == [
+        str(tmp_path / "clips" / "a.mp4"), f"net={tmp_path / 'clips' / 'a.mp4'}", "rtsp://cam/x",
+        "clips/missing.mp4", "default",
+    ]
+
+
+def test_an_unreachable_ray_address_fails_at_once_in_one_line(cli) -> None:
+    port = free_endpoint().rsplit(":", 1)[1]  # nothing listens there
+    result = cli("cluster", "x.mp4", "--set", f"cluster.address=127.0.0.1:{port}", "--set", "sinks=[]")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"batsight: error: cannot connect to the Ray cluster at cluster.address='127.0.0.1:{port}': "
+        "[Errno 111] Connection refused"
+    ]
+
+
+def test_a_malformed_ray_address_is_a_usage_error(cli) -> None:
+    result = cli("cluster", "x.mp4", "--set", "cluster.address=head")
+    assert result.returncode == 2 and "cluster.address: must be 'auto', 'local'" in result.stderr
