@@ -113,13 +113,13 @@ def test_killed_worker_then_killed_node_every_frame_arrives_once_in_order(ray_cl
             wait_until(lambda: run.join(timeout_s=0.05) or condition(), 90, what)
 
         w0, w1 = run.workers
-        step_until(lambda: w0.phase == "running" and w1.phase == "running" and poses_of(w0) >= 20, "worker0 running")
+        step_until(lambda: all(w.phase == "running" and poses_of(w) >= 20 for w in (w0, w1)), "both workers running")
         nodes_at_start = {w0.node, w1.node}
         ray.kill(w0.actor, no_restart=False)  # the process dies; Ray restarts the actor
-        step_until(lambda: w0.deaths == 1 and w0.phase == "running" and poses_of(w0) >= 50, "worker0 restarted")
+        step_until(lambda: w0.deaths == 1, "worker0's death seen")
         victim = next(n for n in ray_cluster.worker_nodes if n.node_id == w1.node)
-        ray_cluster.remove_node(victim, allow_graceful=False)  # the node of worker1 dies, with its actor
-        step_until(lambda: w1.deaths == 1, "worker1 restarted")
+        assert w1.phase == "running" and poses_of(w1) < 2 * N_FRAMES - 20  # well before its sources end
+        ray_cluster.remove_node(victim, allow_graceful=False)  # worker1's node dies while its sources run
         wait_until(lambda: run.join(timeout_s=0.2), 90, "the end of every source")
     finally:
         run.close()
@@ -139,4 +139,5 @@ def test_killed_worker_then_killed_node_every_frame_arrives_once_in_order(ray_cl
     assert nodes_at_start <= {h.sources["net2"].node for h in healths}  # worker1's node, before and after
     assert healths[-1].engine_state == "stopped" and [m.kind for m in messages[-1:]] == ["health"]
     assert not any(isinstance(m, EndOfStream) and m.reason != "end" for m in messages)
-    assert run.summary().restarts == 2
+    # worker0 may have been restarting on the removed node too; each worker died at least once
+    assert w0.deaths >= 1 and w1.deaths >= 1 and run.summary().restarts == w0.deaths + w1.deaths
