@@ -258,6 +258,9 @@ class Forwarder:
         def attach() -> None:
             if self._context is None:
                 return
+            old = self._links.pop(worker, None)
+            if old is not None:  # attached twice without a detach: the new incarnation replaces it
+                old.socket.close(linger=0)
             socket = self._context.socket(zmq.XSUB)
             socket.setsockopt(zmq.LINGER, 0)
             socket.setsockopt(zmq.RCVHWM, self._config.sndhwm)
@@ -319,6 +322,13 @@ class Forwarder:
 
     # ------------------------------------------------------------------------------- relay thread
     def _loop(self) -> None:
+        try:
+            self._relay_until_stopped()
+        except BaseException:
+            log.exception("the cluster forwarder stopped relaying")
+            raise
+
+    def _relay_until_stopped(self) -> None:
         xpub = self._require_open()
         health_period_s = self._config.health_period_s
         next_health = time.monotonic()
