@@ -196,6 +196,7 @@ class ClusterWorker:
         from engine.models.base import load_model_class
         from engine.pipeline import Pipeline
 
+        self._end_previous_run()
         built = {s.source_id: s for s in build_sources(list(self.config.sources), self.config.source)}
         sources: list[Source] = []
         for sid, after in plan.items():
@@ -216,6 +217,17 @@ class ClusterWorker:
             "endpoint": pipeline.publisher.endpoint, "curve_public": public, "node_id": node_id,
             "pid": os.getpid(), "host": socket.gethostname(), "live": {s.source_id: s.live for s in sources},
         }
+
+    def _end_previous_run(self) -> None:
+        """Stop a pipeline still running in this process (the driver lost its ``run`` call, e.g. a network blip)."""
+        previous, self._pipeline = self._pipeline, None
+        if previous is None:
+            return
+        previous.stop()
+        try:
+            previous.join(timeout_s=self.config.source.read_timeout_s + 5.0)
+        except Exception:  # noqa: BLE001 - that run is abandoned; its failure was already published
+            log.exception("%s: the previous run failed while being replaced", self.name)
 
     def run(self, subscribe_timeout_s: float) -> dict[str, Any]:
         """Wait for the forwarder's subscription, run the pipeline to its end, return its summary.

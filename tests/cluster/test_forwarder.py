@@ -1,7 +1,8 @@
 """The cluster's parts without Ray.
 
-The forwarder (seq, duplicates, health, subscriptions, CURVE links), the worker's link settings,
-resumed sources, partitioning and the ``cluster:`` config section.
+The forwarder (seq, duplicates, health, subscriptions, CURVE links), the worker actor's class run
+in-process (its plan, resumed sources, link settings), partitioning, the ``cluster:`` config section
+and the command's refusals.
 Workers are stood in for by raw XPUB sockets sending wire-format messages with chosen ``seq``
 values, so a restart, a repeated frame and a loss upstream are exact.
 """
@@ -16,7 +17,7 @@ import zmq
 
 from engine.cluster.driver import absolute_file_specs, partition
 from engine.cluster.forwarder import Forwarder
-from engine.cluster.worker import ResumedSource, link_endpoint, worker_publisher
+from engine.cluster.worker import ClusterWorker, ResumedSource, link_endpoint, worker_publisher
 from engine.config import PublisherConfig, load_config
 from engine.errors import ConfigError
 from engine.messages import Health
@@ -25,7 +26,7 @@ from engine.security import ClientCurve
 from engine.testing import ListSource, make_eos, make_health, make_pose, make_source_health
 from engine.wire import encode_message
 from sinks.runtime import Subscriber
-from tests.helpers import ANY_PORT, Collector, by_kind, free_endpoint, wait_until
+from tests.helpers import ANY_PORT, Collector, by_kind, free_endpoint, wait_until, write_video
 
 
 class FakeWorker:
@@ -217,3 +218,26 @@ def test_an_unreachable_ray_address_fails_at_once_in_one_line(cli) -> None:
 def test_a_malformed_ray_address_is_a_usage_error(cli) -> None:
     result = cli("cluster", "x.mp4", "--set", "cluster.address=head")
     assert result.returncode == 2 and "cluster.address: must be 'auto', 'local'" in result.stderr
+
+
+def test_a_worker_runs_its_plan_resuming_a_file_after_the_given_frame(fake_model, tmp_path: Path) -> None:
+    clip = write_video(tmp_path / "a.mp4", "h264", 30)
+    config = load_config(None, [f"sources=[a={clip}, b={clip}, c={clip}]", "model.name=test_fake",
+                                "shots.enabled=false", "publisher.health_period_s=0.1"])
+    worker = ClusterWorker(config.model_dump(mode="json"), "worker0", "10.0.0.1", None)
+    info = worker.open({"a": 19, "b": None}, "10.0.0.1", "node-x")  # c belongs to another worker
+    assert info["endpoint"].startswith("tcp://127.0.0.1:")  # the driver's machine: loopback, no CURVE
+    assert (info["curve_public"], info["live"], info["node_id"]) == (None, {"a": False, "b": False}, "node-x")
+    subscriber = Subscriber(info["endpoint"], ("",))
+    subscriber.open()
+    try:
+        summary = worker.run(subscribe_timeout_s=10)
+        messages = []
+        while (message := subscriber.recv(2000)) is not None:
+            messages.append(message)
+    finally:
+        subscriber.close()
+    assert summary == {"a": {"frames": 10, "error": None}, "b": {"frames": 30, "error": None}}
+    assert [m.frame_index for m in by_kind(messages, "pose", "a")] == list(range(20, 30))
+    assert [m.frame_index for m in by_kind(messages, "pose", "b")] == list(range(30))
+    assert not by_kind(messages, "pose", "c")
