@@ -103,6 +103,29 @@ def test_sigint_stops_every_worker_and_every_source_sends_eos(ray_cluster, clips
     assert isinstance(final, Health) and final.engine_state == "stopped"
 
 
+def test_a_worker_out_of_restarts_gets_its_sources_eos_from_the_driver(ray_cluster, clips, fake_model) -> None:
+    overrides = [*_overrides(clips[:2], ray_cluster.address), "cluster.sources_per_worker=1", "cluster.max_restarts=0"]
+    run = ClusterRun(load_config(None, overrides))
+    run.open()
+    collector = Collector(run.forwarder.endpoint)
+    run.start(sink_subscriptions=0)
+    try:
+        w0, w1 = run.workers
+        wait_until(lambda: run.join(timeout_s=0.05) or (w0.phase == "running" and run.forwarder.progress()["net0"].poses
+                                                         >= 10), 90, "worker0 running")
+        ray.kill(w0.actor, no_restart=False)  # no restart left: Ray gives the actor up
+        wait_until(lambda: run.join(timeout_s=0.2), 90, "the end of both sources")
+    finally:
+        run.close()
+    messages = collector.join()
+    [eos0] = by_kind(messages, "eos", "net0")
+    assert (eos0.reason, eos0.error) == ("error", "worker0 died 1 times (cluster.max_restarts=0)")
+    assert eos0.frames == len(_poses(messages, "net0")) < N_FRAMES
+    assert _poses(messages, "net1") == list(range(N_FRAMES))  # the other worker went on to the end
+    assert [(e.reason, e.frames) for e in by_kind(messages, "eos", "net1")] == [("end", N_FRAMES)]
+    assert messages[-1].sources["net0"].state == "failed" and messages[-1].sources["net1"].state == "ended"
+
+
 def test_killed_worker_then_killed_node_every_frame_arrives_once_in_order(ray_cluster, clips, fake_model) -> None:
     run = ClusterRun(load_config(None, _overrides(clips, ray_cluster.address)))
     run.open()
