@@ -11,6 +11,8 @@ sequences (``.npy``) with the ``shot/`` topic's model, one JSON object per line
 (:mod:`engine.shots.classify`).
 ``batsight probe SOURCE... [--json]`` says what batsight will do with each source without running
 the model (:mod:`engine.probe`).
+``batsight cluster [SOURCE ...] [--config FILE] ...`` runs the same config on a Ray cluster, the
+sources split over worker actors behind one publisher endpoint (:mod:`engine.cluster`).
 Errors are one line on stderr (``--debug`` shows the traceback); exit status 0 success,
 1 runtime failure, 2 bad usage / config, 130 interrupted (a second SIGINT / SIGTERM, or the first
 one while the model is still loading).
@@ -378,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.probe import add_probe_parser
 
     add_probe_parser(sub, common)
+    from engine.cluster.cli import add_cluster_parser
+
+    add_cluster_parser(sub, common, _sink_from_spec, _install_signal_handlers)
     return parser
 
 

@@ -394,6 +394,51 @@ class PublisherConfig(_Strict):
         return self
 
 
+_RAY_ADDRESS_RE = re.compile(r"auto|local|ray://\S+|[A-Za-z0-9_.\-\[\]:]+:\d+")
+
+
+class ClusterConfig(_Strict):
+    """``batsight cluster``: the Ray cluster, how sources are split into workers, and restarts (DESIGN §9).
+
+    Each worker is one Ray actor running a whole pipeline (batching, model, analytics, publisher)
+    for ``sources_per_worker`` sources, placed by Ray on a node that has the resources asked here.
+    """
+
+    address: str = Field(
+        "auto", description="Ray cluster: auto (the running one), local (start one here), HOST:PORT or ray://HOST:PORT"
+    )
+    sources_per_worker: int = Field(2, ge=1, description="sources per worker actor (one pipeline and model each)")
+    num_cpus: float = Field(1.0, ge=0, description="CPUs Ray reserves per worker")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs Ray reserves per worker (fractions share a GPU)")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="custom Ray resources per worker, e.g. {nets: 1} to pin to labelled nodes"
+    )
+    scheduling: Literal["spread", "default"] = Field(
+        "spread", description="Ray placement of the workers: spread over nodes, or Ray's default (packs)"
+    )
+    max_restarts: int = Field(3, ge=-1, description="Ray restarts of a dead worker (any node); -1 = forever")
+    worker_start_timeout_s: float = Field(
+        120.0, gt=0, description="a worker not ready this long after (re)start fails its sources, seconds"
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not _RAY_ADDRESS_RE.fullmatch(value):
+            msg = f"must be 'auto', 'local', 'HOST:PORT' or 'ray://HOST:PORT', got {value!r}"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("resources")
+    @classmethod
+    def _resources(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = sorted(name for name, amount in value.items() if amount <= 0 or name in ("CPU", "GPU", "memory"))
+        if bad:
+            msg = f"custom resources must be named other than CPU, GPU, memory and be > 0, got {bad}"
+            raise ValueError(msg)
+        return value
+
+
 class Config(_Strict):
     """The whole batsight configuration."""
 
@@ -412,6 +457,7 @@ class Config(_Strict):
         default_factory=dict, description="per sink name, overrides sink_error_policy"
     )
     progress: bool = Field(True, description="progress bar for file sources")
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
     @field_validator("sink_error_policies")
     @classmethod

@@ -61,3 +61,7 @@ def safe_text(text: str) -> str:
         except UnicodeEncodeError:
             return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+class ClusterError(BatsightError, RuntimeError):
+    """``batsight cluster`` cannot reach its Ray cluster, or Ray is not installed."""

@@ -422,6 +422,9 @@ class SourceHealth:
         queue_depth: Frames waiting in the source's queue.
         fps_in, fps_out: Rates over about one health period, frames per second.
         batter_frames: Frames with a batter.
+        worker: ``batsight cluster`` only: the worker actor running the source (``None`` in a
+            single-machine run).
+        node: ``batsight cluster`` only: the Ray node id of that worker (``None`` otherwise).
     """
 
     state: SourceState
@@ -435,6 +438,8 @@ class SourceHealth:
     fps_out: float
     batter_frames: int
     concealed: int = 0
+    worker: str | None = None
+    node: str | None = None
 
     def __post_init__(self) -> None:
         validate_header_dataclass(self)

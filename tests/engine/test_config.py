@@ -92,7 +92,7 @@ def test_unreadable_and_non_mapping_files(tmp_path):
         load_config(None, ["batch.max_batch"])
 
 
-@pytest.mark.parametrize("preset", ["nets.yaml", "broadcast.yaml", "offline.yaml"])
+@pytest.mark.parametrize("preset", ["nets.yaml", "broadcast.yaml", "offline.yaml", "cluster.yaml"])
 def test_presets_load_and_differ_from_the_defaults_only_where_they_say(preset):
     path = REPO_ROOT / "configs" / preset
     config = load_config(path)
