@@ -66,6 +66,10 @@ class _Track:
     error: str | None = None
     health: SourceHealth | None = None
 
+    def last_seq(self) -> dict[str, int]:
+        """``kind -> seq`` of the last message of each kind forwarded for the source (``eos/``'s ``last_seq``)."""
+        return {kind: nxt - 1 for kind, nxt in self.next_seq.items() if kind != "eos" and nxt > 0}
+
 
 @dataclass
 class _Link:
@@ -420,6 +424,7 @@ class Forwarder:
             track.ended = True
             track.error = header.get("error")
             header["frames"] += track.pose_offset  # frames published by every incarnation
+            header["last_seq"] = track.last_seq()  # in the forwarder's numbering, which subscribers see
         parts[1] = msgpack.packb(header, use_bin_type=True)
         self._require_open().send_multipart(parts, zmq.NOBLOCK)
         self.relayed += 1
@@ -471,6 +476,8 @@ class Forwarder:
             seq, self._health_seq = self._health_seq, self._health_seq + 1
         else:
             track = self._tracks[message.source_id]
+            if isinstance(message, EndOfStream):
+                message = replace(message, last_seq=track.last_seq())
             seq = track.next_seq.get(message.KIND, 0)
             track.next_seq[message.KIND] = seq + 1
         xpub.send_multipart(encode_message(message, seq, publish_time_ns=self._now_ns()), zmq.NOBLOCK, copy=True)

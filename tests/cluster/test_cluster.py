@@ -121,6 +121,7 @@ def test_a_worker_out_of_restarts_gets_its_sources_eos_from_the_driver(ray_clust
     [eos0] = by_kind(messages, "eos", "net0")
     assert (eos0.reason, eos0.error) == ("error", "worker0 died 1 times (cluster.max_restarts=0)")
     assert eos0.frames == len(_poses(messages, "net0")) < N_FRAMES
+    assert eos0.last_seq["pose"] == eos0.frames - 1  # the driver's eos/ counts what was forwarded
     assert _poses(messages, "net1") == list(range(N_FRAMES))  # the other worker went on to the end
     assert [(e.reason, e.frames) for e in by_kind(messages, "eos", "net1")] == [("end", N_FRAMES)]
     assert messages[-1].sources["net0"].state == "failed" and messages[-1].sources["net1"].state == "ended"
@@ -159,6 +160,9 @@ def test_killed_worker_then_killed_node_every_frame_arrives_once_in_order(ray_cl
         assert [m.seq for m in poses] == list(range(N_FRAMES))  # seq continues across the restarts
         eos = by_kind(messages, "eos", sid)
         assert [(e.reason, e.frames, e.error) for e in eos] == [("end", N_FRAMES, None)]
+        # eos/ last_seq is in the numbering the subscriber saw: the last seq received per kind
+        received = {m.kind: m.seq for m in messages if m.kind not in ("eos", "health") and m.source_id == sid}
+        assert eos[0].last_seq == received and received["pose"] == N_FRAMES - 1
     healths = [m for m in messages if isinstance(m, Health)]
     assert {h.sources["net0"].worker for h in healths} == {"worker0"}
     assert {h.sources["net3"].worker for h in healths} == {"worker1"}
