@@ -221,7 +221,7 @@ class UltralyticsPose(KeypointModel):
             ModelError: Ultralytics' backend no longer has the expected ``compile_model`` partial.
         """
         predictor_model = getattr(getattr(self._model, "predictor", None), "model", None)
-        ov_backend = getattr(predictor_model, "backend", None)
+        ov_backend: Any = getattr(predictor_model, "backend", None)
         compile_fn = getattr(ov_backend, "compile_model", None)
         if not isinstance(compile_fn, functools.partial) or not hasattr(ov_backend, "ov_compiled_model"):
             msg = "cannot set OpenVINO's precision: Ultralytics' OpenVINO backend has no compile_model partial"
