@@ -210,6 +210,26 @@ def test_short_blips_are_discarded_and_long_motion_is_cut():
     assert seg.flush() is None
 
 
+def test_fast_jitter_that_moves_the_hands_less_than_min_travel_is_not_a_shot():
+    """Keypoints jumping back and forth in the stance pass the speed test, not the travel test."""
+    cfg = ShotConfig()
+    t, xy = _stream(30.0, [], 4.0, noise=0.0)
+    jitter = (t >= 1.0) & (t < 2.2)  # a square wave: 6 frames up, 6 down (0.2 s each, = smooth_s)
+    xy[jitter, 1] += np.where((np.arange(jitter.sum()) // 6) % 2 == 0, 0.3, -0.3)  # 0.6 torso lengths peak to peak
+    travel = np.hypot(*np.ptp(xy, axis=0))
+    assert travel == pytest.approx(0.6) and travel < cfg.min_travel
+
+    def segments(config: ShotConfig, path: np.ndarray) -> list:
+        seg = ShotSegmenter(config)
+        found = [s for ti, (x, y) in zip(t, path, strict=True) if (s := seg.update(ti, x, y)) is not None]
+        return found + ([last] if (last := seg.flush()) is not None else [])
+
+    assert segments(cfg, xy) == []
+    assert len(segments(cfg.model_copy(update={"min_travel": 0.0}), xy)) == 1  # fast enough to be a motion
+    t, stroke = _stream(30.0, [(1.0, 0.6)], 4.0, noise=0.0)  # a stroke: 2 torso lengths out and back
+    assert len(segments(cfg, stroke)) == 1
+
+
 def test_invisible_frames_are_nan_and_long_gaps_end_the_motion():
     t, xy = _stream(30.0, [(1.0, 1.0)], 3.0)
     seg = ShotSegmenter(ShotConfig())
