@@ -256,6 +256,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     seen: dict[tuple[str, str], str] = {}
     for spec, (name, sink) in zip(sink_specs, sinks, strict=True):
         key = (name, repr(sorted(getattr(sink, "user_option_values", {}).items())))
+        if not getattr(sink, "output_paths", list)() and str(getattr(sink, "user_option_values", {}).get("port")) == "0":
+            continue  # e.g. two `web:0`: each gets its own free port, nothing is written twice
         if key in seen:  # `jsonl:a.jsonl` and `jsonl:path=a.jsonl` are the same sink
             msg = f"sink {spec!r} is given twice (also as {seen[key]!r}): two sinks would write the same output"
             raise ConfigError(msg)

@@ -276,6 +276,8 @@ class Pipeline:
                     open_sources.clear()
                     break
                 if isinstance(item, EndOfStream):
+                    if item.error:  # said now, not only in the summary: a live run may go on for hours
+                        log.error("source %s failed: %s (the other sources go on)", item.source_id, item.error)
                     self._publish(self._states[item.source_id].finish(_eos_reason(item), item.error))
                     open_sources.discard(item.source_id)
                     continue

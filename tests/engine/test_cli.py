@@ -112,9 +112,21 @@ def test_missing_and_unreadable_files_fail_cleanly(cli, fake_model, tmp_path):
     assert any("missing: file not found: missing.mp4" in e for e in errors)
     assert any("notes:" in e and "notes.mp4" in e for e in errors)
     assert any("empty:" in e and "empty.mp4" in e for e in errors)
+    # each failure is also said when it happens (a live run beside it may go on for hours)
+    logged = [line for line in result.stderr.splitlines() if "failed:" in line and "(the other sources go on)" in line]
+    assert len(logged) == 3 and any("source missing failed: file not found: missing.mp4" in line for line in logged)
     eos = [json.loads(line) for line in out.read_text().splitlines() if '"kind":"eos"' in line]
     assert sorted(e["source_id"] for e in eos) == ["empty", "missing", "notes"]
     assert all(e["reason"] == "error" and e["error"] for e in eos)
+
+
+def test_two_servers_on_free_ports_are_not_the_same_sink(cli, fake_model, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    _blank_video(clip, n=4)
+    args = ("run", str(clip), "--no-progress", *ANY, *FAKE)
+    assert cli(*args, "--sink", "metrics:0", "--sink", "metrics:0").returncode == 0  # two free ports
+    refused = cli(*args, "--sink", "metrics:9", "--sink", "metrics:9")
+    assert refused.returncode == 2 and "is given twice" in refused.stderr
 
 
 def _blank_video(path: Path, n: int = 12) -> None:
