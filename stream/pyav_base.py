@@ -377,6 +377,17 @@ class PyAVSource(Source):
             _LOG.warning("%s; retrying (reconnect on)", exc)
         self._reconnect()
 
+    def _log_attempt(self, exc: SourceError) -> None:
+        """Log a failed reconnect attempt: the first 3 and every 10th at WARNING, the others at DEBUG.
+
+        A source that stays away for hours (reconnect attempts are unlimited by default) would
+        otherwise bury every other line; ``health/`` counts every attempt.
+        """
+        n = self._attempts_in_row
+        level = logging.WARNING if n <= 3 or n % 10 == 0 else logging.DEBUG
+        hint = "; from now on every 10th attempt is logged (all with --debug)" if n == 3 else ""
+        _LOG.log(level, "%s (reconnect attempt %d%s)", exc, n, hint)
+
     def _count_refusal(self, exc: SourceError) -> None:
         """Count a failed open; fail for good once the server refused ``config.max_refusals`` times in a row.
 
@@ -438,7 +449,7 @@ class PyAVSource(Source):
                 self.last_error = str(exc)
                 self._count_refusal(exc)
                 self._count_failure(exc)
-                _LOG.warning("%s (reconnect attempt %d)", exc, self._attempts_in_row)
+                self._log_attempt(exc)
                 continue
             self.reconnects += 1
             if self.live:

@@ -515,6 +515,23 @@ def test_silent_url_without_reconnect_fails_within_open_timeout(silent_server: i
     assert_no_secret(error_text(info.value), caplog.text, repr(source), str(source.last_error))
 
 
+def test_a_source_that_stays_away_logs_the_first_attempts_and_then_every_tenth(caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    with socket.socket() as closed:  # a port with nobody listening: every open is refused at once
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    config = SourceConfig(open_timeout_s=0.3, read_timeout_s=0.3, reconnect_initial_s=0.001, reconnect_max_s=0.001,
+                          reconnect_max_attempts=21)
+    source = UrlSource.from_spec(f"http://127.0.0.1:{port}/cam.mp4", "cam", config)
+    with pytest.raises(SourceError, match=r"gave up after 21 reconnect attempts"):
+        source.open()
+    attempts = [r for r in caplog.records if "(reconnect attempt" in r.getMessage()]
+    assert len(attempts) == 21  # every attempt is logged, at DEBUG when not shown
+    shown = [int(r.getMessage().split("(reconnect attempt ")[1].split(";")[0].rstrip(")"))
+             for r in attempts if r.levelno == logging.WARNING]
+    assert shown == [1, 2, 3, 10, 20]
+
+
 def test_silent_url_with_reconnect_gives_up_after_max_attempts(silent_server: int, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     url = f"rtsp://{USER}:{SECRET}@127.0.0.1:{silent_server}/live?token=abc"
