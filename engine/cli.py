@@ -143,6 +143,20 @@ def _print_summary(summary: Any, out: Any = None) -> None:
     out.flush()
 
 
+def join_sink_threads(threads: list[Any], timeout_s: float) -> None:
+    """Wait up to ``timeout_s`` seconds in all for in-process sink threads to finish; stop the rest.
+
+    ``threads``: the handles of ``Sink.run_in_thread``. A thread still alive at the deadline is
+    stopped and given 2 s more; whether it finished is then ``t.is_alive()`` (the caller counts it).
+    """
+    deadline = time.monotonic() + timeout_s
+    for t in threads:
+        t.join(max(0.1, deadline - time.monotonic()))
+        if t.is_alive():
+            t.stop()
+            t.join(2.0)
+
+
 def run_pipeline(
     config: Config,
     sinks: list[tuple[str, SinkPlugin]],
@@ -209,12 +223,7 @@ def run_pipeline(
         if bar is not None:
             bar.update(sum(st.frames_out for st in pipeline.stats.values()) - bar.n)
             bar.close()
-        deadline = time.monotonic() + config.sink_close_timeout_s
-        for t in threads:
-            t.join(max(0.1, deadline - time.monotonic()))
-            if t.is_alive():
-                t.stop()
-                t.join(2.0)
+        join_sink_threads(threads, config.sink_close_timeout_s)
     for t in threads:
         if t.runner.errors:
             log.warning("%s skipped %d batches that raised (sink_error_policy skip)", t.name, t.runner.errors)
@@ -255,8 +264,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     sinks = [(spec.partition(":")[0].strip(), _sink_from_spec(spec)) for spec in sink_specs]  # refused before start
     seen: dict[tuple[str, str], str] = {}
     for spec, (name, sink) in zip(sink_specs, sinks, strict=True):
-        key = (name, repr(sorted(getattr(sink, "user_option_values", {}).items())))
-        if not getattr(sink, "output_paths", list)() and str(getattr(sink, "user_option_values", {}).get("port")) == "0":
+        options = getattr(sink, "user_option_values", {})
+        key = (name, repr(sorted(options.items())))
+        if not getattr(sink, "output_paths", list)() and str(options.get("port")) == "0":
             continue  # e.g. two `web:0`: each gets its own free port, nothing is written twice
         if key in seen:  # `jsonl:a.jsonl` and `jsonl:path=a.jsonl` are the same sink
             msg = f"sink {spec!r} is given twice (also as {seen[key]!r}): two sinks would write the same output"

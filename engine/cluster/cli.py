@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -77,6 +76,7 @@ def cmd_cluster(
         ConfigError: bad config or sink spec (before Ray is reached).
         ClusterError: Ray missing or unreachable. PublishError: ``publisher.endpoint`` cannot be bound.
     """
+    from engine.cli import join_sink_threads
     from engine.cluster.driver import ClusterRun
 
     logging.getLogger("engine.cluster").setLevel(logging.DEBUG if args.debug else logging.INFO)  # workers, restarts
@@ -99,12 +99,7 @@ def cmd_cluster(
             pass
     finally:
         run.close()
-        deadline = time.monotonic() + config.sink_close_timeout_s
-        for t in threads:
-            t.join(max(0.1, deadline - time.monotonic()))
-            if t.is_alive():
-                t.stop()
-                t.join(2.0)
+        join_sink_threads(threads, config.sink_close_timeout_s)
     summary = run.summary()
     writes_stdout = any(getattr(sink, "writes_stdout", False) for sink in sinks)
     _print_summary(summary, sys.stderr if writes_stdout else sys.stdout)
