@@ -314,7 +314,8 @@ class ShotConfig(_Strict):
     max_gap_s: float = Field(0.5, gt=0, description="a longer gap without hands ends the motion, seconds")
     min_points: int = Field(4, ge=2, description="segments with fewer frames with visible hands are discarded")
     min_travel: float = Field(
-        0.85, ge=0, description="segments whose hands move less than this (extent of the path) are discarded, torso lengths"
+        0.85, ge=0,
+        description="segments whose hands move less than this (extent of the path) are discarded, torso lengths",
     )
     max_jump: float = Field(1.0, gt=0, description="shoulder jump between frames that means a cut, torso lengths")
     handedness_window_s: float = Field(3.0, ge=0, description="stance time before a shot used to infer handedness, s")

@@ -236,7 +236,8 @@ def build_sources(specs: list[str], config: SourceConfig) -> list[Source]:
 
     Raises:
         ConfigError: an explicit id that is not ``[A-Za-z0-9_.-]+``, or given twice; a ``MODE``
-            other than ``auto``, ``live``, ``file``; ``ID=`` with nothing after it; a spec with ``=`` whose prefix is no valid id and that names no file;
+            other than ``auto``, ``live``, ``file``; ``ID=`` with nothing after it; a spec with ``=``
+            whose prefix is no valid id and that names no file;
             a spec that no plugin claims, or that two plugins claim equally.
         PluginError: no source plugin is installed, or one cannot be imported or answers badly.
     """

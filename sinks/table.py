@@ -60,7 +60,8 @@ _STATS = tuple(f.name for f in FitStats.__dataclass_fields__.values())
 SHOT_COLUMNS: tuple[str, ...] = (
     ("shot_index", "source_id", "start_frame", "end_frame", "start_s", "end_s", "duration_s", "label", "confidence")
     + tuple(f"p_{label}" for label in SHOT_LABELS)
-    + ("handedness", "handedness_source", "handedness_confidence", "wrist", "shoulder", "n_points", "degree_xy", "t_start_s", "t_end_s")
+    + ("handedness", "handedness_source", "handedness_confidence", "wrist", "shoulder", "n_points", "degree_xy")
+    + ("t_start_s", "t_end_s")
     + _STATS
     + ("classifier_version",)
 )

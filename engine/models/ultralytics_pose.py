@@ -9,7 +9,6 @@ The network runs in PyTorch or in a runtime it is exported to once (``model.back
 from __future__ import annotations
 
 import functools
-
 import importlib.util
 import logging
 import os

@@ -13,7 +13,8 @@ Modules, each usable on its own:
   hands relative to the shoulders -> :class:`ShotSegment` (start / end times, frames, the motion
   samples).
 * :mod:`~engine.shots.handedness`: :func:`infer_handedness` (the bat side of the backlift, with
-  a confidence), :func:`mirror_keypoints`: a left-hander is mirrored (x -> W - x, left <-> right labels swapped) so that every feature
+  a confidence), :func:`mirror_keypoints`: a left-hander is mirrored (x -> W - x, left <-> right
+  labels swapped) so that every feature
   describes the *front* arm in a right-hander's frame (the thesis analyses ``left_wrist`` /
   ``left_shoulder`` of a right-hander).
 * :mod:`~engine.shots.features`: :func:`shot_features` / :func:`pose_sequence`, the classifier's

@@ -172,7 +172,9 @@ STRIKER = {
     "pull_01.mp4": [((0, 9), (0.40, 0.40)), ((10, 10), (0.12, 0.58))],
     # wide view from behind the bowler, zooming in: striker at the far end, bowler, umpire and
     # non-striker near the camera; cut to a wider view at 30
-    "pull_02.mp4": [((0, 10), (0.49, 0.30)), ((11, 20), (0.49, 0.34)), ((21, 29), (0.49, 0.39)), ((30, 31), (0.47, 0.52))],
+    "pull_02.mp4": [
+        ((0, 10), (0.49, 0.30)), ((11, 20), (0.49, 0.34)), ((21, 29), (0.49, 0.39)), ((30, 31), (0.47, 0.52)),
+    ],
     # Test close-up, one batter (and the crowd behind him)
     "cover_drive_01.mp4": [((0, 25), (0.50, 0.50))],
     # one continuous zoom from the wide view (bowler, umpire, non-striker #24 large and near the

@@ -142,7 +142,8 @@ def test_decoding_refuses_missing_and_unexpected_fields() -> None:
         wire.decode_message(parts)
     parts = wire.encode(
         "eos", "cam1", 0,
-        {"frames": 1, "dropped": 0, "corrupt": 0, "error": None, "reason": "end", "concealed": 0, "last_seq": {}, "extra": 1},
+        {"frames": 1, "dropped": 0, "corrupt": 0, "error": None, "reason": "end", "concealed": 0, "last_seq": {},
+         "extra": 1},
     )
     with pytest.raises(WireFormatError, match="eos header has unexpected fields: extra"):
         wire.decode_message(parts)
@@ -170,7 +171,9 @@ def test_fit_and_shot_share_one_statistics_group() -> None:
     assert names_shot[i:i + len(stats)] == tuple(stats)
     # every kind-specific header of sim is listed and no envelope key is repeated
     assert set(messages.header_names(Similarity)).isdisjoint({"seq", "pts_s", "frame_index"})
-    assert set(messages.header_names(EndOfStream)) == {"frames", "dropped", "corrupt", "error", "reason", "concealed", "last_seq"}
+    assert set(messages.header_names(EndOfStream)) == {
+        "frames", "dropped", "corrupt", "error", "reason", "concealed", "last_seq",
+    }
     assert Pose.KIND == "pose" and make_pose().topic == "pose/cam1/"
 
 

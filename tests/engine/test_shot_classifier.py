@@ -248,7 +248,8 @@ def test_cv_summary_of_known_out_of_fold_scores():
     folds = [np.array([0, 1, 0, 1, 0, 1])] * 2
     r = summarise_scores(data, folds, {"clean": [perfect, all_pull], "runtime_like": [perfect, perfect]}, 2)
     # 3-class balanced accuracy 1 and 1/3; pull vs cover (first two columns) 1 and 1/2
-    assert (r["clean"]["three_class_mean"], r["clean"]["three_class_std"]) == (pytest.approx(2 / 3), pytest.approx(1 / 3))
+    clean = r["clean"]
+    assert (clean["three_class_mean"], clean["three_class_std"]) == (pytest.approx(2 / 3), pytest.approx(1 / 3))
     assert r["clean"]["pull_vs_cover_mean"] == pytest.approx(0.75)
     assert r["clean"]["confusion"] == [[4, 0, 0], [2, 2, 0], [2, 0, 2]]
     assert r["clean"]["folder_counts"] == {"cover": [2, 2, 0], "hook": [1, 0, 1], "pull": [4, 0, 0], "sweep": [1, 0, 1]}

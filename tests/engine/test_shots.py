@@ -358,7 +358,8 @@ def test_configured_handedness_is_used_as_is(classifier):
     res = _run_analyzer(_analyzer(classifier, handedness="left"), t, hands)
     assert len(res) == 1
     r = res[0]
-    assert (r.handedness, r.handedness_source, r.handedness_confidence, r.wrist) == ("left", "config", 1.0, "right_wrist")
+    got = (r.handedness, r.handedness_source, r.handedness_confidence, r.wrist)
+    assert got == ("left", "config", 1.0, "right_wrist")
     # left-hander analysed in the right-hander's frame: dx is minus the raw right-arm offset
     kp = _skeleton(hands[r.segment.start_frame])
     raw = wrist_offsets(kp, W, H, "right_wrist", "right_shoulder")
