@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ModelError
-from engine.shots.features import CHANNELS, FEATURE_SET, SEQUENCE_STEPS, feature_names, pose_sequence, shot_features
+from engine.shots.features import (
+    CHANNELS,
+    FEATURE_SET,
+    SEQUENCE_STEPS,
+    consistent_runs,
+    feature_names,
+    pose_sequence,
+    shot_features,
+)
 from engine.shots.handedness import FLIP_INDEX, mirror_keypoints
 
 __all__ = ["SHOT_CLASSES", "ShotClassifier", "ShotPrediction", "softmax"]
@@ -27,6 +35,9 @@ __all__ = ["SHOT_CLASSES", "ShotClassifier", "ShotPrediction", "softmax"]
 SHOT_CLASSES: tuple[str, ...] = ("pull", "cover_drive", "other")
 #: Floor of tree probabilities before the log (a leaf average of exactly 0 stays finite).
 PROB_FLOOR = 1e-3
+#: Besides the longest one-person run of a sequence, every other run of at least this many frames
+#: is scored too (:meth:`ShotClassifier.keypoint_scores`).
+MIN_RUN_FRAMES = 4
 
 _FLIP = np.array(FLIP_INDEX)
 _DATA_PACKAGE = "engine"
@@ -324,7 +335,7 @@ class ShotClassifier:
     def predict(
         self, features: np.ndarray, mirrored_features: np.ndarray | None = None, min_confidence: float = 0.0
     ) -> ShotPrediction:
-        """Classify one shot.
+        """Classify one shot from the inputs of its longest one-person run.
 
         Args:
             features: float ``[F]`` from :meth:`inputs`.
@@ -337,7 +348,10 @@ class ShotClassifier:
         Returns:
             The :class:`ShotPrediction`.
         """
-        p = self.predict_proba(features, mirrored_features)
+        return self._decide(self.predict_proba(features, mirrored_features), min_confidence)
+
+    def _decide(self, p: np.ndarray, min_confidence: float) -> ShotPrediction:
+        """Label of calibrated probabilities ``p`` (``[C]``) with the ``min_confidence`` abstention."""
         k = int(np.argmax(p))
         label, abstained = self.classes[k], False
         if label != "other" and p[k] < min_confidence:
@@ -349,6 +363,58 @@ class ShotClassifier:
             abstained=abstained,
         )
 
+    def keypoint_scores(
+        self,
+        keypoints_xy: np.ndarray,
+        t_s: np.ndarray | None = None,
+        keypoints_conf: np.ndarray | None = None,
+        min_keypoint_conf: float = 0.3,
+    ) -> np.ndarray | None:
+        """Uncalibrated class scores of one sequence, over every one-person run in it.
+
+        Method: :func:`engine.shots.features.consistent_runs` splits the sequence where the
+        person jumps (another person picked, a camera cut from a close-up to a wide shot); the
+        longest run and every other run of at least :data:`MIN_RUN_FRAMES` frames is scored on
+        its own (its inputs and those of its mirror image, scores averaged); the runs' class
+        probabilities ``exp(score)`` are averaged weighted by their frame counts, and the score
+        is the log of that mean. A sequence that is one run (a tracked batter) gets exactly the
+        scores of :meth:`predict` on its inputs. On CricShot10 grouped CV this added about 0.03
+        (run-time-like) to 0.06 (as recorded) pull-vs-cover-drive balanced accuracy over scoring
+        the longest run alone (README, "Shot classifier").
+
+        Args:
+            keypoints_xy: ``[T, 17, 2]`` isotropic x, y (pixels), y down.
+            t_s: ``[T]`` frame times in seconds, or ``None`` (frame order).
+            keypoints_conf: ``[T, 17]`` confidences, or ``None`` (finite keypoints are visible).
+            min_keypoint_conf: Visibility threshold in [0, 1].
+
+        Returns:
+            float64 ``[C]``, or ``None`` when no run has 2 frames showing shoulders and hips.
+
+        Raises:
+            ValueError: wrong shapes.
+        """
+        kp = np.asarray(keypoints_xy, np.float64)
+        conf = None if keypoints_conf is None else np.asarray(keypoints_conf, np.float64)
+        t = None if t_s is None else np.asarray(t_s, np.float64)
+        runs = consistent_runs(kp, conf, min_keypoint_conf)
+        if t is not None and t.shape != (kp.shape[0],):
+            msg = f"`t_s` must have shape ({kp.shape[0]},), got {t.shape}"
+            raise ValueError(msg)
+        total, weight = np.zeros(len(self.classes)), 0
+        for i, run in enumerate(runs):
+            if i > 0 and run.size < MIN_RUN_FRAMES:
+                break
+            c = None if conf is None else conf[run]
+            f = self.inputs(kp[run], None if t is None else t[run], c, min_keypoint_conf)
+            if f is None:
+                return None if i == 0 else np.log(total / weight)
+            fm = self.inputs(mirror_keypoints(kp[run]), None if t is None else t[run],
+                             None if c is None else c[:, _FLIP], min_keypoint_conf)
+            s = self.scores(f) if fm is None else 0.5 * (self.scores(f) + self.scores(fm))
+            total, weight = total + run.size * np.exp(s), weight + run.size
+        return np.log(total / weight) if weight else None
+
     def predict_keypoints(
         self,
         keypoints_xy: np.ndarray,
@@ -357,14 +423,15 @@ class ShotClassifier:
         min_keypoint_conf: float = 0.3,
         min_confidence: float = 0.0,
     ) -> ShotPrediction | None:
-        """Inputs of the sequence and of its mirror image -> :meth:`predict`.
+        """Classify one sequence: :meth:`keypoint_scores`, calibrated, then the ``min_confidence`` rule.
 
         ``keypoints_xy`` ``[T, 17, 2]`` must be isotropic (pixels). Returns ``None`` when fewer than
         2 frames show shoulders and hips.
+
+        Raises:
+            ValueError: wrong shapes.
         """
-        f = self.inputs(keypoints_xy, t_s, keypoints_conf, min_keypoint_conf)
-        if f is None:
+        s = self.keypoint_scores(keypoints_xy, t_s, keypoints_conf, min_keypoint_conf)
+        if s is None:
             return None
-        conf_m = None if keypoints_conf is None else np.asarray(keypoints_conf)[:, _FLIP]
-        fm = self.inputs(mirror_keypoints(keypoints_xy), t_s, conf_m, min_keypoint_conf)
-        return self.predict(f, fm, min_confidence)
+        return self._decide(softmax(s, self.temperature), min_confidence)

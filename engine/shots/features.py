@@ -24,8 +24,8 @@ import numpy as np
 
 from engine.types import KEYPOINT_INDEX, NUM_KEYPOINTS, check_array
 
-__all__ = ["CHANNELS", "FEATURE_SET", "SEQUENCE_STEPS", "feature_names", "pose_channels", "pose_sequence",
-           "shot_features"]
+__all__ = ["CHANNELS", "FEATURE_SET", "SEQUENCE_STEPS", "consistent_runs", "feature_names", "pose_channels",
+           "pose_sequence", "shot_features"]
 
 _I = KEYPOINT_INDEX
 _SEGMENTS: tuple[tuple[str, str, str], ...] = (
@@ -51,6 +51,8 @@ FEATURE_SET = "pose_seq_v2"
 #: Time steps of :func:`pose_sequence` (the temporal CNN's input length).
 SEQUENCE_STEPS = 16
 _N_TIMES = 4
+#: One person between neighbouring frames: shoulder midpoint jump <= 1 torso length, torso change <= 1.6x.
+_MAX_JUMP, _MAX_RATIO = 1.0, 1.6
 _QUANTILES = (0.1, 0.5, 0.9)
 _SCALARS = ("hands_x_range", "hands_y_range", "hands_peak_speed_time", "hands_peak_vel.ux", "hands_peak_vel.uy",
             "valid_fraction")
@@ -64,25 +66,73 @@ def feature_names() -> list[str]:
     return names + list(_SCALARS)
 
 
-def _longest_consistent_run(sh_mid: np.ndarray, torso: np.ndarray, max_jump: float, max_ratio: float) -> np.ndarray:
-    """Indices of the longest run of consecutive frames that look like one person.
+def _run_breaks(sh_mid: np.ndarray, torso: np.ndarray, max_jump: float, max_ratio: float) -> np.ndarray:
+    """Which frames start a new run: bool ``[n]`` (frame 0 always does).
 
     Consecutive frames belong together when the shoulder midpoint moves at most ``max_jump``
-    torso lengths and the torso length changes by at most ``max_ratio``. Camera cuts and
-    switches to another person (CricShot10 sequences often hold the bowler or a fielder for some
-    frames) break runs. Ties go to the earliest run.
+    torso lengths (the larger of the two) and the torso length changes by at most ``max_ratio``.
+    Camera cuts and switches to another person (CricShot10 sequences often hold the bowler or a
+    fielder for some frames) break runs.
     """
-    n = sh_mid.shape[0]
-    best_start, best_len, start = 0, min(n, 1), 0
-    for i in range(1, n):
-        a, b = torso[i - 1], torso[i]
-        small = max(min(a, b), 1e-12)
-        same = np.hypot(*(sh_mid[i] - sh_mid[i - 1])) <= max_jump * max(a, b) and max(a, b) / small <= max_ratio
-        if not same:
-            start = i
-        if i - start + 1 > best_len:
-            best_start, best_len = start, i - start + 1
-    return np.arange(best_start, best_start + best_len)
+    a, b = torso[:-1], torso[1:]
+    big, small = np.maximum(a, b), np.maximum(np.minimum(a, b), 1e-12)
+    jump = np.hypot(*(sh_mid[1:] - sh_mid[:-1]).T)
+    same = (jump <= max_jump * big) & (big / small <= max_ratio)
+    return np.concatenate([[True], ~same])
+
+
+def _longest_consistent_run(sh_mid: np.ndarray, torso: np.ndarray, max_jump: float, max_ratio: float) -> np.ndarray:
+    """Indices of the longest run of consecutive frames that look like one person (:func:`_run_breaks`).
+
+    Ties go to the earliest run.
+    """
+    if sh_mid.shape[0] == 0:
+        return np.arange(0)
+    starts = np.flatnonzero(_run_breaks(sh_mid, torso, max_jump, max_ratio))
+    lengths = np.diff(np.append(starts, sh_mid.shape[0]))
+    k = int(np.argmax(lengths))
+    return np.arange(starts[k], starts[k] + lengths[k])
+
+
+def consistent_runs(
+    keypoints_xy: np.ndarray,
+    keypoints_conf: np.ndarray | None = None,
+    min_keypoint_conf: float = 0.3,
+) -> list[np.ndarray]:
+    """Frame indices of each run of frames that looks like one person, longest first.
+
+    The frames that show both shoulders and both hips (visible: confidence ``>=
+    min_keypoint_conf``) are split where the shoulder midpoint jumps more than 1 torso length or
+    the torso length changes more than 1.6x between neighbours (the criterion with which
+    :func:`pose_channels` keeps its longest run). A run may step over frames without a torso.
+
+    Args:
+        keypoints_xy: ``[T, 17, 2]`` x, y in pixels or any isotropic unit.
+        keypoints_conf: ``[T, 17]`` confidences, or ``None`` (finite keypoints are visible).
+        min_keypoint_conf: Visibility threshold in [0, 1].
+
+    Returns:
+        int64 index arrays into the ``T`` frames, sorted by length (descending; ties: earliest
+        first). Empty when no frame shows a torso.
+
+    Raises:
+        ValueError: wrong shapes.
+    """
+    kp = np.array(keypoints_xy, dtype=np.float64)
+    dims: dict[str, int] = {}
+    check_array("keypoints_xy", kp, ("T", NUM_KEYPOINTS, 2), dims=dims)
+    if keypoints_conf is not None:
+        conf = check_array("keypoints_conf", keypoints_conf, ("T", NUM_KEYPOINTS), np.float64, convert=True, dims=dims)
+        kp[conf < min_keypoint_conf] = np.nan
+    sh_mid = (kp[:, _I["left_shoulder"]] + kp[:, _I["right_shoulder"]]) / 2.0
+    hip_mid = (kp[:, _I["left_hip"]] + kp[:, _I["right_hip"]]) / 2.0
+    torso = np.hypot(*(sh_mid - hip_mid).T)
+    ok = np.flatnonzero(np.isfinite(torso) & (torso > 0))
+    if ok.size == 0:
+        return []
+    starts = np.flatnonzero(_run_breaks(sh_mid[ok], torso[ok], _MAX_JUMP, _MAX_RATIO))
+    runs = np.split(ok, starts[1:])
+    return sorted(runs, key=lambda r: -r.size)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -145,7 +195,7 @@ def pose_channels(
     if np.count_nonzero(ok) < 2:
         return None
     kp, t, sh_mid, hip_mid, torso = kp[ok], t[ok], sh_mid[ok], hip_mid[ok], torso[ok]
-    run = _longest_consistent_run(sh_mid, torso, 1.0, 1.6)
+    run = _longest_consistent_run(sh_mid, torso, _MAX_JUMP, _MAX_RATIO)
     if run.size < 2:
         return None
     kp, t, sh_mid, hip_mid, torso = kp[run], t[run], sh_mid[run], hip_mid[run], torso[run]

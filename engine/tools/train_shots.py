@@ -16,7 +16,11 @@ Method:
 
 * Views: every sequence as recorded plus :data:`N_AUG` run-time-like versions
   (:func:`engine.shots.augment.augment_sequence`), each with its mirror image, all with the
-  sequence's label. Scores of a view and its mirror are averaged (as at run time).
+  sequence's label. Models are trained on each view's longest one-person run
+  (:func:`engine.shots.pose_channels`); test views are scored as at run time, by
+  :meth:`engine.shots.ShotClassifier.keypoint_scores`: every one-person run of at least
+  :data:`engine.shots.classifier.MIN_RUN_FRAMES` frames, each averaged with its mirror image,
+  mixed by frame count.
 * Groups: blocks of :data:`GROUP_SIZE` consecutive file indices of a class, merged (union-find)
   with any two sequences of the class whose poses (33 landmarks resampled to 8 frames) are closer
   than half the class's median nearest-neighbour distance (near-duplicates cut from one clip:
@@ -49,7 +53,7 @@ import numpy as np
 
 from engine.shots import FEATURE_SET, SHOT_CLASSES, ShotClassifier, feature_names, mediapipe33_to_coco17, softmax
 from engine.shots.augment import augment_sequence
-from engine.shots.features import CHANNELS, SEQUENCE_STEPS, pose_sequence, shot_features
+from engine.shots.features import CHANNELS, SEQUENCE_STEPS, consistent_runs, pose_sequence, shot_features
 from engine.shots.handedness import mirror_keypoints
 from engine.tools.shots_models import CNN_PARAMS, TREE_PARAMS, train_cnn, train_forest
 
@@ -67,6 +71,9 @@ CRICSHOT10_ASPECT = 4.0 / 3.0
 GROUP_SIZE = 5
 #: Augmented versions per sequence (besides the sequence as recorded).
 N_AUG = 6
+#: CV figures are also reported separately for sequences whose longest one-person run has at
+#: least this many frames (MediaPipe followed one person) and for the rest.
+RUN_SPLIT = 10
 FAMILIES = ("extra_trees", "temporal_cnn")
 #: The models' own output classes: the CricShot10 folders (pull and cover first); every other folder is ``other``.
 FINE_CLASSES = ("pull", "cover", "defense", "flick", "hook", "late_cut", "lofted", "square_cut", "straight", "sweep")
@@ -87,6 +94,12 @@ class Dataset:
         groups: int64 ``[N]`` CV group id.
         names: ``[N]`` file names (``folder/file.npy``).
         skipped: Files without 2 frames showing shoulders and hips.
+        keypoints: per sequence, the test views as keypoints: ``[(kp [T, 17, 2], t [T] or None)]``
+            as recorded (view 0) and the first augmented version (view 1), scored at test time
+            through :meth:`ShotClassifier.keypoint_scores` (every one-person run, as at run time).
+        run_frames: int64 ``[N]`` frames in the longest one-person run of each sequence as recorded
+            (:func:`engine.shots.consistent_runs`), or ``None``; CV figures are also reported
+            for sequences with at least :data:`RUN_SPLIT` such frames and for the rest.
     """
 
     trees: np.ndarray
@@ -97,6 +110,8 @@ class Dataset:
     groups: np.ndarray
     names: list[str]
     skipped: list[str]
+    keypoints: list[list[tuple[np.ndarray, np.ndarray | None]]]
+    run_frames: np.ndarray | None = None
 
     def inputs(self, family: str) -> np.ndarray:
         """The input array of a model family."""
@@ -181,14 +196,19 @@ def build_dataset(root: Path, n_aug: int = N_AUG, seed: int = 0) -> Dataset:
     rng = np.random.default_rng(seed)
     n_tree, n_seq = len(feature_names()), SEQUENCE_STEPS * len(CHANNELS)
     trees, seqs, valid, labels, folders, groups, names, skipped = [], [], [], [], [], [], [], []
+    keypoints = []
     for (folder, name, _, kp), group in zip(items, groups_all, strict=True):
         first = _view_inputs(kp, None)
         if first is None:
             skipped.append(f"{folder}/{name}")
             continue
         tv, sv, ok = [first[0]], [first[1]], [True]
+        test_views: list[tuple[np.ndarray, np.ndarray | None]] = [(kp, None)]
         for _ in range(n_aug):
-            res = _view_inputs(*augment_sequence(kp, rng))
+            aug = augment_sequence(kp, rng)
+            if len(test_views) < 2:
+                test_views.append(aug)
+            res = _view_inputs(*aug)
             ok.append(res is not None)
             tv.append(res[0] if res is not None else np.full((2, n_tree), np.nan))
             sv.append(res[1] if res is not None else np.full((2, n_seq), np.nan))
@@ -199,8 +219,10 @@ def build_dataset(root: Path, n_aug: int = N_AUG, seed: int = 0) -> Dataset:
         folders.append(folder)
         groups.append(group)
         names.append(f"{folder}/{name}")
+        keypoints.append(test_views)
+    run_frames = np.array([consistent_runs(v[0][0])[0].size for v in keypoints], np.int64)
     return Dataset(np.asarray(trees), np.asarray(seqs), np.asarray(valid), np.asarray(labels, np.int64),
-                   np.asarray(folders), np.asarray(groups, np.int64), names, skipped)
+                   np.asarray(folders), np.asarray(groups, np.int64), names, skipped, keypoints, run_frames)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -245,11 +267,19 @@ def fit_family(data: Dataset, rows: np.ndarray, family: str, seed: int) -> ShotC
     return ShotClassifier(_params(family, model), "<training>")
 
 
-def view_scores(clf: ShotClassifier, data: Dataset, family: str, rows: np.ndarray, view: int) -> np.ndarray:
-    """``[n, C]`` uncalibrated scores of view ``view``, averaged over both orientations (NaN if invalid)."""
-    x = data.inputs(family)[rows, view]
-    s = 0.5 * (clf.scores(x[:, 0]) + clf.scores(x[:, 1]))
-    return np.where(data.valid[rows, view][:, None], s, np.nan)
+def view_scores(clf: ShotClassifier, data: Dataset, rows: np.ndarray, view: int) -> np.ndarray:
+    """``[n, C]`` uncalibrated scores of test view ``view`` (0 or 1) by :meth:`ShotClassifier.keypoint_scores`.
+
+    Exactly the run-time path: every one-person run of the view, each averaged over both
+    orientations. NaN rows where the view has no run with 2 torso frames.
+    """
+    out = np.full((int(np.count_nonzero(rows)), len(SHOT_CLASSES)), np.nan)
+    for j, i in enumerate(np.flatnonzero(rows)):
+        kp, t = data.keypoints[i][view]
+        s = clf.keypoint_scores(kp, t)
+        if s is not None and data.valid[i, view]:
+            out[j] = s
+    return out
 
 
 def grouped_folds(labels: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -306,8 +336,8 @@ def cross_validate(data: Dataset, family: str, *, k: int = 5, seeds: tuple[int, 
         for f in range(k):
             te = fold == f
             clf = fit_family(data, ~te, family, seed * 100 + f)
-            s["clean"][te] = view_scores(clf, data, family, te, 0)
-            s["runtime_like"][te] = view_scores(clf, data, family, te, 1)
+            s["clean"][te] = view_scores(clf, data, te, 0)
+            s["runtime_like"][te] = view_scores(clf, data, te, 1)
         fold_ids.append(fold)
         for v in views:
             scores[v].append(s[v])
@@ -344,6 +374,7 @@ def summarise_scores(data: Dataset, fold_ids: list[np.ndarray], scores: dict[str
                 "folder_counts": {str(fd): np.bincount(pred[ok & (data.folders == fd)], minlength=3).tolist()
                                   for fd in np.unique(data.folders)},
                 "n": int(ok.sum()), "scores": s, "calibrated": cal,
+                **_by_run_length(data, ok, s),
             })
     for view, rs in runs.items():
         out[view] = {
@@ -354,12 +385,34 @@ def summarise_scores(data: Dataset, fold_ids: list[np.ndarray], scores: dict[str
             "folder_counts": {fd: np.sum([r["folder_counts"][fd] for r in rs], axis=0).tolist()
                               for fd in rs[0]["folder_counts"]},
             "n_per_seed": rs[0]["n"],
+            **{f"{m}_{a}": float(getattr(np, a)([r[m] for r in rs])) for m in _BY_RUN_KEYS if m in rs[0]
+               for a in ("mean", "std")},
+            **{f"{m}_n": rs[0][f"{m}_n"] for m in ("run_long", "run_short") if f"{m}_n" in rs[0]},
         }
     out["oof"] = {view: (rs[0]["scores"], rs[0]["calibrated"]) for view, rs in runs.items()}
     s_all = np.concatenate([np.concatenate(v) for v in scores.values()])
     y_all = np.tile(y, sum(len(v) for v in scores.values()))
     ok = np.isfinite(s_all).all(axis=1)
     out["temperature"] = fit_temperature(s_all[ok], y_all[ok])
+    return out
+
+
+_BY_RUN_KEYS = tuple(f"{m}_{q}" for m in ("run_long", "run_short") for q in ("three_class", "pull_vs_cover"))
+
+
+def _by_run_length(data: Dataset, ok: np.ndarray, s: np.ndarray) -> dict[str, Any]:
+    """Balanced accuracies of sequences whose longest one-person run has ``>= RUN_SPLIT`` frames, and of the rest.
+
+    Keys ``run_long_*`` and ``run_short_*``; ``*_n`` counts pull, cover drive and other.
+    """
+    if data.run_frames is None:
+        return {}
+    y, pc, pred, out = data.labels, data.labels < 2, s.argmax(axis=1), {}
+    long_run = data.run_frames >= RUN_SPLIT
+    for name, m in (("run_long", ok & long_run), ("run_short", ok & ~long_run)):
+        out[f"{name}_three_class"] = balanced_accuracy(y[m], pred[m], [0, 1, 2])
+        out[f"{name}_pull_vs_cover"] = balanced_accuracy(y[m & pc], s[m & pc, :2].argmax(axis=1), [0, 1])
+        out[f"{name}_n"] = [int(np.sum(m & (y == c))) for c in range(3)]
     return out
 
 
@@ -457,6 +510,12 @@ def _report(cv: dict[str, Any]) -> str:
             f"{r['pull_vs_cover_mean']:.3f} +- {r['pull_vs_cover_std']:.3f}, ECE raw {r['ece_raw_mean']:.3f} "
             f"-> calibrated {r['ece_calibrated_mean']:.3f} (n={r['n_per_seed']} per shuffle)"
         )
+        for m, words in (("run_long", f">= {RUN_SPLIT}"), ("run_short", f"< {RUN_SPLIT}")):
+            if f"{m}_n" in r:
+                lines.append(
+                    f"  longest one-person run {words} frames (pull, cover, other = {r[f'{m}_n']}): 3-class "
+                    f"{r[f'{m}_three_class_mean']:.3f} +- {r[f'{m}_three_class_std']:.3f}, pull vs cover "
+                    f"{r[f'{m}_pull_vs_cover_mean']:.3f} +- {r[f'{m}_pull_vs_cover_std']:.3f}")
         lines.append(_format_confusion(r["confusion"], list(SHOT_CLASSES)))
         lines.append("per folder (pull, cover_drive, other): " + ", ".join(
             f"{fd} {c}" for fd, c in r["folder_counts"].items()))

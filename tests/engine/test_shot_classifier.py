@@ -18,7 +18,8 @@ from engine.config import ShotConfig
 from engine.errors import ModelError
 from engine.shots import SHOT_CLASSES, ShotClassifier, feature_names, mediapipe33_to_coco17, mirror_keypoints, softmax
 from engine.shots.augment import augment_sequence, crop_window, drop_frames, drop_keypoints, scale_limbs, time_warp
-from engine.shots.features import CHANNELS, pose_channels, shot_features
+from engine.shots.classifier import MIN_RUN_FRAMES
+from engine.shots.features import CHANNELS, consistent_runs, pose_channels, shot_features
 from engine.types import COCO_KEYPOINT_NAMES, KEYPOINT_INDEX
 from tests.conftest import shared_file
 
@@ -221,6 +222,49 @@ def test_min_confidence_publishes_other_and_keeps_probabilities(classifier, cric
     assert classifier.predict_keypoints(kp, min_confidence=c - 1e-6).label == top
 
 
+def test_consistent_runs_split_where_another_person_is_picked():
+    """Batter 6 frames, a fielder far away 3 frames, the batter again 5 frames (one frame without hips)."""
+    batter = _pose(11, seed=1)
+    fielder = _pose(3, seed=2) + [900.0, 0.0]  # 900 px away: about 7 torso lengths
+    kp = np.concatenate([batter[:6], fielder, batter[6:]])
+    kp[10, KI["left_hip"]] = np.nan  # no torso: stepped over, the run goes on
+    runs = consistent_runs(kp)
+    assert [r.tolist() for r in runs] == [[0, 1, 2, 3, 4, 5], [9, 11, 12, 13], [6, 7, 8]]
+    conf = np.ones((14, 17))
+    conf[7, KI["right_shoulder"]] = 0.1  # below min_keypoint_conf: frame 7 has no torso
+    assert [r.tolist() for r in consistent_runs(kp, conf)] == [[0, 1, 2, 3, 4, 5], [9, 11, 12, 13], [6, 8]]
+    # a camera cut: the same batter twice as large -> torso ratio 2 > 1.6 breaks the run
+    cut = np.concatenate([batter[:5], (batter[5:] - 300.0) * 2.0 + 300.0])
+    assert [r.size for r in consistent_runs(cut)] == [6, 5]
+    assert consistent_runs(np.full((4, 17, 2), np.nan)) == []
+
+
+def test_keypoint_scores_weigh_every_long_run_by_its_frames(classifier, cricshot):
+    """One run: the longest run's mirror-averaged scores; two runs: their probabilities mixed by frame count."""
+    pull, cover = (next(k[consistent_runs(k)[0]] for folder, _, k in cricshot if folder == name)
+                   for name in ("pull", "cover"))
+    assert min(pull.shape[0], cover.shape[0]) >= MIN_RUN_FRAMES
+
+    def one_run(kp):  # the scores of the longest run, computed from the public pieces
+        mirrored = classifier.inputs(mirror_keypoints(kp))
+        return 0.5 * (classifier.scores(classifier.inputs(kp)) + classifier.scores(mirrored))
+
+    np.testing.assert_allclose(classifier.keypoint_scores(pull), one_run(pull), atol=1e-12)
+    far = cover + [10.0, 0.0]  # CricShot10 units are frame widths: 10 widths away is another person
+    both = np.concatenate([pull, far])
+    n, m = pull.shape[0], cover.shape[0]
+    want = np.log((n * np.exp(one_run(pull)) + m * np.exp(one_run(far))) / (n + m))
+    np.testing.assert_allclose(classifier.keypoint_scores(both), want, atol=1e-9)
+    p = classifier.predict_keypoints(both)
+    np.testing.assert_allclose([p.probabilities[c] for c in SHOT_CLASSES], softmax(want, classifier.temperature))
+    # a run shorter than MIN_RUN_FRAMES (a fielder for a moment) changes nothing
+    blip = np.concatenate([pull, far[: MIN_RUN_FRAMES - 1]])
+    np.testing.assert_allclose(classifier.keypoint_scores(blip), one_run(pull), atol=1e-12)
+    with pytest.raises(ValueError, match="t_s"):
+        classifier.keypoint_scores(pull, np.arange(3.0))
+    assert classifier.keypoint_scores(np.full((3, 17, 2), np.nan)) is None
+
+
 def test_fit_temperature_and_ece_on_known_values():
     from engine.tools.train_shots import expected_calibration_error, fit_temperature
 
@@ -242,7 +286,7 @@ def test_cv_summary_of_known_out_of_fold_scores():
     n = y.size
     data = Dataset(trees=np.zeros((n, 1, 2, 1)), sequences=np.zeros((n, 1, 2, 1)), valid=np.ones((n, 1), bool),
                    labels=y, folders=np.array(["pull", "pull", "cover", "cover", "hook", "sweep"]),
-                   groups=np.arange(n), names=[""] * n, skipped=[])
+                   groups=np.arange(n), names=[""] * n, skipped=[], keypoints=[])
     perfect = np.log(np.eye(3)[y] * 0.9 + 0.05)
     all_pull = np.log(np.tile([0.5, 0.2, 0.3], (n, 1)))
     folds = [np.array([0, 1, 0, 1, 0, 1])] * 2
