@@ -3,7 +3,8 @@
 Each ``.npy`` file (or every ``.npy`` under a folder, sorted) is one shot. It goes through the
 same steps as the ``shot/`` topic at run time: right-hander frame (mirror for ``--handedness
 left``), :meth:`ShotClassifier.predict_keypoints` (the packaged model, mirror-averaged and
-calibrated) and ``shots.min_confidence``. One JSON object per sequence is printed on stdout; a path
+calibrated), ``shots.min_confidence`` and ``batter.min_keypoint_conf`` (from ``--config`` / ``--set``
+as ``batsight run`` reads them). One JSON object per sequence is printed on stdout; a path
 or file that cannot be classified gets one line on stderr and does not stop the others.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.config import BatterConfig, ShotConfig
+from engine.config import BatterConfig, load_config
 from engine.errors import ConfigError
 from engine.shots.classifier import ShotClassifier
 from engine.shots.handedness import FLIP_INDEX, mirror_keypoints
@@ -246,7 +247,9 @@ def classify_file(
 
 def _cmd_classify(args: argparse.Namespace) -> int:
     """Rows on stdout as they are made, one line per failure on stderr; 1 when anything failed."""
-    clf = ShotClassifier.load(args.classifier or None)
+    config = load_config(args.config, list(args.set or []))
+    clf = ShotClassifier.load(config.shots.classifier if args.classifier is None else args.classifier)
+    min_confidence = config.shots.min_confidence if args.min_confidence is None else args.min_confidence
     files, errors = sequence_files(args.paths)
     for line in errors:
         sys.stderr.write(f"batsight: error: {line}\n")
@@ -254,7 +257,9 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     try:
         for f in files:
             try:
-                row = classify_file(f, args.layout, args.aspect, args.handedness, clf, args.min_confidence)
+                row = classify_file(
+                    f, args.layout, args.aspect, args.handedness, clf, min_confidence, config.batter.min_keypoint_conf
+                )
             except ConfigError as exc:
                 sys.stderr.write(f"batsight: error: {exc}\n")
                 failed += 1
@@ -284,9 +289,11 @@ def add_classify_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                      "required for them (CricShot10: 4:3); omit for pixels")
     cls.add_argument("--handedness", choices=("right", "left"), default="right",
                      help="batter handedness (default: right)")
-    cls.add_argument("--classifier", default="", metavar="FILE",
-                     help="classifier parameter JSON (default: the packaged one)")
-    cls.add_argument("--min-confidence", type=_probability, default=ShotConfig().min_confidence, metavar="P",
-                     help="pull / cover drive below this probability is labelled other (shots.min_confidence, "
-                     "default %(default)s)")
+    cls.add_argument("--classifier", metavar="FILE",
+                     help="classifier parameter JSON (default: shots.classifier; empty: the packaged one)")
+    cls.add_argument("--min-confidence", type=_probability, metavar="P",
+                     help="pull / cover drive below this probability is labelled other (default: shots.min_confidence)")
+    cls.add_argument("--config", "-c", help="YAML config file whose shots.classifier, shots.min_confidence and "
+                     "batter.min_keypoint_conf are used, as by run (see configs/default.yaml)")
+    cls.add_argument("--set", "-s", action="append", metavar="KEY=VALUE", help="override a config key")
     cls.set_defaults(func=_cmd_classify)

@@ -204,6 +204,11 @@ def test_cricshot10_mediapipe_file_equals_its_keypoints_in_pixels(tmp_path, caps
     assert row_mp["probabilities"] == pytest.approx(row_px["probabilities"], abs=1e-9)
     assert row_mp["label"] == row_px["label"] and row_mp["frames"] == lm.shape[0]
     _check_row(row_mp)
+    p = row_mp["probabilities"]
+    top = max(p, key=p.get)  # cover_drive with the model of this commit
+    _, (row,), _ = _run(capsys, src, "--aspect", "4:3", "--set", f"shots.min_confidence={p[top] + 1e-6}")
+    assert (row["label"], row["abstained"], row["confidence"]) == ("other", top != "other", p["other"])
+    assert row["probabilities"] == p
 
 
 def test_nan_confidence_is_a_missing_keypoint(tmp_path, capsys):
@@ -263,3 +268,26 @@ def test_closed_stdout_stops_quietly(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert b"Traceback" not in err and b"BrokenPipe" not in err, err
+
+
+def test_config_thresholds_apply_as_in_run(tmp_path, capsys):
+    """``--config`` / ``--set`` give shots.min_confidence and batter.min_keypoint_conf as ``run`` reads them."""
+    kp = _pose_px()
+    wrists = [COCO_KEYPOINT_NAMES.index("left_wrist"), COCO_KEYPOINT_NAMES.index("right_wrist")]
+    conf = np.full(kp.shape[:2] + (1,), 0.9)
+    conf[:, wrists] = 0.5
+    np.save(tmp_path / "half.npy", np.concatenate([kp, conf], axis=2))
+    conf[:, wrists] = 0.0
+    np.save(tmp_path / "none.npy", np.concatenate([kp, conf], axis=2))
+    (tmp_path / "c.yaml").write_text("shots:\n  min_confidence: 1.0\nbatter:\n  min_keypoint_conf: 0.6\n")
+    _, (half, none), _ = _run(capsys, tmp_path / "half.npy", tmp_path / "none.npy", "--layout", "coco17",
+                              "--config", tmp_path / "c.yaml")
+    assert half["probabilities"] == pytest.approx(none["probabilities"], abs=1e-12)  # 0.5 < 0.6: wrists missing
+    top = max(half["probabilities"], key=half["probabilities"].get)
+    assert (half["label"], half["abstained"]) == ("other", top != "other")  # min_confidence 1: nothing else passes
+    _, (seen,), _ = _run(capsys, tmp_path / "half.npy", "--layout", "coco17", "--set", "batter.min_keypoint_conf=0.4",
+                         "--min-confidence", "0")
+    assert seen["probabilities"] != pytest.approx(none["probabilities"], abs=1e-6)
+    assert seen["label"] == max(seen["probabilities"], key=seen["probabilities"].get)
+    rc = main(["classify", str(tmp_path / "half.npy"), "--set", "shots.min_confidence=2"])
+    assert rc == 2 and "min_confidence" in capsys.readouterr().err
