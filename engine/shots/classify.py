@@ -62,10 +62,14 @@ def _probability(text: str) -> float:
 
 
 def _npy_under(folder: Path) -> list[Path]:
-    """``*.npy`` (any case) under ``folder``, sorted; hidden files and folders (``.*``) are skipped."""
+    """``*.npy`` (any case) under ``folder``, sorted: files and broken links (reported when read).
+
+    Hidden files and folders (``.*``) are skipped, and so are pipes and sockets (reading them could
+    block for ever).
+    """
     return sorted(
         f for f in folder.rglob("*")
-        if f.suffix.lower() == ".npy" and not f.is_dir()
+        if f.suffix.lower() == ".npy" and (f.is_file() or (f.is_symlink() and not f.exists()))
         and not any(part.startswith(".") for part in f.relative_to(folder).parts)
     )
 

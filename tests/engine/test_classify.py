@@ -237,13 +237,17 @@ def test_each_file_is_classified_once(tmp_path, capsys):
     assert [r["path"] for r in rows] == [str(d / "a.npy")]
 
 
-def test_broken_link_and_non_utf8_names(tmp_path):
-    """Real streams (a subprocess): undecodable names neither crash stderr nor break the JSON on stdout."""
+def test_broken_link_pipe_and_non_utf8_names(tmp_path):
+    """Real streams (a subprocess): undecodable names neither crash stderr nor break the JSON on stdout.
+
+    A pipe named ``*.npy`` in the folder is skipped (the old walk opened it and hung: the timeout).
+    """
     d = os.fsencode(tmp_path)
     np.save(os.fsdecode(d + b"/good\xff.npy"), _pose_px())
     with open(d + b"/bad\xfe.npy", "wb") as fh:
         fh.write(b"junk")
     os.symlink(b"/nonexistent.npy", d + b"/gone.npy")
+    os.mkfifo(d + b"/pipe.npy")  # no writer: opening it would block, so a folder walk must skip it
     proc = subprocess.run(
         [sys.executable, "-m", "engine.cli", "classify", str(tmp_path), "--layout", "coco17"],
         capture_output=True, timeout=60, env=subprocess_env(),
