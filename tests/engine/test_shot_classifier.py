@@ -356,8 +356,8 @@ def test_batsight_classify_coco17_folder_and_errors(tmp_path, capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["path"] for r in rows] == [str(tmp_path / "a.npy"), str(tmp_path / "b.npy")]
     assert rows[0]["probabilities"] == pytest.approx(rows[1]["probabilities"], abs=1e-12)
-    assert main(["classify", str(tmp_path / "missing.npy")]) == 2
+    assert main(["classify", str(tmp_path / "missing.npy")]) == 1
     assert "no such file" in capsys.readouterr().err
     np.save(tmp_path / "c.npy", np.zeros((4, 5)))
-    assert main(["classify", str(tmp_path / "c.npy"), "--layout", "coco17"]) == 2
+    assert main(["classify", str(tmp_path / "c.npy"), "--layout", "coco17"]) == 1
     assert "(T, 17, 2|3)" in capsys.readouterr().err
