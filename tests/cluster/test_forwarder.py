@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import zmq
@@ -290,3 +291,28 @@ def test_cluster_takes_no_progress_and_prints_run_s_lines_per_source() -> None:
         "  net0: 40 frames, batter found 75.0%, shots 2, dropped 1, corrupt 3, truncated, on worker0",
         "  net1: 10 frames, batter found 0.0%, shots 0, dropped 0, corrupt 0, concealed 4, on worker1, error: gone",
     ]
+
+
+class _StubRun:
+    """A ``ClusterRun`` stand-in for the command's wait loop: one opened worker with one file source."""
+
+    def __init__(self, frames: list[int]) -> None:
+        self.workers = [SimpleNamespace(phase="running", live={"net0": False})]
+        self._frames = frames  # frames forwarded at each join(); the run ends after the last
+
+    def join(self, timeout_s: float) -> bool:
+        if len(self._frames) > 1:
+            self._frames.pop(0)
+        return len(self._frames) == 1
+
+    def summary(self) -> SimpleNamespace:
+        return SimpleNamespace(frames=self._frames[0])
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_the_cluster_progress_bar_counts_the_frames_forwarded_unless_turned_off(capsys, progress) -> None:
+    from engine.cluster.cli import _join
+
+    _join(_StubRun([0, 5, 12, 30]), progress)
+    bar = capsys.readouterr().err
+    assert ("batsight: 30frame" in bar) is progress  # tqdm without a total: the count, then the rate
