@@ -97,7 +97,9 @@ def _timestamp_rate(stream: Any) -> float | None:
 
     ``None`` unless the container announces at least 2 frames and a positive duration.
     """
-    frames, duration, time_base = (getattr(stream, name, None) for name in ("frames", "duration", "time_base"))
+    frames: Any = getattr(stream, "frames", None)
+    duration: Any = getattr(stream, "duration", None)
+    time_base: Any = getattr(stream, "time_base", None)
     try:
         duration_s = float(duration * time_base)
         count = int(frames)
