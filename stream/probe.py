@@ -89,11 +89,11 @@ def probe_container(container: Any, label: str, live: bool, max_pixels: int) -> 
         ``video_stream`` (index used) and ``choice`` (why), ``codec``, ``coded_width`` /
         ``coded_height`` (pixels as coded), ``rotation_deg`` (display matrix angle, counter-clockwise,
         as ffprobe shows it), ``transform`` (the FFmpeg filter applied, ``""`` if none), ``width`` /
-        ``height`` (pixels after rotation: what the model sees); these four are ``None`` when no frame
-        was decoded (a refused stream: the matrix comes with the first frame), ``fps`` and ``rate_field`` (the PyAV
-        field it came from), ``timestamps`` (whether frames carry PTS), ``duration_s`` and ``frames``
-        (``None`` when unknown), ``mode``, ``warnings`` (list of text) and ``error`` (what makes
-        ``batsight run`` refuse the source, else ``None``).
+        ``height`` (pixels after rotation: what the model sees); these four are ``None`` when no
+        frame was decoded (a refused stream: the matrix comes with the first frame); ``fps`` and
+        ``rate_field`` (the PyAV field it came from), ``timestamps`` (whether frames carry PTS),
+        ``duration_s`` and ``frames`` (``None`` when unknown), ``mode``, ``warnings`` (list of text)
+        and ``error`` (what makes ``batsight run`` refuse the source, else ``None``).
 
     Raises:
         SourceError: the container has no video stream or no decoder for it.

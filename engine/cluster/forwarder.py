@@ -443,7 +443,8 @@ class Forwarder:
         elif kind == "eos":
             track.ended = True
             track.error = header.get("error")
-            track.eos = {key: header.get(key, 0) for key in ("dropped", "corrupt", "concealed", "reason")}
+            track.eos = {key: header.get(key, 0) for key in ("dropped", "corrupt", "concealed")}
+            track.eos["reason"] = header.get("reason")
             header["frames"] += track.pose_offset  # frames published by every incarnation
             header["last_seq"] = track.last_seq()  # in the forwarder's numbering, which subscribers see
         parts[1] = msgpack.packb(header, use_bin_type=True)
