@@ -209,7 +209,9 @@ class SourceReader:
     failed), and always calls ``source.close()``. ``stop()`` may be called from any thread; the
     thread then ends within the source's read timeout. The queue policy follows ``source.live`` as
     it reads after ``open()``. Consumers take items with :meth:`take_nowait`, which gives their
-    bytes back to the budget and converts a deferred frame.
+    bytes back to the budget and converts a deferred frame. After ``stop()`` no further frame is
+    read; a frame already read is still queued (so every frame counted in ``frames_in`` is published
+    or counted in ``dropped``) unless :meth:`abandon` is called.
 
     Args:
         source: The unopened source.
@@ -352,7 +354,9 @@ class SourceReader:
                 if self._stop.is_set():
                     break
                 self.frames_in += 1
-                if not self._put(frame, drop_oldest=self.live):
+                # A frame read is queued even when stop() comes while it waits for room (it waits, like
+                # the end marker, until the consumer is gone), so frames_in == frames_out + dropped.
+                if not self._put(frame, drop_oldest=self.live, until_abandoned=True) or self._stop.is_set():
                     break
         except SourceError as exc:
             error = exc

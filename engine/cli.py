@@ -33,6 +33,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from engine.config import Config, load_config
 from engine.errors import BatsightError, ConfigError, PluginError
 from engine.plugins import SINKS, OfflineReport, SinkPlugin, load
+from engine.stats import SourceSummary
 
 log = logging.getLogger("batsight")
 
@@ -110,11 +111,32 @@ def _progress_bar(pipeline: Any) -> Any:
     files = [r for r in pipeline.readers if not r.source.live]
     if not files or any(r.state == "connecting" for r in files):
         return None
+    totals = [r.source.total_frames for r in files]
+    return progress_bar(None if any(t is None for t in totals) else sum(totals))
+
+
+def progress_bar(total: int | None) -> Any:
+    """A tqdm bar of ``total`` frames (``None``: a running count and rate), for ``batsight run`` and ``cluster``."""
     from tqdm import tqdm
 
-    totals = [r.source.total_frames for r in files]
-    total = None if any(t is None for t in totals) else sum(totals)
     return tqdm(total=total, unit="frame", desc="batsight", dynamic_ncols=True, leave=True)
+
+
+def source_summary_line(source_id: str, st: SourceSummary, where: str = "") -> str:
+    """One source's line of the end summary (``batsight run`` and ``batsight cluster``).
+
+    ``"  cam1: 120 frames, batter found 75.0%, shots 2, dropped 0, corrupt 1"``, then ``concealed N``,
+    ``truncated``, ``where`` (``cluster``: ``"on worker0"``) and ``error: ...`` when they apply.
+    """
+    pct = f"{100.0 * st.batter_frames / st.frames:.1f}%" if st.frames else "-"
+    line = (
+        f"  {source_id}: {st.frames} frames, batter found {pct}, shots {st.shots}, "
+        f"dropped {st.dropped}, corrupt {st.corrupt}"
+    )
+    line += f", concealed {st.concealed}" if st.concealed else ""
+    line += ", truncated" if st.truncated else ""
+    line += f", {where}" if where else ""
+    return line + (f", error: {st.error}" if st.error else "")
 
 
 def _print_summary(summary: Any, out: Any = None) -> None:
@@ -128,17 +150,7 @@ def _print_summary(summary: Any, out: Any = None) -> None:
         head = f"batsight: no frames in {summary.run_s:.1f} s of running"
     concealed = f", concealed {summary.concealed}" if summary.concealed else ""
     lines = [f"{head}, dropped {summary.dropped}, corrupt {summary.corrupt}{concealed}"]
-    for source_id, st in summary.per_source.items():
-        pct = f"{100.0 * st.batter_frames / st.frames:.1f}%" if st.frames else "-"
-        line = (
-            f"  {source_id}: {st.frames} frames, batter found {pct}, shots {st.shots}, "
-            f"dropped {st.dropped}, corrupt {st.corrupt}"
-        )
-        line += f", concealed {st.concealed}" if st.concealed else ""
-        line += ", truncated" if st.truncated else ""
-        if st.error:
-            line += f", error: {st.error}"
-        lines.append(line)
+    lines += [source_summary_line(source_id, st) for source_id, st in summary.per_source.items()]
     out.write("\n".join(lines) + "\n")
     out.flush()
 

@@ -498,6 +498,30 @@ def _format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     return "invalid config: " + "; ".join(parts)
 
 
+def _yaml_error_text(exc: yaml.YAMLError, text: str) -> str:
+    """``", line L, column C: not valid YAML: <problem>"`` for a PyYAML error, 1-based as editors count.
+
+    PyYAML's own text names the input ``"<unicode string>"`` (the file was read into a string
+    first); the marks (``problem_mark``, ``context_mark``: 0-based ``line`` / ``column``) and the
+    reader's ``position`` (0-based character offset into ``text``, the file's text) locate the error
+    instead.
+    """
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = "" if mark is None else f", line {mark.line + 1}, column {mark.column + 1}"
+        problem = exc.problem or exc.context or "syntax error"
+        if exc.problem and exc.context:
+            cm = exc.context_mark
+            start = "" if cm is None else f" from line {cm.line + 1}, column {cm.column + 1}"
+            problem += f" ({exc.context}{start})"
+        return f"{where}: not valid YAML: {problem}"
+    if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
+        before = text[: exc.position]
+        line, column = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        return f", line {line}, column {column}: not valid YAML: character #x{exc.character:04x}: {exc.reason}"
+    return f": not valid YAML: {' '.join(str(exc).split())}"
+
+
 def _parse_scalar(text: str) -> Any:
     """Parse a ``--set`` value with YAML rules (``8`` -> int, ``true`` -> bool, ``[a, b]`` -> list)."""
     try:
@@ -548,7 +572,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     if path is not None:
         p = Path(path)
         try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+            text = p.read_text(encoding="utf-8")
+            loaded = yaml.safe_load(text)
         except OSError as exc:
             msg = f"cannot read config file {p}: {exc.strerror or exc}"
             raise ConfigError(msg) from exc
@@ -556,7 +581,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             msg = f"config file {p} is not UTF-8 text: byte {exc.object[exc.start]:#04x} at offset {exc.start}"
             raise ConfigError(msg) from None
         except yaml.YAMLError as exc:
-            msg = f"config file {p} is not valid YAML: {' '.join(str(exc).split())}"
+            msg = f"config file {p}{_yaml_error_text(exc, text)}"
             raise ConfigError(msg) from exc
         if loaded is None:
             loaded = {}

@@ -57,6 +57,8 @@ def probe_sources(
 
 def _size(report: dict[str, Any]) -> str:
     coded = f"{report['coded_width']}x{report['coded_height']}"
+    if report.get("rotation_deg") is None:  # no frame decoded (refused): the display matrix was not read
+        return f"{coded}, rotation not read (no frame decoded)"
     if not report.get("transform"):
         return f"{coded}, no rotation"
     turned = f"rotation {report['rotation_deg']:g} ({report['transform']})"

@@ -19,7 +19,7 @@ import numpy as np
 
 from engine.config import ModelConfig, PublisherConfig, SourceConfig
 from engine.errors import SourceError
-from engine.messages import EndOfStream, Fit, FitStats, Health, Message, Pose, SourceHealth
+from engine.messages import EndOfStream, Fit, FitStats, Health, Message, Pose, Shot, SourceHealth
 from engine.models.base import KeypointModel
 from engine.sources import Source
 from engine.types import NUM_KEYPOINTS, Frame, Persons
@@ -257,6 +257,20 @@ def make_fit(source_id: str = "cam1", frame_index: int = 0, fps: float = 30.0, s
         seq=seq, window_s=2.0, wrist="left_wrist", shoulder="left_shoulder", basis="legendre", dx=0.1, dy=-0.2,
         n_points=2, t_start_s=max(0, frame_index - 1) / fps, t_end_s=frame_index / fps, degree_xy=1,
         stats=FitStats(**zeros), dx_coef=np.zeros(2), dy_coef=np.zeros(2), r_coef=np.zeros(3),
+    )
+
+
+def make_shot(source_id: str = "cam1", shot_index: int = 0, seq: int = 0) -> Shot:
+    """A valid ``shot/`` message without a fit: frames ``10 i .. 10 i + 9`` at 30 fps, label ``pull`` (made up)."""
+    empty = np.zeros((0,), np.float64)
+    start, end = 10 * shot_index, 10 * shot_index + 9
+    return Shot(
+        source_id=source_id, frame_index=end, pts_s=end / 30, capture_time_ns=1_000 + end, seq=seq,
+        shot_index=shot_index, start_frame=start, end_frame=end, start_s=start / 30, end_s=end / 30,
+        duration_s=9 / 30, label="pull", confidence=None, probabilities=None, handedness="right",
+        handedness_source="config", wrist="left_wrist", shoulder="left_shoulder", n_points=0, degree_xy=None,
+        basis="legendre", t_start_s=None, t_end_s=None, stats=None, classifier_version="test", dx_coef=empty,
+        dy_coef=empty, r_coef=empty, t_s=empty, dx=empty, dy=empty, pair_similarity=np.zeros((0,), np.float32),
     )
 
 

@@ -12,6 +12,7 @@ References (PyAV docs): ``Container.streams.best("video")``, ``VideoStream.threa
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import av
@@ -46,9 +47,14 @@ def has_no_timestamps(container: Any) -> bool:
 def stream_rate(stream: Any, container: Any = None) -> tuple[float | None, str | None]:
     """Nominal frame rate of a PyAV video stream, frames per second, and the field it was read from.
 
-    The first usable (positive, finite) value of, in order, ``stream.average_rate`` (FFmpeg's
-    ``avg_frame_rate``), ``stream.guessed_rate`` (``av_guess_frame_rate``) and ``stream.base_rate``
-    (``r_frame_rate``). When the container's demuxer has no timestamps (``AVFMT_NOTIMESTAMPS``: raw
+    Of the usable (positive, finite) values of ``stream.average_rate`` (FFmpeg's ``avg_frame_rate``),
+    ``stream.guessed_rate`` (``av_guess_frame_rate``) and ``stream.base_rate`` (``r_frame_rate``), the
+    one nearest the mean rate of the frames' timestamps, ``stream.frames / (stream.duration *
+    stream.time_base)``, the first of equals in that order; the first usable one when the container
+    announces no frame count or duration. FFmpeg estimates ``avg_frame_rate`` from the packets it
+    probes, which for a GIF (delays in 1/100 s: a 12 fps GIF alternates 8 and 9) says 12.5, while
+    ``r_frame_rate`` (``ff_rfps_calculate``, fitted to the timestamp deltas) says 12.
+    When the container's demuxer has no timestamps (``AVFMT_NOTIMESTAMPS``: raw
     ``.h264``, ``.hevc`` ...), its ``average_rate`` is just its ``framerate`` option (25 by default, whatever
     the stream says), so the stream's own rate comes first: ``guessed_rate`` (which weighs the
     bitstream's timing info), then ``stream.codec_context.framerate``, then the others. PyAV gives each
@@ -61,7 +67,18 @@ def stream_rate(stream: Any, container: Any = None) -> tuple[float | None, str |
     Returns:
         ``(fps, field)``, e.g. ``(60.0, "guessed_rate")``; ``(None, None)`` when no field is usable.
     """
-    names = RATE_FIELDS_NO_TIMESTAMPS if has_no_timestamps(container) else RATE_FIELDS
+    if has_no_timestamps(container):
+        return next(_usable_rates(stream, RATE_FIELDS_NO_TIMESTAMPS), (None, None))
+    candidates = list(_usable_rates(stream, RATE_FIELDS))
+    measured = _timestamp_rate(stream)
+    if not candidates or measured is None:
+        return candidates[0] if candidates else (None, None)
+    # the field nearest the timestamps' own mean rate; min() keeps the first of equals (average_rate)
+    return min(candidates, key=lambda c: abs(math.log(c[0] / measured)))
+
+
+def _usable_rates(stream: Any, names: tuple[str, ...]) -> Iterator[tuple[float, str]]:
+    """``(fps, field)`` of each field in ``names`` that is set, positive and finite, in order."""
     for name in names:
         owner, _, attr = name.rpartition(".")
         rate = getattr(getattr(stream, owner, None) if owner else stream, attr, None)
@@ -72,8 +89,23 @@ def stream_rate(stream: Any, container: Any = None) -> tuple[float | None, str |
         except (TypeError, ValueError, ZeroDivisionError, OverflowError):
             continue
         if math.isfinite(fps) and fps > 0:
-            return fps, name
-    return None, None
+            yield fps, name
+
+
+def _timestamp_rate(stream: Any) -> float | None:
+    """``stream.frames / (stream.duration * stream.time_base)``: the mean rate of the frames' timestamps.
+
+    ``None`` unless the container announces at least 2 frames and a positive duration.
+    """
+    frames: Any = getattr(stream, "frames", None)
+    duration: Any = getattr(stream, "duration", None)
+    time_base: Any = getattr(stream, "time_base", None)
+    try:
+        duration_s = float(duration * time_base)
+        count = int(frames)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        return None
+    return count / duration_s if count >= 2 and math.isfinite(duration_s) and duration_s > 0 else None
 
 
 def stream_fps(stream: Any) -> float | None:

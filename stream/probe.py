@@ -25,7 +25,7 @@ from stream.decode import (
     stream_choice,
     stream_rate,
 )
-from stream.display import IDENTITY, frame_orientation
+from stream.display import Orientation, frame_orientation
 from stream.redact import error_reason
 from stream.timeline import FALLBACK_FPS
 
@@ -89,10 +89,11 @@ def probe_container(container: Any, label: str, live: bool, max_pixels: int) -> 
         ``video_stream`` (index used) and ``choice`` (why), ``codec``, ``coded_width`` /
         ``coded_height`` (pixels as coded), ``rotation_deg`` (display matrix angle, counter-clockwise,
         as ffprobe shows it), ``transform`` (the FFmpeg filter applied, ``""`` if none), ``width`` /
-        ``height`` (pixels after rotation: what the model sees), ``fps`` and ``rate_field`` (the PyAV
-        field it came from), ``timestamps`` (whether frames carry PTS), ``duration_s`` and ``frames``
-        (``None`` when unknown), ``mode``, ``warnings`` (list of text) and ``error`` (what makes
-        ``batsight run`` refuse the source, else ``None``).
+        ``height`` (pixels after rotation: what the model sees); these four are ``None`` when no
+        frame was decoded (a refused stream: the matrix comes with the first frame); ``fps`` and
+        ``rate_field`` (the PyAV field it came from), ``timestamps`` (whether frames carry PTS),
+        ``duration_s`` and ``frames`` (``None`` when unknown), ``mode``, ``warnings`` (list of text)
+        and ``error`` (what makes ``batsight run`` refuse the source, else ``None``).
 
     Raises:
         SourceError: the container has no video stream or no decoder for it.
@@ -120,7 +121,8 @@ def probe_container(container: Any, label: str, live: bool, max_pixels: int) -> 
     }
     if len(container.streams.video) > 1:
         warnings.append(f"{len(container.streams.video)} video streams: reading {describe_stream(stream)}")
-    orientation = IDENTITY
+    # the display matrix comes with a decoded frame (PyAV reads no stream side data): None until one is
+    orientation: Orientation | None = None
     if coded_w * coded_h > max_pixels:
         info["error"] = (
             f"video is {coded_w}x{coded_h} = {coded_w * coded_h} pixels, above source.max_pixels = {max_pixels}: "
@@ -138,11 +140,15 @@ def probe_container(container: Any, label: str, live: bool, max_pixels: int) -> 
             "frames have no timestamps: timed by the wall clock" if live else
             f"frames have no timestamps: timed at {fps or FALLBACK_FPS:g} fps ({rate_field or 'fallback'})"
         )
-    if orientation.unsupported:
-        warnings.append(f"display rotation {orientation.rotation_deg:g} degrees is no multiple of 90: left as coded")
-    info["rotation_deg"] = orientation.rotation_deg
-    info["transform"] = orientation.transform
-    info["width"], info["height"] = orientation.display_size(coded_w, coded_h)
+    if orientation is None:  # not read, so not claimed to be none
+        info.update(rotation_deg=None, transform=None, width=None, height=None)
+    else:
+        if orientation.unsupported:
+            angle = orientation.rotation_deg
+            warnings.append(f"display rotation {angle:g} degrees is no multiple of 90: left as coded")
+        info["rotation_deg"] = orientation.rotation_deg
+        info["transform"] = orientation.transform
+        info["width"], info["height"] = orientation.display_size(coded_w, coded_h)
     if not live and info["frames"] is None:
         warnings.append("the container does not announce a frame count")
     info["warnings"] = warnings

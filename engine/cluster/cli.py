@@ -38,6 +38,7 @@ def add_cluster_parser(
     cluster.add_argument("--config", "-c", help="YAML config file (see configs/default.yaml, section cluster)")
     cluster.add_argument("--set", "-s", action="append", metavar="KEY=VALUE", help="override a config key")
     cluster.add_argument("--sink", action="append", metavar="NAME[:ARG]", help="sink on the driver: jsonl:out.jsonl")
+    cluster.add_argument("--no-progress", action="store_true", help="no progress bar")
     cluster.set_defaults(func=partial(
         cmd_cluster, sink_from_spec=sink_from_spec, install_signal_handlers=install_signal_handlers
     ))
@@ -57,13 +58,44 @@ def _start_sinks(run: Any, specs: list[str], sinks: list[Any], config: Any) -> l
 
 
 def _print_summary(summary: Any, out: Any) -> None:
+    """The end summary: a head line, then ``batsight run``'s line per source with its worker."""
+    from engine.cli import source_summary_line
+
     fps = summary.frames / summary.wall_s if summary.wall_s > 0 else 0.0
+    sources = summary.per_source.values()
     lines = [f"batsight cluster: {summary.frames} frames in {summary.wall_s:.2f} s -> {fps:.2f} fps, "
-             f"{summary.restarts} worker restarts"]
-    for sid, (frames, worker, error) in summary.per_source.items():
-        lines.append(f"  {sid}: {frames} frames on {worker}" + (f", error: {error}" if error else ""))
+             f"{summary.restarts} worker restarts, dropped {sum(st.dropped for st in sources)}, "
+             f"corrupt {sum(st.corrupt for st in sources)}"]
+    lines += [source_summary_line(sid, st, f"on {summary.workers[sid]}") for sid, st in summary.per_source.items()]
     out.write("\n".join(lines) + "\n")
     out.flush()
+
+
+def _join(run: Any, progress: bool) -> None:
+    """Wait for the end of ``run``; with ``progress``, a bar of the frames forwarded once the workers opened.
+
+    The bar has no total (the workers open the files) and shows only when a file source runs.
+    """
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from engine.cli import progress_bar
+
+    bar = None
+    try:
+        with logging_redirect_tqdm():  # the driver's log lines go above the bar
+            while True:
+                ended = run.join(timeout_s=0.5)
+                opened = all(w.phase != "opening" for w in run.workers)
+                files = any(not live for w in run.workers for live in w.live.values())
+                if bar is None and progress and opened and files and not ended:
+                    bar = progress_bar(None)
+                if bar is not None:
+                    bar.update(run.summary().frames - bar.n)
+                if ended:
+                    return
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def cmd_cluster(
@@ -95,15 +127,14 @@ def cmd_cluster(
         run.start(expected_subscribers=len(threads),
                   sink_subscriptions=sum(t.runner.subscriptions for t in threads))
         stop["fn"] = run.stop
-        while not run.join(timeout_s=0.5):
-            pass
+        _join(run, config.progress and not args.no_progress)
     finally:
         run.close()
         join_sink_threads(threads, config.sink_close_timeout_s)
     summary = run.summary()
     writes_stdout = any(getattr(sink, "writes_stdout", False) for sink in sinks)
     _print_summary(summary, sys.stderr if writes_stdout else sys.stdout)
-    failed = {sid: error for sid, (_, _, error) in summary.per_source.items() if error}
+    failed = {sid: st.error for sid, st in summary.per_source.items() if st.error}
     for sid, error in failed.items():
         sys.stderr.write(f"batsight: error: source {sid}: {error}\n")
     sink_errors = [f"{spec}: {t.error}" for spec, t in zip(specs, threads, strict=True) if t.error is not None]

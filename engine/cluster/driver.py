@@ -34,6 +34,7 @@ from engine.config import SOURCE_ID_RE, Config
 from engine.errors import ClusterError
 from engine.security import ClientCurve
 from engine.sources import build_sources
+from engine.stats import SourceSummary
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +80,16 @@ class ClusterSummary:
         frames: ``pose/`` messages forwarded (all sources), each frame once.
         wall_s: Seconds from :meth:`ClusterRun.start` to the end.
         restarts: Worker restarts after a death (all workers).
-        per_source: ``{source_id: (frames, worker, error or None)}``.
+        per_source: ``{source_id: SourceSummary}`` as in ``batsight run``, from the messages
+            forwarded (``dropped``, ``corrupt``, ``concealed``: the last incarnation's ``eos/``).
+        workers: ``{source_id: worker}``, the worker each source was last given to.
     """
 
     frames: int
     wall_s: float
     restarts: int
-    per_source: dict[str, tuple[int, str, str | None]]
+    per_source: dict[str, SourceSummary]
+    workers: dict[str, str]
 
 
 def partition(source_ids: list[str], per_worker: int) -> list[list[str]]:
@@ -381,5 +385,10 @@ class ClusterRun:
             frames=sum(p.poses for p in progress.values()),
             wall_s=end - self._t0,
             restarts=sum(w.deaths for w in self.workers),
-            per_source={sid: (p.poses, p.worker, p.error) for sid, p in progress.items()},
+            per_source={
+                sid: SourceSummary(frames=p.poses, batter_frames=p.batter_frames, shots=p.shots, dropped=p.dropped,
+                                   corrupt=p.corrupt, error=p.error, concealed=p.concealed, truncated=p.truncated)
+                for sid, p in progress.items()
+            },
+            workers={sid: p.worker for sid, p in progress.items()},
         )

@@ -62,9 +62,12 @@ class _Track:
     next_seq: dict[str, int] = field(default_factory=dict)  # kind -> next seq published
     poses: int = 0  # pose/ messages forwarded, all incarnations
     pose_offset: int = 0  # of those, forwarded before the current incarnation
+    batter_frames: int = 0  # of the poses, those with a batter
+    shots: int = 0  # shot/ messages forwarded
     ended: bool = False
     error: str | None = None
     health: SourceHealth | None = None
+    eos: dict[str, Any] = field(default_factory=dict)  # dropped, corrupt, concealed, reason of its eos/
 
     def last_seq(self) -> dict[str, int]:
         """``kind -> seq`` of the last message of each kind forwarded for the source (``eos/``'s ``last_seq``)."""
@@ -91,6 +94,9 @@ class SourceProgress:
         ended: Its ``eos/`` was forwarded (or published by the driver).
         worker: The worker it was last given to.
         error: The ``error`` of its ``eos/``, ``None`` when it ended well or has not ended.
+        batter_frames: Of the ``pose/`` forwarded, those with a batter; shots: ``shot/`` forwarded.
+        dropped, corrupt, concealed: Those of its ``eos/`` (the last worker incarnation's), 0 before it.
+        truncated: Its ``eos/`` said ``reason: truncated``.
     """
 
     last_pose_index: int | None
@@ -98,6 +104,12 @@ class SourceProgress:
     ended: bool
     worker: str
     error: str | None
+    batter_frames: int = 0
+    shots: int = 0
+    dropped: int = 0
+    corrupt: int = 0
+    concealed: int = 0
+    truncated: bool = False
 
 
 class Forwarder:
@@ -303,7 +315,11 @@ class Forwarder:
         """Every source's :class:`SourceProgress` as of now."""
         def snapshot() -> dict[str, SourceProgress]:
             return {
-                sid: SourceProgress(t.last_index.get("pose"), t.poses, t.ended, t.worker, t.error)
+                sid: SourceProgress(
+                    t.last_index.get("pose"), t.poses, t.ended, t.worker, t.error, t.batter_frames, t.shots,
+                    t.eos.get("dropped", 0), t.eos.get("corrupt", 0), t.eos.get("concealed", 0),
+                    t.eos.get("reason") == "truncated",
+                )
                 for sid, t in self._tracks.items()
             }
 
@@ -317,9 +333,10 @@ class Forwarder:
                 return
             track.ended, track.error = True, error
             health = track.health
+            track.eos = {"dropped": health.dropped if health else 0, "corrupt": health.corrupt if health else 0,
+                         "reason": reason}
             self._publish(EndOfStream(
-                source_id=source_id, frames=track.poses, dropped=health.dropped if health else 0,
-                corrupt=health.corrupt if health else 0, error=error, reason=reason,  # type: ignore[arg-type]
+                source_id=source_id, frames=track.poses, error=error, **track.eos,
             ))
 
         self.call(end)
@@ -420,9 +437,14 @@ class Forwarder:
         header["seq"] = out_seq
         if kind == "pose":
             track.poses += 1
+            track.batter_frames += bool(header.get("batter_found"))
+        elif kind == "shot":
+            track.shots += 1
         elif kind == "eos":
             track.ended = True
             track.error = header.get("error")
+            track.eos = {key: header.get(key, 0) for key in ("dropped", "corrupt", "concealed")}
+            track.eos["reason"] = header.get("reason")
             header["frames"] += track.pose_offset  # frames published by every incarnation
             header["last_seq"] = track.last_seq()  # in the forwarder's numbering, which subscribers see
         parts[1] = msgpack.packb(header, use_bin_type=True)

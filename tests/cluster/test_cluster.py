@@ -87,8 +87,8 @@ def test_sigint_stops_every_worker_and_every_source_sends_eos(ray_cluster, clips
     returned = threading.Event()
     killer = threading.Thread(target=interrupt_once_every_source_published, daemon=True)
     killer.start()
-    result = cli("cluster", "--set", "sinks=[]", *[a for kv in _overrides(clips, ray_cluster.address, endpoint)
-                                                     for a in ("--set", kv)])
+    result = cli("cluster", "--no-progress", "--set", "sinks=[]",
+                 *[a for kv in _overrides(clips, ray_cluster.address, endpoint) for a in ("--set", kv)])
     returned.set()
     killer.join(5)
     messages = collector.join()
@@ -99,8 +99,14 @@ def test_sigint_stops_every_worker_and_every_source_sends_eos(ray_cluster, clips
         frames = _poses(messages, f"net{i}")
         assert 0 < len(frames) < N_FRAMES and frames == list(range(len(frames)))  # stopped early, no gap
         assert eos[0].frames == len(frames)
+        worker = "worker0" if i < 2 else "worker1"  # 2 sources per worker, in config order
+        assert (f"  net{i}: {len(frames)} frames, batter found 100.0%, shots 0, dropped 0, corrupt 0, on {worker}"
+                in result.stdout.splitlines())  # batsight run's line (the fake model always finds the batter)
     final = messages[-1]
     assert isinstance(final, Health) and final.engine_state == "stopped"
+    for i in range(4):  # every frame read was published or dropped, also at the stop
+        [eos] = by_kind(messages, "eos", f"net{i}")
+        assert final.sources[f"net{i}"].frames_in == eos.frames + eos.dropped
 
 
 def test_a_worker_out_of_restarts_gets_its_sources_eos_from_the_driver(ray_cluster, clips, fake_model) -> None:

@@ -9,8 +9,10 @@ values, so a restart, a repeated frame and a loss upstream are exact.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import zmq
@@ -23,7 +25,7 @@ from engine.errors import ConfigError
 from engine.messages import Health
 from engine.publisher import Publisher
 from engine.security import ClientCurve
-from engine.testing import ListSource, make_eos, make_health, make_pose, make_source_health
+from engine.testing import ListSource, make_eos, make_health, make_pose, make_shot, make_source_health
 from engine.wire import encode_message
 from sinks.runtime import Subscriber
 from tests.helpers import ANY_PORT, Collector, by_kind, free_endpoint, wait_until, write_video
@@ -241,3 +243,76 @@ def test_a_worker_runs_its_plan_resuming_a_file_after_the_given_frame(fake_model
     assert [m.frame_index for m in by_kind(messages, "pose", "a")] == list(range(20, 30))
     assert [m.frame_index for m in by_kind(messages, "pose", "b")] == list(range(30))
     assert not by_kind(messages, "pose", "c")
+
+
+def test_the_forwarder_counts_what_the_run_summary_lists_per_source(context) -> None:
+    """Batter frames and shots from the messages forwarded; drops, damage and truncation from each eos/."""
+    forwarder = Forwarder(PublisherConfig(endpoint=ANY_PORT, health_period_s=3600, linger_ms=1000),
+                          {"cam1": "worker0", "cam2": "worker0"})
+    forwarder.open()
+    try:
+        collector = _started(forwarder)
+        worker = FakeWorker(context)
+        forwarder.attach("worker0", worker.endpoint, "node-a", ["cam1", "cam2"])
+        assert worker.subscriptions(1) == [b"\x01"]
+        for i in range(6):  # a batter in frames 0, 2, 4
+            worker.send(make_pose("cam1", i, batter_found=i % 2 == 0), seq=i)
+        worker.send(make_shot("cam1", 0), seq=0)
+        worker.send(make_eos("cam1", frames=6, reason="truncated", dropped=2, corrupt=1), seq=0)
+        worker.send(make_health(sources={"cam2": make_source_health(frames=0, dropped=3, corrupt=4)}), seq=0)
+        wait_until(lambda: forwarder.progress()["cam1"].ended, 10, "cam1's eos relayed")
+        forwarder.detach("worker0")
+        forwarder.end_source("cam2", "error", "worker0 died")  # the driver's eos/ takes the last health/
+        progress = forwarder.progress()
+    finally:
+        forwarder.close()
+    collector.join()
+    cam1, cam2 = progress["cam1"], progress["cam2"]
+    assert (cam1.poses, cam1.batter_frames, cam1.shots) == (6, 3, 1)
+    assert (cam1.dropped, cam1.corrupt, cam1.truncated, cam1.error) == (2, 1, True, None)
+    assert (cam2.poses, cam2.dropped, cam2.corrupt, cam2.truncated, cam2.error) == (0, 3, 4, False, "worker0 died")
+
+
+def test_cluster_takes_no_progress_and_prints_run_s_lines_per_source() -> None:
+    from engine.cli import build_parser
+    from engine.cluster.cli import _print_summary
+    from engine.cluster.driver import ClusterSummary
+    from engine.stats import SourceSummary
+
+    assert build_parser().parse_args(["cluster", "a.mp4", "--no-progress"]).no_progress is True
+    summary = ClusterSummary(frames=50, wall_s=2.0, restarts=1, per_source={
+        "net0": SourceSummary(frames=40, batter_frames=30, shots=2, dropped=1, corrupt=3, error=None, truncated=True),
+        "net1": SourceSummary(frames=10, batter_frames=0, shots=0, dropped=0, corrupt=0, error="gone", concealed=4),
+    }, workers={"net0": "worker0", "net1": "worker1"})
+    out = io.StringIO()
+    _print_summary(summary, out)
+    assert out.getvalue().splitlines() == [
+        "batsight cluster: 50 frames in 2.00 s -> 25.00 fps, 1 worker restarts, dropped 1, corrupt 3",
+        "  net0: 40 frames, batter found 75.0%, shots 2, dropped 1, corrupt 3, truncated, on worker0",
+        "  net1: 10 frames, batter found 0.0%, shots 0, dropped 0, corrupt 0, concealed 4, on worker1, error: gone",
+    ]
+
+
+class _StubRun:
+    """A ``ClusterRun`` stand-in for the command's wait loop: one opened worker with one file source."""
+
+    def __init__(self, frames: list[int]) -> None:
+        self.workers = [SimpleNamespace(phase="running", live={"net0": False})]
+        self._frames = frames  # frames forwarded at each join(); the run ends after the last
+
+    def join(self, timeout_s: float) -> bool:
+        if len(self._frames) > 1:
+            self._frames.pop(0)
+        return len(self._frames) == 1
+
+    def summary(self) -> SimpleNamespace:
+        return SimpleNamespace(frames=self._frames[0])
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_the_cluster_progress_bar_counts_the_frames_forwarded_unless_turned_off(capsys, progress) -> None:
+    from engine.cluster.cli import _join
+
+    _join(_StubRun([0, 5, 12, 30]), progress)
+    bar = capsys.readouterr().err
+    assert ("batsight: 30frame" in bar) is progress  # tqdm without a total: the count, then the rate

@@ -166,3 +166,23 @@ def test_a_model_config_instance_is_accepted_as_it_is():
     model = ModelConfig(device="cpu", keypoint_mode="full")
     assert Config(model=model).model is model
     assert model.model_dump()["keypoint_mode"] == "full" and model.model_dump()["keypoint_weights"] == "COCO_V1"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column", "problem"),
+    [
+        # the second ':' of line 3 (1-based column 15) starts a mapping where none may be
+        ("progress: true\nbatch:\n  max_batch: 4: 5\n", 3, 15, "mapping values are not allowed here"),
+        # the flow sequence opened on line 2 is still open at line 3's ':' (column 2)
+        ("batch:\n  - [1, 2\nb: 3\n", 3, 2,
+         "expected ',' or ']', but got ':' (while parsing a flow sequence from line 2, column 5)"),
+        # BEL (0x07) is the 4th character of line 2
+        ("progress: true\nab:\x07\n", 2, 4, "character #x0007: special characters are not allowed"),
+    ],
+)
+def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path, text, line, column, problem):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(broken)
+    assert str(info.value) == f"config file {broken}, line {line}, column {column}: not valid YAML: {problem}"

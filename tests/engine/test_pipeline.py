@@ -353,3 +353,55 @@ def test_health_rates_use_a_window_not_the_time_since_the_last_call():
     fps_in, fps_out = stats.rates(105.05, 54, window_s=1.0)
     assert fps_in == pytest.approx(14 / 1.05) and fps_out == pytest.approx(12 / 1.05)  # not 4 / 0.05 = 80
     assert len(stats._rate_samples) <= 3  # bounded memory
+
+
+class _GatedModel(FakeKeypointModel):
+    """:class:`FakeKeypointModel` whose ``infer`` waits for ``gate`` (set by the test), so queues fill."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def infer(self, images):
+        self.gate.wait(60)
+        return super().infer(images)
+
+
+def test_a_frame_read_when_sigint_comes_is_published_not_lost(tmp_path):
+    """SIGINT while the reader holds a decoded frame waiting for room: that frame is still published.
+
+    With ``max_batch=1`` and the model held, the batcher takes frame 0, the queue holds frames 1-2
+    (``file_queue_size=2``) and the reader has read frame 3 and waits to queue it: ``frames_in`` is
+    then exactly 4. After SIGINT every frame read is published (the final ``health/`` ``frames_in``
+    equals ``eos/`` ``frames + dropped``).
+    """
+    import signal
+
+    from engine.cli import _install_signal_handlers
+    from engine.sources import build_sources
+    from tests.helpers import write_video
+
+    clip = write_video(tmp_path / "clip.mp4", "h264", 30)
+    config = pipeline_config(["batch.max_batch=1", "source.file_queue_size=2", "shots.enabled=false"])
+    [source] = build_sources([f"clip={clip}"], config.source)
+    model = _GatedModel()
+    pipeline, collector = open_pipeline(config, [source], model)
+    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        _install_signal_handlers({"fn": pipeline.stop})
+        pipeline.start()
+        reader = pipeline.readers[0]
+        wait_until(lambda: reader.frames_in == 4, what="frame 3 read, its queue full")
+        signal.raise_signal(signal.SIGINT)  # the handler calls pipeline.stop() on this thread
+        model.gate.set()
+        assert pipeline.join(timeout_s=30)
+    finally:
+        model.gate.set()
+        signal.signal(signal.SIGINT, saved[0])
+        signal.signal(signal.SIGTERM, saved[1])
+    messages = collector.join()
+    (eos,) = by_kind(messages, "eos", "clip")
+    final = by_kind(messages, "health")[-1].sources["clip"]
+    assert eos.reason == "stopped" and (eos.frames, eos.dropped) == (4, 0)
+    assert (final.frames_in, final.frames_out) == (4, 4)
+    assert [m.frame_index for m in by_kind(messages, "pose", "clip")] == [0, 1, 2, 3]

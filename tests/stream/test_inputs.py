@@ -451,6 +451,19 @@ def test_probe_text_names_rotation_rate_field_and_chosen_stream(cli, tmp_path):
     ]
 
 
+def test_probe_of_a_refused_file_does_not_claim_it_has_no_rotation(cli, tmp_path):
+    """A refused stream is not decoded, so its display matrix (-90 here) is not read: not "no rotation"."""
+    phone = _encode(tmp_path / "phone.mp4", _block_frames(3), 30, rotation=-90)
+    result = cli("probe", "--json", str(phone), "--set", "source.max_pixels=2000")  # 64 x 32 = 2048 pixels
+    assert result.returncode == 1
+    [p] = json.loads(result.stdout)
+    assert p["error"].startswith("video is 64x32 = 2048 pixels, above source.max_pixels = 2000")
+    assert (p["rotation_deg"], p["transform"], p["width"], p["height"]) == (None, None, None, None)
+    text = cli("probe", str(phone), "--set", "source.max_pixels=2000")
+    assert "  video: stream #0 (the only video stream), h264, 64x32, rotation not read (no frame decoded)" in (
+        text.stdout.splitlines())
+
+
 def test_probe_without_sources_describes_the_built_in_input(cli):
     result = cli("probe", "--set", "source.default_frames=12")
     assert result.returncode == 0, result.stderr

@@ -24,7 +24,7 @@ import pytest
 from engine.config import SourceConfig
 from engine.errors import SourceError
 from engine.sources import Source, build_sources, source_plugin
-from stream.decode import stream_fps
+from stream.decode import stream_fps, stream_rate
 from stream.default import DefaultSource
 from stream.pyav import FileSource, UrlSource, WebcamSource
 from stream.redact import redact_url
@@ -115,11 +115,15 @@ def test_real_clips(relative: str, expected_frames: int, hw: tuple[int, int]) ->
 # -- nominal frame rate (fps) --------------------------------------------------------------------
 
 
-def median_pts_rate(path: Path) -> float:
-    """Independent reference: 1 / the median step of the decoded frames' PTS, frames per second."""
+def mean_pts_rate(path: Path) -> float:
+    """Independent reference: 1 / the mean step of the decoded frames' PTS, frames per second.
+
+    The mean, not the median: a 12 fps GIF (delays in 1/100 s) steps 8, 9, 8, 8, 9 ... cs, whose
+    median step says 12.5 fps although the clip runs at 12.
+    """
     with av.open(str(path)) as container:
         times = [float(f.pts * f.time_base) for f in container.decode(video=0) if f.pts is not None]
-    return 1.0 / float(np.median(np.diff(times)))
+    return (len(times) - 1) / (times[-1] - times[0])
 
 
 @pytest.mark.parametrize(
@@ -128,7 +132,7 @@ def median_pts_rate(path: Path) -> float:
         ("clips/cricket/cover_drive_04_nets.mp4", 60.0),  # SOURCES.md: 60 fps
         ("clips/cricket/nets_short_ball_01.mp4", 30.0),  # SOURCES.md: 30 fps
         ("clips/cricket/pull_02.mp4", 25.0),
-        ("clips/cricket/pull_03.gif", 12.5),  # average rate 25/2; FFmpeg's guessed rate says 12
+        ("clips/cricket/pull_03.gif", 12.0),  # FFmpeg's guessed rate; its average rate (25/2) is off
     ],
 )
 def test_real_clip_fps_is_the_stream_rate(relative: str, expected_fps: float) -> None:
@@ -138,7 +142,7 @@ def test_real_clip_fps_is_the_stream_rate(relative: str, expected_fps: float) ->
     source.open()
     try:
         assert source.fps == pytest.approx(expected_fps)
-        assert source.fps == pytest.approx(median_pts_rate(path), rel=1e-3)
+        assert source.fps == pytest.approx(mean_pts_rate(path), rel=1e-3)
         assert source.timeline.nominal_interval_s == pytest.approx(1.0 / expected_fps)  # one value for both
     finally:
         source.close()
@@ -165,11 +169,31 @@ def test_synthetic_clip_fps_is_the_rate_it_was_written_at(
         source.close()
 
 
+def test_a_12_fps_gif_reads_as_12_fps_not_its_average_rate(tmp_path: Path) -> None:
+    """GIF delays are in 1/100 s, so PyAV writes a 12 fps GIF with steps of 8, 9, 8 ... cs.
+
+    FFmpeg's ``average_rate`` (from the first packets) says 12.5; 24 frames over 2.00 s are 12 fps.
+    """
+    path = write_video(tmp_path / "v.gif", "gif", 24, 12)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].average_rate == Fraction(25, 2)  # what the source must not take
+    source = file_source(path)
+    source.open()
+    try:
+        assert source.fps == pytest.approx(12.0)
+        # each PTS is rounded to 1/100 s: over the 1.92 s from first to last frame, 0.5% (12.5 is 4% off)
+        assert source.fps == pytest.approx(mean_pts_rate(path), rel=5e-3)
+    finally:
+        source.close()
+    assert source.probe()["fps"] == pytest.approx(12.0)
+    assert source.probe()["rate_field"] == "guessed_rate"
+
+
 @pytest.mark.parametrize(
     ("rates", "expected"),
     [
         ((Fraction(60), Fraction(60), Fraction(60)), 60.0),
-        ((Fraction(25, 2), Fraction(12), Fraction(12)), 12.5),  # the average rate wins
+        ((Fraction(25, 2), Fraction(12), Fraction(12)), 12.5),  # without frames and duration the average rate wins
         ((None, Fraction(30000, 1001), Fraction(30)), 30000 / 1001),
         ((Fraction(0), None, Fraction(24)), 24.0),  # 0 is no rate
         ((Fraction(-5), Fraction(0), None), None),
@@ -180,6 +204,21 @@ def test_synthetic_clip_fps_is_the_rate_it_was_written_at(
 def test_stream_fps_takes_the_first_usable_rate(rates: tuple, expected: float | None) -> None:
     stream = SimpleNamespace(average_rate=rates[0], guessed_rate=rates[1], base_rate=rates[2])
     assert stream_fps(stream) == (pytest.approx(expected) if expected is not None else None)
+
+
+@pytest.mark.parametrize(
+    ("frames", "duration", "expected"),
+    [
+        (24, 200, (12.0, "guessed_rate")),  # 24 frames in 2.00 s: 12 fps, not the average rate's 12.5
+        (25, 200, (12.5, "average_rate")),  # 25 frames in 2.00 s: the average rate is right
+        (1, 200, (12.5, "average_rate")),  # one frame has no rate: the first usable field
+        (24, 0, (12.5, "average_rate")),  # no duration: likewise
+    ],
+)
+def test_stream_rate_takes_the_field_nearest_the_timestamps_mean_rate(frames, duration, expected) -> None:
+    stream = SimpleNamespace(average_rate=Fraction(25, 2), guessed_rate=Fraction(12), base_rate=Fraction(12),
+                             frames=frames, duration=duration, time_base=Fraction(1, 100))
+    assert stream_rate(stream) == expected
 
 
 def test_default_source_fps_matches_its_timestamps() -> None:
