@@ -171,6 +171,10 @@ class ShotClassifier:
         if self.classes != SHOT_CLASSES:
             msg = f"shot classifier parameters {source}: classes must be {list(SHOT_CLASSES)}, got {list(self.classes)}"
             raise ModelError(msg)
+        if self.model_type not in ("extra_trees", "temporal_cnn"):
+            msg = (f"shot classifier parameters {source}: unknown model type {self.model_type!r} "
+                   "(extra_trees, temporal_cnn)")
+            raise ModelError(msg)
         want = len(feature_names()) if self.model_type == "extra_trees" else SEQUENCE_STEPS * len(CHANNELS)
         if self.feature_set != FEATURE_SET or n_features != want:
             msg = (
