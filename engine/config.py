@@ -325,7 +325,7 @@ class ShotConfig(_Strict):
     fit_degree: int = Field(10, ge=1, le=20, description="max degree of the whole-segment dx(t), dy(t) fits")
     classifier: str = Field("", description="shot classifier parameters JSON; empty = the packaged file")
     min_confidence: float = Field(
-        0.42, ge=0, le=1, description="a pull / cover drive less probable than this is published as other"
+        0.44, ge=0, le=1, description="a pull / cover drive less probable than this is published as other"
     )
 
     @model_validator(mode="after")

@@ -17,13 +17,15 @@ Modules, each usable on its own:
   labels swapped) so that every feature
   describes the *front* arm in a right-hander's frame (the thesis analyses ``left_wrist`` /
   ``left_shoulder`` of a right-hander).
-* :mod:`~engine.shots.features`: :func:`shot_features` / :func:`pose_sequence`, the classifier's
-  inputs of one segment (feature set ``pose_seq_v2``: limb-length-free segment directions, NaN
-  for missing keypoints).
+* :mod:`~engine.shots.features`: :func:`shot_features` / :func:`pose_sequence` /
+  :func:`frame_channels`, the classifier's inputs of one segment or frame (feature set
+  ``pose_seq_v2``: limb-length-free segment directions, NaN for missing keypoints), and
+  :func:`consistent_runs` (where a sequence jumps to another person).
 * :mod:`~engine.shots.augment`: run-time-like augmentation of training sequences.
 * :mod:`~engine.shots.classifier`: :class:`ShotClassifier`, numpy inference of the packaged
   model (``engine/data/shot_classifier_v2.json``, produced by ``python -m engine.tools.train_shots``:
-  extremely randomised trees or a temporal CNN, whichever won grouped CV), temperature-calibrated;
+  extremely randomised trees, a temporal CNN, a frame MLP or the mean of two of them, whichever
+  won grouped CV), temperature-calibrated;
   predictions are averaged over the sequence and its mirror image, so the class does not depend
   on the (inferred) handedness.
 * :mod:`~engine.shots.classify`: ``batsight classify`` for keypoint files made elsewhere.
@@ -38,7 +40,15 @@ source, called from that source's analytics thread.
 
 from engine.shots.analyzer import ShotAnalyzer, ShotResult
 from engine.shots.classifier import SHOT_CLASSES, ShotClassifier, ShotPrediction, softmax
-from engine.shots.features import FEATURE_SET, feature_names, pose_sequence, shot_features
+from engine.shots.features import (
+    FEATURE_SET,
+    consistent_runs,
+    feature_names,
+    frame_channels,
+    pose_channels,
+    pose_sequence,
+    shot_features,
+)
 from engine.shots.handedness import (
     FLIP_INDEX,
     HandednessEstimate,
@@ -63,11 +73,14 @@ __all__ = [
     "ShotSegment",
     "ShotSegmenter",
     "backlift_side",
+    "consistent_runs",
     "feature_names",
+    "frame_channels",
     "infer_handedness",
     "mediapipe33_to_coco17",
     "mirror_keypoints",
     "mirrored_name",
+    "pose_channels",
     "pose_sequence",
     "shot_features",
     "softmax",

@@ -24,13 +24,16 @@ from engine.shots.features import (
     SEQUENCE_STEPS,
     consistent_runs,
     feature_names,
+    frame_channels,
     pose_sequence,
     shot_features,
 )
 from engine.shots.handedness import FLIP_INDEX, mirror_keypoints
 
-__all__ = ["SHOT_CLASSES", "ShotClassifier", "ShotPrediction", "softmax"]
+__all__ = ["MODEL_TYPES", "SHOT_CLASSES", "ShotClassifier", "ShotPrediction", "softmax"]
 
+#: ``model.type`` values of a parameter file: three families and ``mean`` (the mean score of member models).
+MODEL_TYPES: tuple[str, ...] = ("extra_trees", "temporal_cnn", "frame_mlp", "mean")
 #: Class names of the shot classifier, in output order.
 SHOT_CLASSES: tuple[str, ...] = ("pull", "cover_drive", "other")
 #: Floor of tree probabilities before the log (a leaf average of exactly 0 stays finite).
@@ -120,6 +123,36 @@ def _parse_cnn(raw: dict[str, Any], k: int) -> dict[str, np.ndarray]:
     return w
 
 
+def _parse_mlp(raw: dict[str, Any], k: int) -> dict[str, Any]:
+    """Frame MLP weights (see :meth:`ShotClassifier._mlp_proba`); raises ValueError on bad shapes."""
+    c = len(CHANNELS)
+    out: dict[str, Any] = {name: np.asarray(raw[name], dtype=np.float64) for name in ("mean", "std")}
+    if out["mean"].shape != (c,) or out["std"].shape != (c,):
+        msg = f"mlp mean and std must have shape ({c},), got {out['mean'].shape} and {out['std'].shape}"
+        raise ValueError(msg)
+    if not isinstance(raw["nets"], list) or not raw["nets"]:
+        msg = "mlp nets must be a non-empty list"
+        raise ValueError(msg)
+    out["nets"] = []
+    for i, net in enumerate(raw["nets"]):
+        w = {name: np.asarray(net[name], dtype=np.float64) for name in ("w1", "b1", "w2", "b2")}
+        h = w["w1"].shape[0]
+        expected = {"w1": (h, 2 * c), "b1": (h,), "w2": (k, h), "b2": (k,)}
+        for name, shape in expected.items():
+            if w[name].shape != shape:
+                msg = f"mlp net {i} {name} has shape {w[name].shape}, expected {shape}"
+                raise ValueError(msg)
+        out["nets"].append(w)
+    return out
+
+
+def _n_features(model_type: str) -> int:
+    """Input length of a model family: a shot's features, a resampled sequence, or one frame's channels."""
+    if model_type == "extra_trees":
+        return len(feature_names())
+    return SEQUENCE_STEPS * len(CHANNELS) if model_type == "temporal_cnn" else len(CHANNELS)
+
+
 def _conv1d_relu(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """``relu(conv1d(x))`` with kernel 3, padding 1 (as ``torch.nn.Conv1d``): ``[N, Ci, L] -> [N, Co, L]``."""
     length = x.shape[2]
@@ -132,18 +165,24 @@ class ShotClassifier:
     """Numpy inference of the shot classifier (``engine.tools.train_shots``), calibrated.
 
     The parameter file (JSON) holds ``version``, ``classes``, the ``feature`` definition (name and
-    length), ``model.type`` and ``calibration.temperature``, and either
+    length), ``model.type`` (:data:`MODEL_TYPES`) and ``calibration.temperature``, and
 
     * optionally ``fine_classes`` (the model's own output classes, e.g. the ten CricShot10 shot
       types) and ``fine_to_class`` (index into ``classes`` of each): the class probability is the
       sum of its fine classes' probabilities;
-    * ``trees`` (``extra_trees``): per tree parallel node arrays ``feature`` (-1 at leaves),
-      ``threshold``, ``left``, ``right``, ``missing_left`` (where a NaN feature goes) and
-      ``value`` (class distributions at leaves). A sample goes left when ``x[f] <= threshold``.
-      The fine probabilities are the mean leaf distribution; or
-    * ``cnn`` (``temporal_cnn``): per-channel ``mean`` / ``std``, two kernel-3 ReLU convolutions
-      over time on ``[channels, mask]`` (NaN -> 0 after standardising, mask = measured), mean and
-      max pooling over time, one linear layer -> softmax.
+    * ``trees`` (``extra_trees``, on :func:`shot_features`): per tree parallel node arrays
+      ``feature`` (-1 at leaves), ``threshold``, ``left``, ``right``, ``missing_left`` (where a NaN
+      feature goes) and ``value`` (class distributions at leaves). A sample goes left when
+      ``x[f] <= threshold``. The fine probabilities are the mean leaf distribution; or
+    * ``cnn`` (``temporal_cnn``, on :func:`pose_sequence`): per-channel ``mean`` / ``std``, two
+      kernel-3 ReLU convolutions over time on ``[channels, mask]`` (NaN -> 0 after standardising,
+      mask = measured), mean and max pooling over time, one linear layer -> softmax; or
+    * ``mlp`` (``frame_mlp``, on one frame's :func:`frame_channels`): per-channel ``mean`` /
+      ``std`` and ``nets``, each ``[channels, mask]`` -> linear ``w1``, ``b1`` -> ReLU -> linear
+      ``w2``, ``b2`` -> softmax; the fine probabilities are the nets' mean. A sequence's score is
+      the mean over its frames of the frames' scores; or
+    * ``members`` (``mean``): a list of parameter dicts of the other types (their own
+      ``calibration`` is ignored); the score is the mean of the members' scores.
 
     The score of a class is the log of its probability (floored at :data:`PROB_FLOOR`), and the
     published probabilities are ``softmax(score / temperature)`` (temperature scaling, Guo et al. 2017,
@@ -171,11 +210,11 @@ class ShotClassifier:
         if self.classes != SHOT_CLASSES:
             msg = f"shot classifier parameters {source}: classes must be {list(SHOT_CLASSES)}, got {list(self.classes)}"
             raise ModelError(msg)
-        if self.model_type not in ("extra_trees", "temporal_cnn"):
+        if self.model_type not in MODEL_TYPES:
             msg = (f"shot classifier parameters {source}: unknown model type {self.model_type!r} "
-                   "(extra_trees, temporal_cnn)")
+                   f"({', '.join(MODEL_TYPES)})")
             raise ModelError(msg)
-        want = len(feature_names()) if self.model_type == "extra_trees" else SEQUENCE_STEPS * len(CHANNELS)
+        want = _n_features(self.model_type) if self.model_type != "mean" else 0
         if self.feature_set != FEATURE_SET or n_features != want:
             msg = (
                 f"shot classifier parameters {source}: feature set must be {FEATURE_SET!r} with {want} "
@@ -197,16 +236,27 @@ class ShotClassifier:
         k = len(self.fine_classes)
         self._trees: list[tuple[np.ndarray, ...]] = []
         self._cnn: dict[str, np.ndarray] = {}
+        self._mlp: dict[str, Any] = {}
+        self.members: tuple[ShotClassifier, ...] = ()
         try:
             if self.model_type == "extra_trees":
                 self._trees = _parse_trees(params["trees"], n_features, k)
             elif self.model_type == "temporal_cnn":
                 self._cnn = _parse_cnn(params["cnn"], k)
+            elif self.model_type == "frame_mlp":
+                self._mlp = _parse_mlp(params["mlp"], k)
             else:
-                msg = f"unknown model type {self.model_type!r} (extra_trees, temporal_cnn)"
-                raise ValueError(msg)
+                raw = params["members"]
+                if not isinstance(raw, list) or not raw:
+                    msg = "members must be a non-empty list of parameter dicts"
+                    raise ValueError(msg)
         except (KeyError, TypeError, ValueError) as exc:
             raise _invalid(source, exc) from None
+        if self.model_type == "mean":
+            self.members = tuple(ShotClassifier(m, f"{source} member {i}") for i, m in enumerate(raw))
+            if any(m.model_type == "mean" for m in self.members):
+                msg = f"shot classifier parameters {source}: a mean's members cannot be means"
+                raise ModelError(msg)
         self.n_features = n_features
         self.params = params
 
@@ -255,9 +305,15 @@ class ShotClassifier:
 
         :func:`shot_features` for trees, the flattened :func:`pose_sequence` for the CNN; the
         arguments are those of :func:`engine.shots.features.pose_channels`.
+
+        Raises:
+            ValueError: a ``frame_mlp`` or ``mean`` model (they score keypoints: :meth:`keypoint_scores`).
         """
         if self.model_type == "extra_trees":
             return shot_features(keypoints_xy, t_s, keypoints_conf, min_keypoint_conf)
+        if self.model_type != "temporal_cnn":
+            msg = f"a {self.model_type} model scores keypoints (keypoint_scores), not one input vector"
+            raise ValueError(msg)
         seq = pose_sequence(keypoints_xy, t_s, keypoints_conf, min_keypoint_conf)
         return None if seq is None else seq.ravel()
 
@@ -288,17 +344,33 @@ class ShotClassifier:
         pooled = np.concatenate([h.mean(axis=2), h.max(axis=2)], axis=1)
         return softmax(pooled @ w["fc_w"].T + w["fc_b"])
 
+    def _mlp_proba(self, x: np.ndarray) -> np.ndarray:
+        mask = np.isfinite(x)
+        z = np.where(mask, (np.where(mask, x, 0.0) - self._mlp["mean"]) / self._mlp["std"], 0.0)
+        zm = np.concatenate([z, mask.astype(np.float64)], axis=1)
+        probs = [softmax(np.maximum(zm @ w["w1"].T + w["b1"], 0.0) @ w["w2"].T + w["b2"]) for w in self._mlp["nets"]]
+        return np.mean(probs, axis=0)
+
     def fine_proba(self, inputs: np.ndarray) -> np.ndarray:
         """Uncalibrated probabilities of the fine classes (``fine_classes``: the CricShot10 shot types).
 
         Args:
-            inputs: float ``[N, F]`` from :meth:`inputs`; NaN = not measured.
+            inputs: float ``[N, F]`` from :meth:`inputs` (``frame_mlp``: frames' :func:`frame_channels`);
+                NaN = not measured.
 
         Returns:
             float64 ``[N, K]``.
+
+        Raises:
+            ValueError: a ``mean`` model.
         """
+        if self.members:
+            msg = "a mean of models scores keypoints (keypoint_scores), not inputs"
+            raise ValueError(msg)
         x = np.where(np.isinf(inputs), np.nan, np.asarray(inputs, np.float64))
-        return self._tree_proba(x) if self._trees else self._cnn_proba(x)
+        if self._trees:
+            return self._tree_proba(x)
+        return self._cnn_proba(x) if self._cnn else self._mlp_proba(x)
 
     def scores(self, inputs: np.ndarray) -> np.ndarray:
         """Uncalibrated class scores (log-probabilities, floored) of model inputs.
@@ -310,8 +382,11 @@ class ShotClassifier:
             float64 ``[C]`` or ``[N, C]``.
 
         Raises:
-            ValueError: wrong input length.
+            ValueError: wrong input length, or a ``mean`` model.
         """
+        if self.members:
+            msg = "a mean of models scores keypoints (keypoint_scores), not inputs"
+            raise ValueError(msg)
         x = np.array(inputs, dtype=np.float64)
         single = x.ndim == 1
         x = np.atleast_2d(x)
@@ -374,17 +449,21 @@ class ShotClassifier:
         keypoints_conf: np.ndarray | None = None,
         min_keypoint_conf: float = 0.3,
     ) -> np.ndarray | None:
-        """Uncalibrated class scores of one sequence, over every one-person run in it.
+        """Uncalibrated class scores of one sequence (the run-time path of every model type).
 
-        Method: :func:`engine.shots.features.consistent_runs` splits the sequence where the
-        person jumps (another person picked, a camera cut from a close-up to a wide shot); the
-        longest run and every other run of at least :data:`MIN_RUN_FRAMES` frames is scored on
-        its own (its inputs and those of its mirror image, scores averaged); the runs' class
-        probabilities ``exp(score)`` are averaged weighted by their frame counts, and the score
-        is the log of that mean. A sequence that is one run (a tracked batter) gets exactly the
-        scores of :meth:`predict` on its inputs. On CricShot10 grouped CV this added about 0.03
-        (run-time-like) to 0.06 (as recorded) pull-vs-cover-drive balanced accuracy over scoring
-        the longest run alone (README, "Shot classifier").
+        Method, by ``model_type``:
+
+        * ``extra_trees`` / ``temporal_cnn``: :func:`engine.shots.features.consistent_runs` splits
+          the sequence where the person jumps (another person picked, a camera cut from a close-up
+          to a wide shot); the longest run and every other run of at least :data:`MIN_RUN_FRAMES`
+          frames is scored on its own (its inputs and those of its mirror image, scores averaged);
+          the runs' class probabilities ``exp(score)`` are averaged weighted by their frame counts,
+          and the score is the log of that mean. A sequence that is one run (a tracked batter)
+          gets exactly the scores of :meth:`predict` on its inputs.
+        * ``frame_mlp``: every frame showing shoulders and hips is scored on its own
+          (:func:`frame_channels`), the score is the mean over those frames, averaged with the
+          mirror image's.
+        * ``mean``: the mean of the members' scores (members without a score are left out).
 
         Args:
             keypoints_xy: ``[T, 17, 2]`` isotropic x, y (pixels), y down.
@@ -393,7 +472,8 @@ class ShotClassifier:
             min_keypoint_conf: Visibility threshold in [0, 1].
 
         Returns:
-            float64 ``[C]``, or ``None`` when no run has 2 frames showing shoulders and hips.
+            float64 ``[C]``, or ``None`` when fewer than 2 frames (of one run, for the sequence
+            models) show shoulders and hips.
 
         Raises:
             ValueError: wrong shapes.
@@ -401,18 +481,36 @@ class ShotClassifier:
         kp = np.asarray(keypoints_xy, np.float64)
         conf = None if keypoints_conf is None else np.asarray(keypoints_conf, np.float64)
         t = None if t_s is None else np.asarray(t_s, np.float64)
-        runs = consistent_runs(kp, conf, min_keypoint_conf)
-        if t is not None and t.shape != (kp.shape[0],):
-            msg = f"`t_s` must have shape ({kp.shape[0]},), got {t.shape}"
+        if t is not None and (kp.ndim < 1 or t.shape != (kp.shape[0],)):
+            msg = f"`t_s` must have shape ({kp.shape[0] if kp.ndim else 'T'},), got {t.shape}"
             raise ValueError(msg)
+        if self.members:
+            found = [s for m in self.members if (s := m.keypoint_scores(kp, t, conf, min_keypoint_conf)) is not None]
+            return np.mean(found, axis=0) if found else None
+        if self._mlp:
+            return self._frame_scores(kp, conf, min_keypoint_conf)
+        return self._run_scores(kp, t, conf, min_keypoint_conf)
+
+    def _frame_scores(self, kp: np.ndarray, conf: np.ndarray | None, min_keypoint_conf: float) -> np.ndarray | None:
+        """``frame_mlp`` scores: mean over the frames with a torso, both orientations averaged."""
+        rows = frame_channels(kp, conf, min_keypoint_conf)
+        mirrored = frame_channels(mirror_keypoints(kp), None if conf is None else conf[:, _FLIP], min_keypoint_conf)
+        ok = np.isfinite(rows[:, 0])
+        if np.count_nonzero(ok) < 2:
+            return None
+        return 0.5 * (self.scores(rows[ok]).mean(axis=0) + self.scores(mirrored[ok]).mean(axis=0))
+
+    def _run_scores(self, kp: np.ndarray, t: np.ndarray | None, conf: np.ndarray | None,
+                    min_keypoint_conf: float) -> np.ndarray | None:
+        """Sequence-model scores over the one-person runs (see :meth:`keypoint_scores`)."""
         total, weight = np.zeros(len(self.classes)), 0
-        for i, run in enumerate(runs):
+        for i, run in enumerate(consistent_runs(kp, conf, min_keypoint_conf)):
             if i > 0 and run.size < MIN_RUN_FRAMES:
                 break
             c = None if conf is None else conf[run]
             f = self.inputs(kp[run], None if t is None else t[run], c, min_keypoint_conf)
             if f is None:
-                return None if i == 0 else np.log(total / weight)
+                break
             fm = self.inputs(mirror_keypoints(kp[run]), None if t is None else t[run],
                              None if c is None else c[:, _FLIP], min_keypoint_conf)
             s = self.scores(f) if fm is None else 0.5 * (self.scores(f) + self.scores(fm))

@@ -24,8 +24,8 @@ import numpy as np
 
 from engine.types import KEYPOINT_INDEX, NUM_KEYPOINTS, check_array
 
-__all__ = ["CHANNELS", "FEATURE_SET", "SEQUENCE_STEPS", "consistent_runs", "feature_names", "pose_channels",
-           "pose_sequence", "shot_features"]
+__all__ = ["CHANNELS", "FEATURE_SET", "SEQUENCE_STEPS", "consistent_runs", "feature_names", "frame_channels",
+           "pose_channels", "pose_sequence", "shot_features"]
 
 _I = KEYPOINT_INDEX
 _SEGMENTS: tuple[tuple[str, str, str], ...] = (
@@ -214,6 +214,66 @@ def pose_channels(
     cols.append((hands - sh_mid) / arm)
     cols.append((kp[:, _I["left_ankle"]] - kp[:, _I["right_ankle"]]) / leg)
     return np.concatenate(cols, axis=1), t
+
+
+def frame_channels(
+    keypoints_xy: np.ndarray,
+    keypoints_conf: np.ndarray | None = None,
+    min_keypoint_conf: float = 0.3,
+) -> np.ndarray:
+    """:data:`CHANNELS` of every frame on its own (input of the ``frame_mlp`` family).
+
+    The channels of :func:`pose_channels`, but each frame is measured alone: arm and leg lengths
+    are that frame's (mean of the sides measured; 1.2 and 1.5 torso lengths when none is), and
+    no frame is dropped for not looking like its neighbours, so a sequence that jumps between
+    people (CricShot10's MediaPipe picks) still gives the batter's frames.
+
+    Args:
+        keypoints_xy: ``[T, 17, 2]`` x, y in pixels or any *isotropic* unit, y down.
+        keypoints_conf: ``[T, 17]`` confidences, or ``None`` (finite keypoints are visible).
+        min_keypoint_conf: Visibility threshold in [0, 1].
+
+    Returns:
+        float64 ``[T, 28]``; a frame without both shoulders and both hips is all NaN, other
+        channels are NaN where one of their keypoints is missing.
+
+    Raises:
+        ValueError: wrong shapes.
+    """
+    kp = np.array(keypoints_xy, dtype=np.float64)
+    dims: dict[str, int] = {}
+    check_array("keypoints_xy", kp, ("T", NUM_KEYPOINTS, 2), dims=dims)
+    if keypoints_conf is not None:
+        conf = check_array("keypoints_conf", keypoints_conf, ("T", NUM_KEYPOINTS), np.float64, convert=True, dims=dims)
+        kp[conf < min_keypoint_conf] = np.nan
+    sh_mid = (kp[:, _I["left_shoulder"]] + kp[:, _I["right_shoulder"]]) / 2.0
+    hip_mid = (kp[:, _I["left_hip"]] + kp[:, _I["right_hip"]]) / 2.0
+    torso = np.hypot(*(sh_mid - hip_mid).T)
+    ok = np.isfinite(torso) & (torso > 0)
+
+    def length(*pairs: tuple[str, str]) -> np.ndarray:  # [T] summed chain length per side, sides averaged
+        sides = []
+        for side in ("left", "right"):
+            total = sum(np.hypot(*(kp[:, _I[f"{side}_{b}"]] - kp[:, _I[f"{side}_{a}"]]).T) for a, b in pairs)
+            sides.append(np.where(np.isfinite(total) & (total > 0), total, np.nan))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(np.stack(sides), axis=0)
+
+    arm = length(("shoulder", "elbow"), ("elbow", "wrist"))
+    leg = length(("hip", "knee"), ("knee", "ankle"))
+    arm = np.where(np.isfinite(arm), arm, 1.2 * torso)[:, None]
+    leg = np.where(np.isfinite(leg), leg, 1.5 * torso)[:, None]
+    cols = [_unit(sh_mid - hip_mid), _unit(kp[:, _I["nose"]] - sh_mid)]
+    cols += [_unit(kp[:, _I[b]] - kp[:, _I[a]]) for _, a, b in _SEGMENTS]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        hands = np.nanmean(kp[:, [_I["left_wrist"], _I["right_wrist"]]], axis=1)
+    cols.append((hands - sh_mid) / arm)
+    cols.append((kp[:, _I["left_ankle"]] - kp[:, _I["right_ankle"]]) / leg)
+    out = np.concatenate(cols, axis=1)
+    out[~ok] = np.nan
+    return out
 
 
 def _mean_finite(values: list[float]) -> float:

@@ -7,8 +7,11 @@
 * :func:`train_cnn`: a small 1-D temporal CNN in torch (two kernel-3 ReLU convolutions, mean and
   max pooling over time, linear) on :func:`engine.shots.pose_sequence`, exported as plain lists
   for the numpy inference in :class:`engine.shots.ShotClassifier`.
+* :func:`train_frame_mlp`: a one-hidden-layer perceptron in torch on single frames'
+  :func:`engine.shots.features.frame_channels` (each frame labelled with its sequence's class);
+  a sequence is scored by the mean of its frames' log-probabilities.
 
-Both return the model part of the JSON parameter file (``trees`` or ``cnn``).
+Each returns the model part of the JSON parameter file (``trees``, ``cnn`` or ``mlp``).
 """
 
 from __future__ import annotations
@@ -21,13 +24,16 @@ import numpy as np
 from engine.shots import SHOT_CLASSES
 from engine.shots.features import CHANNELS, SEQUENCE_STEPS
 
-__all__ = ["CNN_PARAMS", "TREE_PARAMS", "train_cnn", "train_forest"]
+__all__ = ["CNN_PARAMS", "MLP_PARAMS", "TREE_PARAMS", "train_cnn", "train_forest", "train_frame_mlp"]
 
 #: Fixed tree hyper-parameters (set by hand, not searched: no inner loop to nest).
 TREE_PARAMS: dict[str, Any] = {"n_trees": 60, "max_depth": 8, "min_samples_leaf": 5, "max_features": "sqrt"}
 #: Fixed CNN hyper-parameters (set by hand, not searched).
 CNN_PARAMS: dict[str, Any] = {"hidden": 24, "epochs": 30, "batch": 128, "lr": 3e-3, "weight_decay": 1e-3,
                               "dropout": 0.3}
+#: Fixed frame-MLP hyper-parameters (set by hand, not searched).
+MLP_PARAMS: dict[str, Any] = {"hidden": 64, "epochs": 15, "batch": 256, "lr": 3e-3, "weight_decay": 1e-3,
+                              "dropout": 0.3, "n_nets": 5}
 
 
 def _gini(counts: np.ndarray) -> np.ndarray:
@@ -232,3 +238,84 @@ def _train_cnn(
     return {"cnn": {"mean": np.round(mean, 6).tolist(), "std": np.round(std, 6).tolist(),
                     "conv1_w": lst(conv1.weight), "conv1_b": lst(conv1.bias), "conv2_w": lst(conv2.weight),
                     "conv2_b": lst(conv2.bias), "fc_w": lst(fc.weight), "fc_b": lst(fc.bias)}}
+
+
+def train_frame_mlp(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    seed: int = 0,
+    hidden: int = 64,
+    epochs: int = 15,
+    batch: int = 256,
+    lr: float = 3e-3,
+    weight_decay: float = 1e-3,
+    dropout: float = 0.3,
+    n_nets: int = 5,
+    n_classes: int = len(SHOT_CLASSES),
+    class_weight: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Fit the frame MLP: ``n_nets`` nets from different seeds, probabilities averaged at inference.
+
+    Each net: AdamW, class-weighted cross-entropy, CPU, one thread, seeded. Averaging nets that
+    differ only in their seed (initial weights, batch order) removes most of the spread a single
+    net shows between seeds (3-class balanced accuracy 0.657 and 0.695 on the same CV folds).
+
+    Args:
+        x: float64 ``[N, 28]`` single frames' :func:`engine.shots.features.frame_channels`, NaN = missing.
+        y: int64 ``[N]`` class index of each frame (its sequence's).
+        seed: Seed of torch and of the batch order (deterministic on CPU with one thread).
+        hidden: Hidden units.
+        epochs: Passes over the data.
+        batch: Mini-batch size.
+        lr: AdamW learning rate.
+        weight_decay: AdamW decoupled weight decay.
+        dropout: Dropout probability after the hidden layer (training only).
+        n_nets: Nets to train (seeds ``seed``, ``seed + 1``, ...).
+        n_classes: Number of classes.
+        class_weight: ``[n_classes]`` loss weight per class; ``None`` balances the classes.
+
+    Returns:
+        ``{"mlp": {"mean", "std", "nets": [{"w1", "b1", "w2", "b2"}, ...]}}``: nested lists for
+        :class:`engine.shots.ShotClassifier`.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    x = np.asarray(x, np.float64)
+    mask = np.isfinite(x)
+    with np.errstate(all="ignore"):
+        mean = np.array([np.nanmean(x[:, j]) if mask[:, j].any() else 0.0 for j in range(x.shape[1])])
+        std = np.array([np.nanstd(x[:, j]) if mask[:, j].any() else 1.0 for j in range(x.shape[1])])
+    std = np.where(std > 1e-6, std, 1.0)
+    z = np.where(mask, (np.where(mask, x, 0.0) - mean) / std, 0.0)
+    inp = torch.tensor(np.concatenate([z, mask], axis=1), dtype=torch.float32)
+    target = torch.tensor(np.asarray(y, np.int64))
+    cw = _class_weights(np.asarray(y, np.int64), n_classes) if class_weight is None else class_weight
+    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(np.asarray(cw, np.float64), dtype=torch.float32))
+
+    def lst(t: Any) -> list:
+        return np.round(t.detach().double().numpy(), 6).tolist()
+
+    nets = []
+    try:
+        for k in range(n_nets):
+            torch.manual_seed(seed + k)
+            net = torch.nn.Sequential(torch.nn.Linear(inp.shape[1], hidden), torch.nn.ReLU(),
+                                      torch.nn.Dropout(dropout), torch.nn.Linear(hidden, n_classes))
+            opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+            gen = torch.Generator().manual_seed(seed + k)
+            for _ in range(epochs):
+                order = torch.randperm(inp.shape[0], generator=gen)
+                for i in range(0, inp.shape[0], batch):
+                    b = order[i : i + batch]
+                    loss = loss_fn(net(inp[b]), target[b])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+            nets.append({"w1": lst(net[0].weight), "b1": lst(net[0].bias), "w2": lst(net[3].weight),
+                         "b2": lst(net[3].bias)})
+    finally:
+        torch.set_num_threads(threads)
+    return {"mlp": {"mean": np.round(mean, 6).tolist(), "std": np.round(std, 6).tolist(), "nets": nets}}

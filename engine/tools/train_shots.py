@@ -1,11 +1,13 @@
 """Train the shot classifier and write ``engine/data/shot_classifier_v2.json``.
 
-Run ``python -m engine.tools.train_shots [--data DIR] [--out FILE] [--no-write]``. It compares two
+Run ``python -m engine.tools.train_shots [--data DIR] [--out FILE] [--no-write]``. It compares three
 model families (:mod:`engine.tools.shots_models`: extremely randomised trees on
-:func:`engine.shots.shot_features`, a temporal CNN on :func:`engine.shots.pose_sequence`) by
-grouped cross-validation, calibrates the winner (temperature scaling on out-of-fold scores),
-chooses ``shots.min_confidence``, fits the winner on all data and writes the parameter file that
-:class:`engine.shots.ShotClassifier` loads. Seeded: the same data gives the same file.
+:func:`engine.shots.shot_features`, a temporal CNN on :func:`engine.shots.pose_sequence`, a frame
+MLP on single frames' :func:`engine.shots.features.frame_channels`) and the mean of the scores of
+each pair of them by grouped cross-validation, calibrates the winner (temperature scaling on
+out-of-fold scores), chooses ``shots.min_confidence``, fits the winner on all data and writes the
+parameter file that :class:`engine.shots.ShotClassifier` loads. Seeded: the same data gives the
+same file on the same torch build.
 
 Data: ``../shared/data/real/keypoints/cricshot10_mediapipe33/<class>/<class>_NNNN.npy``, MediaPipe
 Pose landmarks ``[T, 99]`` of CricShot10 clips (see that folder's ``SOURCES.md``). Classes:
@@ -26,10 +28,9 @@ Method:
   than half the class's median nearest-neighbour distance (near-duplicates cut from one clip:
   pull 20/21, cover 5/38, straight 1/35, ...). A group never straddles train and test.
 * CV: stratified grouped 5-fold, repeated over shuffles. The test fold is scored twice: as
-  recorded ("clean") and one augmented version ("run-time-like"). The family with the higher mean
-  of the two 3-class balanced accuracies is packaged. With both families, the mean of their
-  out-of-fold scores is reported too (:func:`summarise_scores`), but never packaged: the run-time
-  classifier holds one family.
+  recorded ("clean") and one augmented version ("run-time-like"). The candidate (a family, or the
+  mean of two families' out-of-fold scores, packaged as ``model.type`` ``mean``) with the highest
+  mean of the two 3-class balanced accuracies is packaged.
 * Calibration: one temperature ``T`` (Guo et al. 2017) minimising the negative log-likelihood of
   the out-of-fold scores; the reported ECE (10 equal-width confidence bins) is cross-fitted: each
   fold's probabilities use a ``T`` fitted on the other folds.
@@ -41,6 +42,7 @@ Method:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -53,9 +55,16 @@ import numpy as np
 
 from engine.shots import FEATURE_SET, SHOT_CLASSES, ShotClassifier, feature_names, mediapipe33_to_coco17, softmax
 from engine.shots.augment import augment_sequence
-from engine.shots.features import CHANNELS, SEQUENCE_STEPS, consistent_runs, pose_sequence, shot_features
+from engine.shots.features import (
+    CHANNELS,
+    SEQUENCE_STEPS,
+    consistent_runs,
+    frame_channels,
+    pose_sequence,
+    shot_features,
+)
 from engine.shots.handedness import mirror_keypoints
-from engine.tools.shots_models import CNN_PARAMS, TREE_PARAMS, train_cnn, train_forest
+from engine.tools.shots_models import CNN_PARAMS, MLP_PARAMS, TREE_PARAMS, train_cnn, train_forest, train_frame_mlp
 
 #: Default data folder, relative to the repository root (``../shared`` of the checkout).
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "keypoints" / "cricshot10_mediapipe33"
@@ -74,7 +83,10 @@ N_AUG = 6
 #: CV figures are also reported separately for sequences whose longest one-person run has at
 #: least this many frames (MediaPipe followed one person) and for the rest.
 RUN_SPLIT = 10
-FAMILIES = ("extra_trees", "temporal_cnn")
+FAMILIES = ("extra_trees", "temporal_cnn", "frame_mlp")
+#: Hyper-parameters of each family (fixed, not searched).
+FAMILY_PARAMS: dict[str, dict[str, Any]] = {"extra_trees": TREE_PARAMS, "temporal_cnn": CNN_PARAMS,
+                                            "frame_mlp": MLP_PARAMS}
 #: The models' own output classes: the CricShot10 folders (pull and cover first); every other folder is ``other``.
 FINE_CLASSES = ("pull", "cover", "defense", "flick", "hook", "late_cut", "lofted", "square_cut", "straight", "sweep")
 #: Class of each fine class (index into SHOT_CLASSES).
@@ -100,6 +112,8 @@ class Dataset:
         run_frames: int64 ``[N]`` frames in the longest one-person run of each sequence as recorded
             (:func:`engine.shots.consistent_runs`), or ``None``; CV figures are also reported
             for sequences with at least :data:`RUN_SPLIT` such frames and for the rest.
+        frame_rows: per sequence, float64 ``[m, 28]`` :func:`frame_channels` of every frame with a
+            torso of every view and orientation (the ``frame_mlp`` family's training rows).
     """
 
     trees: np.ndarray
@@ -112,6 +126,7 @@ class Dataset:
     skipped: list[str]
     keypoints: list[list[tuple[np.ndarray, np.ndarray | None]]]
     run_frames: np.ndarray | None = None
+    frame_rows: list[np.ndarray] | None = None
 
     def inputs(self, family: str) -> np.ndarray:
         """The input array of a model family."""
@@ -196,7 +211,7 @@ def build_dataset(root: Path, n_aug: int = N_AUG, seed: int = 0) -> Dataset:
     rng = np.random.default_rng(seed)
     n_tree, n_seq = len(feature_names()), SEQUENCE_STEPS * len(CHANNELS)
     trees, seqs, valid, labels, folders, groups, names, skipped = [], [], [], [], [], [], [], []
-    keypoints = []
+    keypoints, frame_rows = [], []
     for (folder, name, _, kp), group in zip(items, groups_all, strict=True):
         first = _view_inputs(kp, None)
         if first is None:
@@ -204,10 +219,12 @@ def build_dataset(root: Path, n_aug: int = N_AUG, seed: int = 0) -> Dataset:
             continue
         tv, sv, ok = [first[0]], [first[1]], [True]
         test_views: list[tuple[np.ndarray, np.ndarray | None]] = [(kp, None)]
+        rows = [frame_channels(kp), frame_channels(mirror_keypoints(kp))]
         for _ in range(n_aug):
             aug = augment_sequence(kp, rng)
             if len(test_views) < 2:
                 test_views.append(aug)
+            rows += [frame_channels(aug[0]), frame_channels(mirror_keypoints(aug[0]))]
             res = _view_inputs(*aug)
             ok.append(res is not None)
             tv.append(res[0] if res is not None else np.full((2, n_tree), np.nan))
@@ -220,9 +237,12 @@ def build_dataset(root: Path, n_aug: int = N_AUG, seed: int = 0) -> Dataset:
         groups.append(group)
         names.append(f"{folder}/{name}")
         keypoints.append(test_views)
+        all_rows = np.concatenate(rows)
+        frame_rows.append(all_rows[np.isfinite(all_rows[:, 0])])
     run_frames = np.array([consistent_runs(v[0][0])[0].size for v in keypoints], np.int64)
     return Dataset(np.asarray(trees), np.asarray(seqs), np.asarray(valid), np.asarray(labels, np.int64),
-                   np.asarray(folders), np.asarray(groups, np.int64), names, skipped, keypoints, run_frames)
+                   np.asarray(folders), np.asarray(groups, np.int64), names, skipped, keypoints, run_frames,
+                   frame_rows)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -231,7 +251,8 @@ def build_dataset(root: Path, n_aug: int = N_AUG, seed: int = 0) -> Dataset:
 
 
 def _params(family: str, model: dict[str, Any], temperature: float = 1.0) -> dict[str, Any]:
-    n = len(feature_names()) if family == "extra_trees" else SEQUENCE_STEPS * len(CHANNELS)
+    n = {"extra_trees": len(feature_names()), "temporal_cnn": SEQUENCE_STEPS * len(CHANNELS),
+         "frame_mlp": len(CHANNELS)}.get(family, 0)
     return {"version": VERSION, "classes": list(SHOT_CLASSES), "fine_classes": list(FINE_CLASSES),
             "fine_to_class": list(FINE_TO_CLASS), "feature": {"name": FEATURE_SET, "n_features": n},
             "model": {"type": family}, "calibration": {"temperature": temperature}, **model}
@@ -253,17 +274,26 @@ def fine_class_weights(fine: np.ndarray) -> np.ndarray:
 
 
 def fit_family(data: Dataset, rows: np.ndarray, family: str, seed: int) -> ShotClassifier:
-    """Train ``family`` on every valid view and orientation of the sequences ``rows`` (bool ``[N]``)."""
-    x = data.inputs(family)[rows]  # [n, V, 2, F]
-    ok = data.valid[rows]
-    xs = x[ok].reshape(-1, x.shape[-1])
+    """Train ``family`` on every valid view and orientation of the sequences ``rows`` (bool ``[N]``).
+
+    ``frame_mlp``: on every frame with a torso of those views (:attr:`Dataset.frame_rows`).
+    """
     fine = np.array([FINE_CLASSES.index(f) for f in data.folders[rows]], np.int64)
-    ys = np.repeat(np.broadcast_to(fine[:, None], ok.shape)[ok], 2)
-    kw: dict[str, Any] = {"n_classes": len(FINE_CLASSES), "class_weight": fine_class_weights(ys)}
-    if family == "extra_trees":
-        model = train_forest(xs, ys, seed=seed, **TREE_PARAMS, **kw)
+    if family == "frame_mlp":
+        if data.frame_rows is None:
+            msg = "the dataset has no frame rows"
+            raise ValueError(msg)
+        picked = [data.frame_rows[i] for i in np.flatnonzero(rows)]
+        xs = np.concatenate(picked)
+        ys = np.repeat(fine, [r.shape[0] for r in picked])
     else:
-        model = train_cnn(xs, ys, seed=seed, **CNN_PARAMS, **kw)
+        x = data.inputs(family)[rows]  # [n, V, 2, F]
+        ok = data.valid[rows]
+        xs = x[ok].reshape(-1, x.shape[-1])
+        ys = np.repeat(np.broadcast_to(fine[:, None], ok.shape)[ok], 2)
+    kw: dict[str, Any] = {"n_classes": len(FINE_CLASSES), "class_weight": fine_class_weights(ys)}
+    train = {"extra_trees": train_forest, "temporal_cnn": train_cnn, "frame_mlp": train_frame_mlp}[family]
+    model = train(xs, ys, seed=seed, **FAMILY_PARAMS[family], **kw)
     return ShotClassifier(_params(family, model), "<training>")
 
 
@@ -458,20 +488,37 @@ def _round_tree(tree: dict[str, list]) -> dict[str, list]:
     }
 
 
-def fit_params(data: Dataset, family: str, cv: dict[str, Any], min_confidence: dict[str, Any],
-               *, seed: int = 0) -> dict[str, Any]:
-    """The parameter file's content: ``family`` fitted on all of ``data`` plus its description and CV report."""
+def _member_params(data: Dataset, family: str, seed: int) -> dict[str, Any]:
+    """Parameters of ``family`` fitted on all of ``data`` (temperature 1; no CV report)."""
     clf = fit_family(data, np.ones(data.labels.size, bool), family, seed)
     model = {"trees": [_round_tree(t) for t in clf.params["trees"]]} if family == "extra_trees" else {
-        "cnn": clf.params["cnn"]}
-    counts = {c: int(np.sum(data.labels == i)) for i, c in enumerate(SHOT_CLASSES)}
-    hp = TREE_PARAMS if family == "extra_trees" else CNN_PARAMS
-    params = _params(family, model, round(cv["chosen"]["temperature"], 4))
-    params["feature"] |= {"names": feature_names() if family == "extra_trees" else
-                          [f"{c}@{i}" for i in range(SEQUENCE_STEPS) for c in CHANNELS],
+        k: clf.params[k] for k in ("cnn", "mlp") if k in clf.params}
+    params = _params(family, model)
+    names = {"extra_trees": feature_names(), "frame_mlp": list(CHANNELS)}.get(
+        family, [f"{c}@{i}" for i in range(SEQUENCE_STEPS) for c in CHANNELS])
+    params["feature"] |= {"names": names,
                           "description": "engine.shots.features (pose_seq_v2) of the right-hander-frame keypoints; "
                           "scores of the sequence and its mirror image are averaged"}
-    params["model"] |= {"seed": seed, **hp, "class_weight": "balanced"}
+    params["model"] |= {"seed": seed, **FAMILY_PARAMS[family], "class_weight": "balanced"}
+    return params
+
+
+def fit_params(data: Dataset, candidate: str, cv: dict[str, Any], min_confidence: dict[str, Any],
+               *, seed: int = 0) -> dict[str, Any]:
+    """The parameter file's content: ``candidate`` fitted on all of ``data`` plus its description and CV report.
+
+    ``candidate`` is a family or ``"a+b"``, the mean of two families' scores (``model.type`` ``mean``).
+    """
+    families = candidate.split("+")
+    members = [_member_params(data, f, seed) for f in families]
+    temperature = round(cv["chosen"]["temperature"], 4)
+    if len(members) == 1:
+        params = members[0]
+        params["calibration"] = {"temperature": temperature}
+    else:
+        params = _params("mean", {"members": members}, temperature)
+        params["model"] |= {"members": families}
+    counts = {c: int(np.sum(data.labels == i)) for i, c in enumerate(SHOT_CLASSES)}
     params["calibration"] |= {"method": "temperature scaling on out-of-fold scores of the grouped CV",
                               "ece_clean_raw": cv["chosen"]["clean"]["ece_raw_mean"],
                               "ece_clean_calibrated": cv["chosen"]["clean"]["ece_calibrated_mean"]}
@@ -489,7 +536,7 @@ def fit_params(data: Dataset, family: str, cv: dict[str, Any], min_confidence: d
     }
     params["cv"] = {name: {k: v for k, v in r.items() if k not in ("oof", "scores", "fold_ids")}
                     for name, r in cv.items() if name != "chosen"}
-    params["cv"]["chosen"] = family
+    params["cv"]["chosen"] = candidate
     return params
 
 
@@ -524,7 +571,7 @@ def _report(cv: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: build the views, cross-validate both families, fit the winner, write the file."""
+    """Command line: build the views, cross-validate the families and their pairs, fit the winner, write the file."""
     parser = argparse.ArgumentParser(prog="python -m engine.tools.train_shots", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="cricshot10_mediapipe33 folder")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="parameter file to write")
@@ -543,12 +590,13 @@ def main(argv: list[str] | None = None) -> int:
         results[family] = cross_validate(data, family, k=args.folds, seeds=tuple(range(args.seeds)))
         out.write(_report(results[family]) + f"\n({time.monotonic() - t0:.0f} s)\n")
         out.flush()
-    if len(results) == len(FAMILIES):  # reported, not packaged: the run-time classifier holds one family
-        t, c = (results[f] for f in FAMILIES)
-        mean = {v: [(a + b) / 2.0 for a, b in zip(t["scores"][v], c["scores"][v], strict=True)] for v in t["scores"]}
-        both = {"family": "mean of the two families' scores (report only)", "folds": args.folds,
-                "seeds": t["seeds"], **summarise_scores(data, t["fold_ids"], mean, args.folds)}
-        out.write(_report(both) + "\n")
+    for a, b in itertools.combinations(list(results), 2):  # candidates too: the mean of two families' scores
+        ra, rb = results[a], results[b]
+        mean = {v: [(x + y) / 2.0 for x, y in zip(ra["scores"][v], rb["scores"][v], strict=True)] for v in ra["scores"]}
+        results[f"{a}+{b}"] = {"family": f"{a}+{b} (mean of scores)", "folds": args.folds, "seeds": ra["seeds"],
+                               "scores": mean, "fold_ids": ra["fold_ids"],
+                               **summarise_scores(data, ra["fold_ids"], mean, args.folds)}
+        out.write(_report(results[f"{a}+{b}"]) + "\n")
     chosen = max(results, key=lambda f: results[f]["clean"]["three_class_mean"]
                  + results[f]["runtime_like"]["three_class_mean"])
     cv = results | {"chosen": results[chosen]}

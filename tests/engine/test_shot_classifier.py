@@ -19,7 +19,7 @@ from engine.errors import ModelError
 from engine.shots import SHOT_CLASSES, ShotClassifier, feature_names, mediapipe33_to_coco17, mirror_keypoints, softmax
 from engine.shots.augment import augment_sequence, crop_window, drop_frames, drop_keypoints, scale_limbs, time_warp
 from engine.shots.classifier import MIN_RUN_FRAMES
-from engine.shots.features import CHANNELS, consistent_runs, pose_channels, shot_features
+from engine.shots.features import CHANNELS, consistent_runs, frame_channels, pose_channels, shot_features
 from engine.types import COCO_KEYPOINT_NAMES, KEYPOINT_INDEX
 from tests.conftest import shared_file
 
@@ -151,41 +151,56 @@ def test_segment_directions_do_not_depend_on_limb_lengths():
 # ------------------------------------------------------------------------------------------------
 
 
+def _single_models(clf: ShotClassifier) -> list[ShotClassifier]:
+    return list(clf.members) if clf.model_type == "mean" else [clf]
+
+
 def test_packaged_model_describes_itself_and_matches_the_config_default(classifier):
     p = classifier.params
-    assert p["cv"]["chosen"] == classifier.model_type
+    assert p["cv"]["chosen"] == "+".join(m.model_type for m in _single_models(classifier))
     assert p["calibration"]["temperature"] == classifier.temperature > 0
     assert ShotConfig().min_confidence == p["min_confidence"]["value"]
     from engine.tools.train_shots import DEFAULT_OUT
 
     assert DEFAULT_OUT.stat().st_size < 1_500_000
     rng = np.random.default_rng(0)
-    x = rng.normal(0, 1, (6, classifier.n_features))
-    x[0, :5] = np.nan
-    s = classifier.scores(x)
-    z = s / classifier.temperature
-    expected = np.exp(z - z.max(axis=1, keepdims=True))
-    expected /= expected.sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(classifier.predict_proba(x), expected, atol=1e-12)
-    np.testing.assert_allclose(classifier.predict_proba(x).sum(axis=1), 1.0)
-    np.testing.assert_allclose(softmax(s[:, ::-1], 2.0)[:, ::-1], softmax(s, 2.0))
+    for model in _single_models(classifier):
+        x = rng.normal(0, 1, (6, model.n_features))
+        x[0, :5] = np.nan
+        s = model.scores(x)
+        z = s / model.temperature
+        expected = np.exp(z - z.max(axis=1, keepdims=True))
+        expected /= expected.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(model.predict_proba(x), expected, atol=1e-12)
+        np.testing.assert_allclose(model.predict_proba(x).sum(axis=1), 1.0)
+        np.testing.assert_allclose(softmax(s[:, ::-1], 2.0)[:, ::-1], softmax(s, 2.0))
 
 
 def test_bad_model_parameters_are_refused(classifier):
-    p = classifier.params
+    p = _single_models(classifier)[0].params
     with pytest.raises(ModelError, match="temperature"):
         ShotClassifier(p | {"calibration": {"temperature": 0.0}}, "x.json")
     with pytest.raises(ModelError, match="unknown model type"):
         ShotClassifier(p | {"model": {"type": "svm"}}, "x.json")
     with pytest.raises(ModelError, match="feature set"):
         ShotClassifier(p | {"feature": {"name": "pose_t4_v1", "n_features": 3}}, "x.json")
-    if classifier.model_type == "extra_trees":
+    if p["model"]["type"] == "extra_trees":
         tree = dict(p["trees"][0], left=[5000] * len(p["trees"][0]["left"]))
         with pytest.raises(ModelError, match="out of range"):
             ShotClassifier(p | {"trees": [tree]}, "x.json")
-    else:
+    elif p["model"]["type"] == "temporal_cnn":
         with pytest.raises(ModelError, match="fc_b"):
             ShotClassifier(p | {"cnn": p["cnn"] | {"fc_b": [0.0]}}, "x.json")
+    else:
+        with pytest.raises(ModelError, match="net 0 b2"):
+            ShotClassifier(p | {"mlp": p["mlp"] | {"nets": [p["mlp"]["nets"][0] | {"b2": [0.0]}]}}, "x.json")
+    mean = {**p, "model": {"type": "mean"}, "feature": {"name": p["feature"]["name"], "n_features": 0}}
+    with pytest.raises(ModelError, match="members"):
+        ShotClassifier(mean | {"members": []}, "x.json")
+    with pytest.raises(ModelError, match="cannot be means"):
+        ShotClassifier(mean | {"members": [mean | {"members": [p]}]}, "x.json")
+    with pytest.raises(ModelError, match="member 1"):
+        ShotClassifier(mean | {"members": [p, p | {"calibration": {"temperature": -1.0}}]}, "x.json")
 
 
 def test_packaged_model_on_the_shared_sequences(classifier, cricshot):
@@ -241,6 +256,18 @@ def test_consistent_runs_split_where_another_person_is_picked():
 
 def test_keypoint_scores_weigh_every_long_run_by_its_frames(classifier, cricshot):
     """One run: the longest run's mirror-averaged scores; two runs: their probabilities mixed by frame count."""
+    sequence_models = [m for m in _single_models(classifier) if m.model_type in ("extra_trees", "temporal_cnn")]
+    if sequence_models:
+        classifier = sequence_models[0]
+    else:  # the packaged model scores frames: a small forest on the shared sequences' features instead
+        from engine.tools.shots_models import train_forest
+        from engine.tools.train_shots import _params
+
+        x = np.array([shot_features(k) for _, _, k in cricshot])
+        y = np.array([{"pull": 0, "cover": 1}.get(folder, 2) for folder, _, _ in cricshot])
+        model = train_forest(x, y, seed=0, n_trees=5, max_depth=4, min_samples_leaf=5, max_features="sqrt", n_classes=3)
+        classifier = ShotClassifier(_params("extra_trees", model, 1.0) | {"fine_classes": list(SHOT_CLASSES),
+                                                                        "fine_to_class": [0, 1, 2]})
     pull, cover = (next(k[consistent_runs(k)[0]] for folder, _, k in cricshot if folder == name)
                    for name in ("pull", "cover"))
     assert min(pull.shape[0], cover.shape[0]) >= MIN_RUN_FRAMES
@@ -263,6 +290,73 @@ def test_keypoint_scores_weigh_every_long_run_by_its_frames(classifier, cricshot
     with pytest.raises(ValueError, match="t_s"):
         classifier.keypoint_scores(pull, np.arange(3.0))
     assert classifier.keypoint_scores(np.full((3, 17, 2), np.nan)) is None
+
+
+def test_frame_channels_are_pose_channels_of_each_frame_alone():
+    """Each row equals pose_channels of that frame repeated (a separate code path), NaN rows without a torso."""
+    kp = _pose(9, seed=3)
+    kp[2, KI["left_wrist"]] = np.nan
+    kp[4, KI["left_knee"]] = np.nan
+    kp[5, KI["right_hip"]] = np.nan  # no torso
+    conf = np.ones((9, 17))
+    conf[6, KI["right_elbow"]] = 0.1
+    rows = frame_channels(kp, conf)
+    assert rows.shape == (9, len(CHANNELS)) and np.isnan(rows[5]).all()
+    for i in (0, 1, 2, 3, 4, 6, 7, 8):
+        want = pose_channels(kp[[i, i]], keypoints_conf=conf[[i, i]])[0][0]
+        np.testing.assert_array_equal(np.isnan(rows[i]), np.isnan(want))
+        np.testing.assert_allclose(rows[i], want, atol=1e-12)
+    # by hand for frame 0: the torso direction and the hands in arm lengths
+    sh = (kp[0, KI["left_shoulder"]] + kp[0, KI["right_shoulder"]]) / 2
+    hip = (kp[0, KI["left_hip"]] + kp[0, KI["right_hip"]]) / 2
+    np.testing.assert_allclose(rows[0, :2], (sh - hip) / np.linalg.norm(sh - hip))
+    arm = np.mean([np.linalg.norm(kp[0, KI[f"{s}_elbow"]] - kp[0, KI[f"{s}_shoulder"]])
+                   + np.linalg.norm(kp[0, KI[f"{s}_wrist"]] - kp[0, KI[f"{s}_elbow"]]) for s in ("left", "right")])
+    hands = (kp[0, KI["left_wrist"]] + kp[0, KI["right_wrist"]]) / 2
+    np.testing.assert_allclose(rows[0, CHANNELS.index("hands.x"):CHANNELS.index("hands.y") + 1], (hands - sh) / arm)
+
+
+def test_frame_mlp_numpy_inference_equals_torch_and_scores_the_mean_frame():
+    """A small trained frame MLP: numpy probabilities = a torch forward pass with the same weights."""
+    import torch
+
+    from engine.tools.shots_models import train_frame_mlp
+    from engine.tools.train_shots import _params
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, (300, len(CHANNELS)))
+    x[rng.random(x.shape) < 0.1] = np.nan
+    y = rng.integers(0, 3, 300)
+    params = _params("frame_mlp", train_frame_mlp(x, y, seed=0, epochs=2, hidden=8, n_nets=2, n_classes=3), 1.5)
+    params |= {"fine_classes": list(SHOT_CLASSES), "fine_to_class": [0, 1, 2]}
+    clf = ShotClassifier(params)
+    assert len(params["mlp"]["nets"]) == 2 and params["mlp"]["nets"][0]["w1"] != params["mlp"]["nets"][1]["w1"]
+    xt = torch.tensor(x)
+    mask = torch.isfinite(xt)
+    mean, std = (torch.tensor(params["mlp"][k], dtype=torch.float64) for k in ("mean", "std"))
+    zm = torch.cat([torch.where(mask, (torch.nan_to_num(xt) - mean) / std, torch.zeros(())), mask.double()], 1)
+    want = 0
+    for net in params["mlp"]["nets"]:
+        w = {k: torch.tensor(v, dtype=torch.float64) for k, v in net.items()}
+        h = torch.relu(torch.nn.functional.linear(zm, w["w1"], w["b1"]))
+        want = want + torch.softmax(torch.nn.functional.linear(h, w["w2"], w["b2"]), 1).numpy() / 2
+    np.testing.assert_allclose(clf.fine_proba(x), want, atol=1e-12)
+    kp = _pose(10, seed=4)
+    kp[3, KI["left_hip"]] = np.nan  # a frame without a torso is left out
+    rows, mirrored = frame_channels(kp), frame_channels(mirror_keypoints(kp))
+    keep = np.arange(10) != 3
+    expected = 0.5 * (clf.scores(rows[keep]).mean(axis=0) + clf.scores(mirrored[keep]).mean(axis=0))
+    np.testing.assert_allclose(clf.keypoint_scores(kp), expected, atol=1e-12)
+    assert clf.keypoint_scores(kp[:1]) is None
+    with pytest.raises(ValueError, match="keypoint_scores"):
+        clf.inputs(kp)
+    mean = ShotClassifier(_params("mean", {"members": [params, params | {"calibration": {"temperature": 9.0}}]}, 2.0)
+                          | {"fine_classes": list(SHOT_CLASSES), "fine_to_class": [0, 1, 2]})
+    np.testing.assert_allclose(mean.keypoint_scores(kp), expected, atol=1e-12)  # members' temperatures unused
+    p = mean.predict_keypoints(kp)
+    np.testing.assert_allclose([p.probabilities[c] for c in SHOT_CLASSES], softmax(expected, 2.0))
+    with pytest.raises(ValueError, match="keypoint_scores"):
+        mean.scores(rows)
 
 
 def test_fit_temperature_and_ece_on_known_values():
