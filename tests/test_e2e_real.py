@@ -295,7 +295,8 @@ def test_the_cover_drive_is_segmented_and_classified(real_run):
         frames = range(shot["start_frame"], shot["end_frame"] + 1)
         expected = [sim_by_frame[i][cell] if i in sim_by_frame else np.nan for i in frames]
         np.testing.assert_allclose(shot["_arrays"]["pair_similarity"], np.array(expected, np.float32), rtol=1e-6)
-    best = max(shots, key=lambda s: s["confidence"])
-    assert best["label"] == "cover_drive"  # SOURCES.md: a cover drive; the classifier never saw this clip
-    # the shot covers the swing (SOURCES.md: the drive is in the middle of the 4.5 s clip)
-    assert best["start_s"] < 2.5 < best["end_s"]
+    # SOURCES.md: a cover drive in the middle of the 4.5 s clip; the classifier never saw this clip.
+    # The shot that covers the middle is that drive, whichever shot is the most confident (a second
+    # segment from about 3 s is labelled on its own; README clip table).
+    (drive,) = [s for s in shots if s["start_s"] < 2.5 < s["end_s"]]
+    assert drive["label"] == "cover_drive"

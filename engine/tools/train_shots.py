@@ -292,8 +292,12 @@ def fit_family(data: Dataset, rows: np.ndarray, family: str, seed: int) -> ShotC
         xs = x[ok].reshape(-1, x.shape[-1])
         ys = np.repeat(np.broadcast_to(fine[:, None], ok.shape)[ok], 2)
     kw: dict[str, Any] = {"n_classes": len(FINE_CLASSES), "class_weight": fine_class_weights(ys)}
-    train = {"extra_trees": train_forest, "temporal_cnn": train_cnn, "frame_mlp": train_frame_mlp}[family]
-    model = train(xs, ys, seed=seed, **FAMILY_PARAMS[family], **kw)
+    if family == "extra_trees":
+        model = train_forest(xs, ys, seed=seed, **TREE_PARAMS, **kw)
+    elif family == "temporal_cnn":
+        model = train_cnn(xs, ys, seed=seed, **CNN_PARAMS, **kw)
+    else:
+        model = train_frame_mlp(xs, ys, seed=seed, **MLP_PARAMS, **kw)
     return ShotClassifier(_params(family, model), "<training>")
 
 
@@ -437,7 +441,8 @@ def _by_run_length(data: Dataset, ok: np.ndarray, s: np.ndarray) -> dict[str, An
     """
     if data.run_frames is None:
         return {}
-    y, pc, pred, out = data.labels, data.labels < 2, s.argmax(axis=1), {}
+    y, pc, pred = data.labels, data.labels < 2, s.argmax(axis=1)
+    out: dict[str, Any] = {}
     long_run = data.run_frames >= RUN_SPLIT
     for name, m in (("run_long", ok & long_run), ("run_short", ok & ~long_run)):
         out[f"{name}_three_class"] = balanced_accuracy(y[m], pred[m], [0, 1, 2])
@@ -491,7 +496,7 @@ def _round_tree(tree: dict[str, list]) -> dict[str, list]:
 def _member_params(data: Dataset, family: str, seed: int) -> dict[str, Any]:
     """Parameters of ``family`` fitted on all of ``data`` (temperature 1; no CV report)."""
     clf = fit_family(data, np.ones(data.labels.size, bool), family, seed)
-    model = {"trees": [_round_tree(t) for t in clf.params["trees"]]} if family == "extra_trees" else {
+    model: dict[str, Any] = {"trees": [_round_tree(t) for t in clf.params["trees"]]} if family == "extra_trees" else {
         k: clf.params[k] for k in ("cnn", "mlp") if k in clf.params}
     params = _params(family, model)
     names = {"extra_trees": feature_names(), "frame_mlp": list(CHANNELS)}.get(
