@@ -71,7 +71,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" 
 #: Default output: the packaged parameter file.
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "data" / "shot_classifier_v2.json"
 #: Version written into the parameter file.
-VERSION = "2.0.0"
+VERSION = "2.1.0"
 #: CricShot10 folder -> class.
 FOLDER_CLASS = {"pull": "pull", "cover": "cover_drive"}
 #: Assumed frame aspect (width / height) of the CricShot10 videos (their previews are 320x240).
