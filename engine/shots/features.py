@@ -66,6 +66,24 @@ def feature_names() -> list[str]:
     return names + list(_SCALARS)
 
 
+def _visible_torso(
+    keypoints_xy: np.ndarray, keypoints_conf: np.ndarray | None, min_keypoint_conf: float, dims: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Checked copy of the keypoints (NaN below ``min_keypoint_conf``), shoulder and hip midpoints, torso lengths.
+
+    Returns ``(kp [T, 17, 2], sh_mid [T, 2], hip_mid [T, 2], torso [T])`` (NaN where a keypoint is
+    missing); ``dims`` receives ``T`` for later shape checks. Raises ValueError on wrong shapes.
+    """
+    kp = np.array(keypoints_xy, dtype=np.float64)  # a copy: missing keypoints become NaN below
+    check_array("keypoints_xy", kp, ("T", NUM_KEYPOINTS, 2), dims=dims)
+    if keypoints_conf is not None:
+        conf = check_array("keypoints_conf", keypoints_conf, ("T", NUM_KEYPOINTS), np.float64, convert=True, dims=dims)
+        kp[conf < min_keypoint_conf] = np.nan
+    sh_mid = (kp[:, _I["left_shoulder"]] + kp[:, _I["right_shoulder"]]) / 2.0
+    hip_mid = (kp[:, _I["left_hip"]] + kp[:, _I["right_hip"]]) / 2.0
+    return kp, sh_mid, hip_mid, np.hypot(*(sh_mid - hip_mid).T)
+
+
 def _run_breaks(sh_mid: np.ndarray, torso: np.ndarray, max_jump: float, max_ratio: float) -> np.ndarray:
     """Which frames start a new run: bool ``[n]`` (frame 0 always does).
 
@@ -118,15 +136,7 @@ def consistent_runs(
     Raises:
         ValueError: wrong shapes.
     """
-    kp = np.array(keypoints_xy, dtype=np.float64)
-    dims: dict[str, int] = {}
-    check_array("keypoints_xy", kp, ("T", NUM_KEYPOINTS, 2), dims=dims)
-    if keypoints_conf is not None:
-        conf = check_array("keypoints_conf", keypoints_conf, ("T", NUM_KEYPOINTS), np.float64, convert=True, dims=dims)
-        kp[conf < min_keypoint_conf] = np.nan
-    sh_mid = (kp[:, _I["left_shoulder"]] + kp[:, _I["right_shoulder"]]) / 2.0
-    hip_mid = (kp[:, _I["left_hip"]] + kp[:, _I["right_hip"]]) / 2.0
-    torso = np.hypot(*(sh_mid - hip_mid).T)
+    _, sh_mid, _, torso = _visible_torso(keypoints_xy, keypoints_conf, min_keypoint_conf, {})
     ok = np.flatnonzero(np.isfinite(torso) & (torso > 0))
     if ok.size == 0:
         return []
@@ -177,20 +187,12 @@ def pose_channels(
     Raises:
         ValueError: wrong shapes.
     """
-    kp = np.array(keypoints_xy, dtype=np.float64)  # a copy: missing keypoints become NaN below
     dims: dict[str, int] = {}
-    check_array("keypoints_xy", kp, ("T", NUM_KEYPOINTS, 2), dims=dims)
-    n = kp.shape[0]
-    if keypoints_conf is not None:
-        conf = check_array("keypoints_conf", keypoints_conf, ("T", NUM_KEYPOINTS), np.float64, convert=True, dims=dims)
-        kp[conf < min_keypoint_conf] = np.nan
+    kp, sh_mid, hip_mid, torso = _visible_torso(keypoints_xy, keypoints_conf, min_keypoint_conf, dims)
     if t_s is not None:
         t = check_array("t_s", t_s, ("T",), np.float64, convert=True, dims=dims)
     else:
-        t = np.arange(n, dtype=np.float64)
-    sh_mid = (kp[:, _I["left_shoulder"]] + kp[:, _I["right_shoulder"]]) / 2.0
-    hip_mid = (kp[:, _I["left_hip"]] + kp[:, _I["right_hip"]]) / 2.0
-    torso = np.hypot(*(sh_mid - hip_mid).T)
+        t = np.arange(kp.shape[0], dtype=np.float64)
     ok = np.isfinite(torso) & (torso > 0) & np.isfinite(t)
     if np.count_nonzero(ok) < 2:
         return None
@@ -240,15 +242,7 @@ def frame_channels(
     Raises:
         ValueError: wrong shapes.
     """
-    kp = np.array(keypoints_xy, dtype=np.float64)
-    dims: dict[str, int] = {}
-    check_array("keypoints_xy", kp, ("T", NUM_KEYPOINTS, 2), dims=dims)
-    if keypoints_conf is not None:
-        conf = check_array("keypoints_conf", keypoints_conf, ("T", NUM_KEYPOINTS), np.float64, convert=True, dims=dims)
-        kp[conf < min_keypoint_conf] = np.nan
-    sh_mid = (kp[:, _I["left_shoulder"]] + kp[:, _I["right_shoulder"]]) / 2.0
-    hip_mid = (kp[:, _I["left_hip"]] + kp[:, _I["right_hip"]]) / 2.0
-    torso = np.hypot(*(sh_mid - hip_mid).T)
+    kp, sh_mid, hip_mid, torso = _visible_torso(keypoints_xy, keypoints_conf, min_keypoint_conf, {})
     ok = np.isfinite(torso) & (torso > 0)
 
     def length(*pairs: tuple[str, str]) -> np.ndarray:  # [T] summed chain length per side, sides averaged

@@ -153,6 +153,22 @@ def train_forest(
                       for _ in range(n_trees)]}
 
 
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-channel (last axis) standardisation of float ``[..., C]`` with NaN = missing.
+
+    Returns ``(z, mask, mean, std)``: ``z`` standardised with missing values 0, ``mask`` where
+    ``x`` is finite, and the ``[C]`` mean and std over the measured values (0 and 1 for a channel
+    never measured; a std below 1e-6 becomes 1), as stored in the parameter file.
+    """
+    mask = np.isfinite(x)
+    c = x.shape[-1]
+    with np.errstate(all="ignore"):
+        mean = np.array([np.nanmean(x[..., j]) if mask[..., j].any() else 0.0 for j in range(c)])
+        std = np.array([np.nanstd(x[..., j]) if mask[..., j].any() else 1.0 for j in range(c)])
+    std = np.where(std > 1e-6, std, 1.0)
+    return np.where(mask, (np.where(mask, x, 0.0) - mean) / std, 0.0), mask, mean, std
+
+
 def train_cnn(
     x: np.ndarray,
     y: np.ndarray,
@@ -202,13 +218,7 @@ def _train_cnn(
     """Body of :func:`train_cnn` (``torch`` passed in: imported only when training)."""
     torch.manual_seed(seed)
     c = len(CHANNELS)
-    seq = np.asarray(x, np.float64).reshape(-1, SEQUENCE_STEPS, c)
-    mask = np.isfinite(seq)
-    with np.errstate(all="ignore"):
-        mean = np.array([np.nanmean(seq[..., j]) if mask[..., j].any() else 0.0 for j in range(c)])
-        std = np.array([np.nanstd(seq[..., j]) if mask[..., j].any() else 1.0 for j in range(c)])
-    std = np.where(std > 1e-6, std, 1.0)
-    z = np.where(mask, (np.where(mask, seq, 0.0) - mean) / std, 0.0)
+    z, mask, mean, std = _standardise(np.asarray(x, np.float64).reshape(-1, SEQUENCE_STEPS, c))
     inp = torch.tensor(np.concatenate([z, mask], axis=2).transpose(0, 2, 1), dtype=torch.float32)
     target = torch.tensor(np.asarray(y, np.int64))
     conv1 = torch.nn.Conv1d(2 * c, hidden, 3, padding=1)
@@ -283,13 +293,7 @@ def train_frame_mlp(
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    x = np.asarray(x, np.float64)
-    mask = np.isfinite(x)
-    with np.errstate(all="ignore"):
-        mean = np.array([np.nanmean(x[:, j]) if mask[:, j].any() else 0.0 for j in range(x.shape[1])])
-        std = np.array([np.nanstd(x[:, j]) if mask[:, j].any() else 1.0 for j in range(x.shape[1])])
-    std = np.where(std > 1e-6, std, 1.0)
-    z = np.where(mask, (np.where(mask, x, 0.0) - mean) / std, 0.0)
+    z, mask, mean, std = _standardise(np.asarray(x, np.float64))
     inp = torch.tensor(np.concatenate([z, mask], axis=1), dtype=torch.float32)
     target = torch.tensor(np.asarray(y, np.int64))
     cw = _class_weights(np.asarray(y, np.int64), n_classes) if class_weight is None else class_weight

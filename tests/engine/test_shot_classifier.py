@@ -360,7 +360,7 @@ def test_frame_mlp_numpy_inference_equals_torch_and_scores_the_mean_frame():
 
 
 def test_fit_temperature_and_ece_on_known_values():
-    from engine.tools.train_shots import expected_calibration_error, fit_temperature
+    from engine.tools.shots_metrics import expected_calibration_error, fit_temperature
 
     rng = np.random.default_rng(0)
     scores = rng.normal(0, 3, (20000, 3))

@@ -93,20 +93,25 @@ def test_runner_counts_a_lost_tail_and_a_missing_eos():
     assert runner.lost == 6
 
 
-def test_standalone_sink_that_lost_the_tail_exits_with_one_line(tmp_path):
-    publisher = Publisher(PublisherConfig(endpoint=ANY_PORT, linger_ms=1000))
-    publisher.open()
+def _serve_in_thread(sink: JsonlSink, endpoint: str) -> tuple[threading.Thread, list[BaseException]]:
+    """``serve(sink, endpoint)`` in a started daemon thread; the SinkError it ends with lands in the list."""
     errors: list[BaseException] = []
-    sink = JsonlSink(path=str(tmp_path / "out.jsonl"))
 
     def run() -> None:
         try:
-            serve(sink, publisher.endpoint)
+            serve(sink, endpoint)
         except SinkError as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
+    return thread, errors
+
+
+def test_standalone_sink_that_lost_the_tail_exits_with_one_line(tmp_path):
+    publisher = Publisher(PublisherConfig(endpoint=ANY_PORT, linger_ms=1000))
+    publisher.open()
+    thread, errors = _serve_in_thread(JsonlSink(path=str(tmp_path / "out.jsonl")), publisher.endpoint)
     try:
         assert publisher.wait_for_subscribers(1, timeout_s=30)[1] >= 1
         for i in range(3):
@@ -189,17 +194,8 @@ def test_standalone_sink_whose_engine_went_away_without_its_end_exits_with_one_l
     """A subscriber paused past the engine's linger loses the tail, eos/ and the final health/: it says so."""
     publisher = Publisher(PublisherConfig(endpoint=ANY_PORT, linger_ms=1000))
     publisher.open()
-    errors: list[BaseException] = []
     out = tmp_path / "out.jsonl"
-
-    def run() -> None:
-        try:
-            serve(JsonlSink(path=str(out)), publisher.endpoint)
-        except SinkError as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
+    thread, errors = _serve_in_thread(JsonlSink(path=str(out)), publisher.endpoint)
     try:
         assert publisher.wait_for_subscribers(1, timeout_s=30)[1] >= 1
         for i in range(3):
